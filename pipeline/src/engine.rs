@@ -1,0 +1,441 @@
+//! The incremental engine: stages declare their inputs, parameters and outputs; a stage runs
+//! only when its fingerprint differs from the stamp written with its outputs, and `status` says
+//! what changed.
+//!
+//! A stage's **fingerprint** is a hash of its name and version, the parameters it reads, the
+//! output hashes of the stages it depends on and the content hashes of its inputs outside the
+//! work folder. Its **stamp** (`<workdir>/.genrelab/stamps/<stage>.json`) records those parts, the
+//! hash of every output and a summary of the run. Outputs are written under temporary names and
+//! renamed, and the stamp is written last: a run killed half-way leaves the earlier stages'
+//! stamps intact and no stamp for the killed one, which therefore runs again, and only it.
+//!
+//! Downstream stages see an upstream stage through its outputs' hashes, not through its
+//! fingerprint: a stage that reruns and produces identical outputs leaves its dependents current.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::{Config, Paths};
+use crate::fingerprint::{HashCache, hash_json};
+use crate::PipelineError;
+
+/// What a stage gets when it runs.
+pub struct Ctx<'a> {
+    pub cfg: &'a Config,
+    pub paths: &'a Paths,
+    pub hashes: &'a mut HashCache,
+    /// The user forced this stage (`--force`): e.g. the download stage asks the hub again.
+    pub forced: bool,
+    /// Draw progress bars.
+    pub progress: bool,
+}
+
+/// One step of the pipeline.
+pub trait Stage {
+    fn name(&self) -> &'static str;
+    /// Bump when the stage's code changes what it writes: every stamp of the old version goes stale.
+    fn version(&self) -> u32;
+    fn about(&self) -> &'static str;
+    /// Stages whose outputs this one reads.
+    fn deps(&self) -> &'static [&'static str];
+    /// The parameters this stage reads, and nothing else.
+    fn params(&self, cfg: &Config) -> Value;
+    /// Files or folders outside the work folder that this stage reads (hashed by content).
+    fn external_inputs(&self, _cfg: &Config) -> Vec<PathBuf> {
+        vec![]
+    }
+    /// Files or folders this stage writes.
+    fn outputs(&self, cfg: &Config, paths: &Paths) -> Vec<PathBuf>;
+    /// A check beyond hashes (e.g. that a cached download still exists); Some(reason) = stale.
+    fn still_valid(&self, _cfg: &Config, _paths: &Paths) -> Option<String> {
+        None
+    }
+    /// Do the work; returns a summary recorded in the stamp.
+    fn run(&self, ctx: &mut Ctx) -> Result<Value, PipelineError>;
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputRecord {
+    /// Relative to the work folder when inside it.
+    pub path: PathBuf,
+    pub blake3: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stamp {
+    pub stage: String,
+    pub version: u32,
+    pub fingerprint: String,
+    pub params: Value,
+    /// Output hash of each upstream stage when this one ran.
+    pub deps: BTreeMap<String, String>,
+    /// Content hash of each external input when this one ran.
+    pub externals: BTreeMap<String, String>,
+    pub outputs: Vec<OutputRecord>,
+    /// Hash of all output hashes: what dependents see.
+    pub outputs_hash: String,
+    pub summary: Value,
+    pub finished_at: String,
+    pub seconds: f64,
+    pub genrelab_version: String,
+}
+
+impl Stamp {
+    pub fn load(path: &Path) -> Option<Stamp> {
+        serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    }
+}
+
+/// The current state of a stage's inputs, to compare with its stamp.
+#[derive(Debug, Clone)]
+struct Inputs {
+    params: Value,
+    deps: BTreeMap<String, String>,
+    externals: BTreeMap<String, String>,
+    fingerprint: String,
+}
+
+/// Whether a stage is current, and why not.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StageStatus {
+    pub stage: String,
+    pub current: bool,
+    /// Empty when current.
+    pub reasons: Vec<String>,
+    pub last_run: Option<String>,
+    pub seconds: Option<f64>,
+}
+
+/// What `run` did with one stage.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StageOutcome {
+    pub stage: String,
+    /// `ran`, `skipped` (current) or `failed`.
+    pub action: String,
+    pub reasons: Vec<String>,
+    pub seconds: f64,
+    pub summary: Value,
+}
+
+pub struct Engine {
+    stages: Vec<Box<dyn Stage>>,
+}
+
+fn now() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    format_unix(secs)
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` from Unix seconds (civil-from-days, proleptic Gregorian).
+pub fn format_unix(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Dotted paths where two JSON values differ, as `key: old -> new`.
+pub fn json_diff(prefix: &str, old: &Value, new: &Value, out: &mut Vec<String>) {
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for k in keys {
+                let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                json_diff(&p, a.get(k).unwrap_or(&Value::Null), b.get(k).unwrap_or(&Value::Null), out);
+            }
+        }
+        (a, b) if a != b => out.push(format!("{prefix}: {a} -> {b}")),
+        _ => {}
+    }
+}
+
+impl Engine {
+    pub fn new(stages: Vec<Box<dyn Stage>>) -> Self {
+        Engine { stages }
+    }
+
+    pub fn stage_names(&self) -> Vec<&'static str> {
+        self.stages.iter().map(|s| s.name()).collect()
+    }
+
+    fn find(&self, name: &str) -> Result<&dyn Stage, PipelineError> {
+        self.stages
+            .iter()
+            .find(|s| s.name() == name)
+            .map(|s| s.as_ref())
+            .ok_or_else(|| PipelineError::UnknownStage { name: name.into(), known: self.stage_names().join(", ") })
+    }
+
+    /// The stages needed for `targets` (all when empty), dependencies first.
+    pub fn plan(&self, targets: &[String]) -> Result<Vec<&dyn Stage>, PipelineError> {
+        let mut wanted: Vec<&'static str> = vec![];
+        fn visit(e: &Engine, name: &str, wanted: &mut Vec<&'static str>) -> Result<(), PipelineError> {
+            let s = e.find(name)?;
+            for d in s.deps() {
+                visit(e, d, wanted)?;
+            }
+            if !wanted.contains(&s.name()) {
+                wanted.push(s.name());
+            }
+            Ok(())
+        }
+        if targets.is_empty() {
+            for s in &self.stages {
+                visit(self, s.name(), &mut wanted)?;
+            }
+        } else {
+            for t in targets {
+                visit(self, t, &mut wanted)?;
+            }
+        }
+        wanted.iter().map(|n| self.find(n)).collect()
+    }
+
+    fn inputs(&self, stage: &dyn Stage, cfg: &Config, paths: &Paths, hashes: &mut HashCache) -> Result<Result<Inputs, String>, PipelineError> {
+        let params = stage.params(cfg);
+        let mut deps = BTreeMap::new();
+        for d in stage.deps() {
+            match Stamp::load(&paths.stamp(d)) {
+                Some(s) => deps.insert(d.to_string(), s.outputs_hash),
+                None => return Ok(Err(format!("waits for `{d}`, which has not run"))),
+            };
+        }
+        let mut externals = BTreeMap::new();
+        for p in stage.external_inputs(cfg) {
+            let h = hashes.path(&p).map_err(PipelineError::Failed)?;
+            let Some(h) = h else {
+                return Ok(Err(format!("input {} does not exist", p.display())));
+            };
+            externals.insert(p.display().to_string(), h);
+        }
+        let fingerprint = hash_json(&serde_json::json!({
+            "stage": stage.name(),
+            "version": stage.version(),
+            "params": params,
+            "deps": deps,
+            "externals": externals,
+        }));
+        Ok(Ok(Inputs { params, deps, externals, fingerprint }))
+    }
+
+    /// Why `stage` is stale now (empty = current).
+    fn reasons(&self, stage: &dyn Stage, cfg: &Config, paths: &Paths, hashes: &mut HashCache, upstream_stale: &[&str]) -> Result<Vec<String>, PipelineError> {
+        let mut why: Vec<String> = stage
+            .deps()
+            .iter()
+            .filter(|d| upstream_stale.contains(d))
+            .map(|d| format!("upstream `{d}` is stale"))
+            .collect();
+        let Some(stamp) = Stamp::load(&paths.stamp(stage.name())) else {
+            why.push("never run".into());
+            return Ok(why);
+        };
+        let inputs = match self.inputs(stage, cfg, paths, hashes)? {
+            Ok(i) => i,
+            Err(reason) => {
+                why.push(reason);
+                return Ok(why);
+            }
+        };
+        if inputs.fingerprint == stamp.fingerprint && why.is_empty() {
+            if let Some(r) = self.outputs_changed(&stamp, paths, hashes)? {
+                return Ok(vec![r]);
+            }
+            return Ok(stage.still_valid(cfg, paths).into_iter().collect());
+        }
+        if stamp.version != stage.version() {
+            why.push(format!("stage version changed: {} -> {}", stamp.version, stage.version()));
+        }
+        let mut diffs = vec![];
+        json_diff(stage.name(), &stamp.params, &inputs.params, &mut diffs);
+        why.extend(diffs.into_iter().map(|d| format!("parameter {d}")));
+        for (d, h) in &inputs.deps {
+            if stamp.deps.get(d) != Some(h) {
+                why.push(format!("output of `{d}` changed"));
+            }
+        }
+        for (p, h) in &inputs.externals {
+            if stamp.externals.get(p) != Some(h) {
+                why.push(format!("input {p} changed"));
+            }
+        }
+        for p in stamp.externals.keys().filter(|p| !inputs.externals.contains_key(*p)) {
+            why.push(format!("no longer reads {p}"));
+        }
+        if why.is_empty() {
+            why.push("fingerprint changed".into());
+        }
+        Ok(why)
+    }
+
+    fn outputs_changed(&self, stamp: &Stamp, paths: &Paths, hashes: &mut HashCache) -> Result<Option<String>, PipelineError> {
+        for o in &stamp.outputs {
+            let p = paths.workdir.join(&o.path);
+            match hashes.path(&p).map_err(PipelineError::Failed)? {
+                None => return Ok(Some(format!("output {} is missing", o.path.display()))),
+                Some(h) if h != o.blake3 => return Ok(Some(format!("output {} was modified", o.path.display()))),
+                Some(_) => {}
+            }
+        }
+        Ok(None)
+    }
+
+    /// Current / stale (and why) for the planned stages.
+    pub fn status(&self, cfg: &Config, targets: &[String]) -> Result<Vec<StageStatus>, PipelineError> {
+        let paths = Paths::new(&cfg.workdir);
+        let mut hashes = HashCache::load(&paths.state_dir().join("hashes.json"));
+        let mut stale: Vec<&str> = vec![];
+        let mut out = vec![];
+        for stage in self.plan(targets)? {
+            let reasons = self.reasons(stage, cfg, &paths, &mut hashes, &stale)?;
+            if !reasons.is_empty() {
+                stale.push(stage.name());
+            }
+            let stamp = Stamp::load(&paths.stamp(stage.name()));
+            out.push(StageStatus {
+                stage: stage.name().into(),
+                current: reasons.is_empty(),
+                reasons,
+                last_run: stamp.as_ref().map(|s| s.finished_at.clone()),
+                seconds: stamp.as_ref().map(|s| s.seconds),
+            });
+        }
+        hashes.save();
+        Ok(out)
+    }
+
+    /// Run what is stale among `targets` (and their dependencies); `force` names stages to run
+    /// regardless.
+    pub fn run(&self, cfg: &Config, targets: &[String], force: &[String], progress: bool) -> Result<Vec<StageOutcome>, PipelineError> {
+        for f in force {
+            self.find(f)?;
+        }
+        let paths = Paths::new(&cfg.workdir);
+        std::fs::create_dir_all(paths.state_dir().join("stamps")).map_err(|e| PipelineError::io(paths.state_dir(), e))?;
+        let mut hashes = HashCache::load(&paths.state_dir().join("hashes.json"));
+        let mut outcomes = vec![];
+        for stage in self.plan(targets)? {
+            let forced = force.iter().any(|f| f == stage.name());
+            let mut reasons = self.reasons(stage, cfg, &paths, &mut hashes, &[])?;
+            if forced {
+                reasons.insert(0, "forced".into());
+            }
+            if reasons.is_empty() {
+                tracing::info!(stage = stage.name(), "current, skipped");
+                let o = StageOutcome { stage: stage.name().into(), action: "skipped".into(), reasons, seconds: 0.0, summary: Value::Null };
+                log_event(&paths, &o);
+                outcomes.push(o);
+                continue;
+            }
+            match self.run_stage(stage, cfg, &paths, &mut hashes, forced, progress, &reasons) {
+                Ok(o) => {
+                    log_event(&paths, &o);
+                    outcomes.push(o);
+                }
+                Err(e) => {
+                    let o = StageOutcome { stage: stage.name().into(), action: "failed".into(), reasons: vec![e.to_string()], seconds: 0.0, summary: Value::Null };
+                    log_event(&paths, &o);
+                    hashes.save();
+                    return Err(PipelineError::StageFailed { stage: stage.name().into(), source: Box::new(e) });
+                }
+            }
+        }
+        hashes.save();
+        Ok(outcomes)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_stage(&self, stage: &dyn Stage, cfg: &Config, paths: &Paths, hashes: &mut HashCache, forced: bool, progress: bool, reasons: &[String]) -> Result<StageOutcome, PipelineError> {
+        let span = tracing::info_span!("stage", name = stage.name());
+        let _enter = span.enter();
+        tracing::info!(why = %reasons.join("; "), "running");
+        let inputs = match self.inputs(stage, cfg, paths, hashes)? {
+            Ok(i) => i,
+            Err(reason) => return Err(PipelineError::Failed(reason)),
+        };
+        // Sweep what a killed run may have left, and drop the old stamp: from here until the new
+        // stamp is written, the stage's outputs are not to be trusted.
+        for out in stage.outputs(cfg, paths) {
+            if let Some(dir) = out.parent() {
+                genrelab_store::atomic::remove_stale_temporaries(dir);
+            }
+        }
+        let _ = std::fs::remove_file(paths.stamp(stage.name()));
+        let start = Instant::now();
+        let summary = stage.run(&mut Ctx { cfg, paths, hashes, forced, progress })?;
+        let seconds = start.elapsed().as_secs_f64();
+
+        if std::env::var("GENRELAB_FAULT").is_ok_and(|f| f == format!("abort-before-stamp:{}", stage.name())) {
+            // Fault injection for tests: die like a killed process, outputs written, no stamp.
+            std::process::abort();
+        }
+
+        let mut outputs = vec![];
+        for p in stage.outputs(cfg, paths) {
+            let h = hashes.path(&p).map_err(PipelineError::Failed)?.ok_or_else(|| {
+                PipelineError::Failed(format!("stage `{}` did not write its output {}", stage.name(), p.display()))
+            })?;
+            let rel = p.strip_prefix(&paths.workdir).map(Path::to_path_buf).unwrap_or(p.clone());
+            outputs.push(OutputRecord { path: rel, blake3: h });
+        }
+        let outputs_hash = hash_json(&serde_json::to_value(&outputs).expect("json"));
+        let stamp = Stamp {
+            stage: stage.name().into(),
+            version: stage.version(),
+            fingerprint: inputs.fingerprint,
+            params: inputs.params,
+            deps: inputs.deps,
+            externals: inputs.externals,
+            outputs,
+            outputs_hash,
+            summary: summary.clone(),
+            finished_at: now(),
+            seconds,
+            genrelab_version: env!("CARGO_PKG_VERSION").into(),
+        };
+        let json = serde_json::to_vec_pretty(&stamp).expect("json");
+        genrelab_store::atomic::write_atomic(paths.stamp(stage.name()), &json).map_err(|e| PipelineError::Failed(e.to_string()))?;
+        hashes.save();
+        tracing::info!(seconds = format!("{seconds:.2}"), "done");
+        Ok(StageOutcome { stage: stage.name().into(), action: "ran".into(), reasons: reasons.to_vec(), seconds, summary })
+    }
+}
+
+fn log_event(paths: &Paths, o: &StageOutcome) {
+    let line = serde_json::json!({ "time": now(), "stage": o.stage, "action": o.action, "reasons": o.reasons, "seconds": o.seconds });
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(paths.events()) {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_format_as_utc() {
+        assert_eq!(format_unix(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_unix(1_795_478_400), "2026-11-24T00:00:00Z");
+        assert_eq!(format_unix(951_782_400 + 3661), "2000-02-29T01:01:01Z");
+    }
+
+    #[test]
+    fn json_diff_names_changed_keys() {
+        let mut out = vec![];
+        json_diff("train", &serde_json::json!({"lr": 1e-4, "epochs": 150, "x": {"a": 1}}), &serde_json::json!({"lr": 1e-4, "epochs": 10, "x": {"a": 2}}), &mut out);
+        assert_eq!(out, ["train.epochs: 150 -> 10", "train.x.a: 1 -> 2"]);
+    }
+}

@@ -1,0 +1,151 @@
+//! Content hashes of files and folders, with a cache keyed by (path, size, mtime) so that an
+//! unchanged tree costs one `stat` per file (DVC's state database, in a JSON file). A `touch`
+//! changes the mtime, so the file is hashed again, gives the same hash, and nothing reruns.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Entry {
+    bytes: u64,
+    mtime_ns: u128,
+    blake3: String,
+}
+
+/// Known hashes of files, persisted between runs.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct HashCache {
+    entries: BTreeMap<PathBuf, Entry>,
+    #[serde(skip)]
+    dirty: bool,
+    #[serde(skip)]
+    file: Option<PathBuf>,
+}
+
+impl HashCache {
+    /// Load the cache at `file` (an unreadable or missing cache is an empty one).
+    pub fn load(file: &Path) -> Self {
+        let mut cache: HashCache =
+            std::fs::read(file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        cache.file = Some(file.to_path_buf());
+        cache
+    }
+
+    pub fn save(&mut self) {
+        if let (true, Some(file)) = (self.dirty, &self.file) {
+            if let Ok(json) = serde_json::to_vec(self) {
+                let _ = genrelab_store::atomic::write_atomic(file, &json);
+            }
+            self.dirty = false;
+        }
+    }
+
+    /// `(size, blake3)` of a file, from the cache when its size and mtime are unchanged.
+    pub fn file(&mut self, path: &Path) -> Result<(u64, String), String> {
+        let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mtime_ns = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
+        let key = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        if let Some(e) = self.entries.get(&key) {
+            if e.bytes == meta.len() && e.mtime_ns == mtime_ns {
+                return Ok((e.bytes, e.blake3.clone()));
+            }
+        }
+        let blake3 = hash_file(path)?;
+        self.entries.insert(key, Entry { bytes: meta.len(), mtime_ns, blake3: blake3.clone() });
+        self.dirty = true;
+        Ok((meta.len(), blake3))
+    }
+
+    /// Hash of a file, or of a folder (every file under it, by relative path); None if missing.
+    pub fn path(&mut self, path: &Path) -> Result<Option<String>, String> {
+        let Ok(meta) = std::fs::metadata(path) else { return Ok(None) };
+        if meta.is_file() {
+            return self.file(path).map(|(_, h)| Some(h));
+        }
+        let mut files = vec![];
+        walk(path, path, &mut files);
+        files.sort();
+        let mut h = blake3::Hasher::new();
+        for rel in files {
+            let (_, fh) = self.file(&path.join(&rel))?;
+            h.update(rel.as_bytes());
+            h.update(&[0]);
+            h.update(fh.as_bytes());
+            h.update(&[0]);
+        }
+        Ok(Some(h.finalize().to_hex().to_string()))
+    }
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if genrelab_store::atomic::is_temporary(&p) {
+            continue;
+        }
+        match e.file_type() {
+            Ok(t) if t.is_dir() => walk(root, &p, out),
+            Ok(_) => out.push(p.strip_prefix(root).unwrap_or(&p).to_string_lossy().replace('\\', "/")),
+            Err(_) => {}
+        }
+    }
+}
+
+pub fn hash_file(path: &Path) -> Result<String, String> {
+    let mut f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut h = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| format!("{}: {e}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().to_hex().to_string())
+}
+
+/// Hash of a JSON value in canonical form (object keys sorted, as serde_json's map is).
+pub fn hash_json(v: &serde_json::Value) -> String {
+    blake3::hash(serde_json::to_string(v).expect("json").as_bytes()).to_hex().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_reuses_hashes_and_notices_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("a.bin");
+        std::fs::write(&f, b"one").unwrap();
+        let cache_file = dir.path().join("cache.json");
+        let mut c = HashCache::load(&cache_file);
+        let (n, h1) = c.file(&f).unwrap();
+        assert_eq!(n, 3);
+        c.save();
+        let mut c = HashCache::load(&cache_file);
+        assert_eq!(c.file(&f).unwrap().1, h1);
+        assert!(!c.dirty, "served from the cache");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&f, b"two").unwrap();
+        assert_ne!(c.file(&f).unwrap().1, h1);
+    }
+
+    #[test]
+    fn folder_hash_depends_on_names_and_contents() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("d/sub")).unwrap();
+        std::fs::write(dir.path().join("d/sub/x"), b"1").unwrap();
+        std::fs::write(dir.path().join("d/y"), b"2").unwrap();
+        let mut c = HashCache::default();
+        let h = c.path(&dir.path().join("d")).unwrap().unwrap();
+        std::fs::rename(dir.path().join("d/y"), dir.path().join("d/z")).unwrap();
+        assert_ne!(c.path(&dir.path().join("d")).unwrap().unwrap(), h);
+        assert_eq!(c.path(&dir.path().join("missing")).unwrap(), None);
+    }
+}

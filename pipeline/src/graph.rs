@@ -1,0 +1,140 @@
+//! genrelab's stages as engine [`Stage`]s: what each reads, which parameters, what it writes.
+
+use std::path::PathBuf;
+
+use genrelab_stages::download::{self, DownloadOptions, SourceKind};
+use genrelab_stages::{features, split};
+use genrelab_store::names;
+use serde_json::{Value, json};
+
+use crate::config::{Config, Paths};
+use crate::engine::{Ctx, Engine, Stage};
+use crate::PipelineError;
+
+/// The pipeline in dependency order.
+pub fn engine() -> Engine {
+    Engine::new(vec![Box::new(Download), Box::new(Features), Box::new(Split)])
+}
+
+pub struct Download;
+
+impl Stage for Download {
+    fn name(&self) -> &'static str {
+        "download"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn about(&self) -> &'static str {
+        "fetch GTZAN (hub, tarball, folder or synthetic) and list its clips with checksums"
+    }
+    fn deps(&self) -> &'static [&'static str] {
+        &[]
+    }
+    fn params(&self, cfg: &Config) -> Value {
+        let d = &cfg.download;
+        match d.source {
+            SourceKind::Hub => json!({"source": "hub", "repo": d.repo, "revision": d.revision, "file": d.file}),
+            SourceKind::Tarball => json!({"source": "tarball", "path": d.path}),
+            SourceKind::Folder => json!({"source": "folder", "path": d.path}),
+            SourceKind::Synthetic => json!({"source": "synthetic", "synthetic": d.synthetic}),
+        }
+    }
+    fn external_inputs(&self, cfg: &Config) -> Vec<PathBuf> {
+        match cfg.download.source {
+            SourceKind::Tarball | SourceKind::Folder => cfg.download.path.iter().cloned().collect(),
+            SourceKind::Hub | SourceKind::Synthetic => vec![],
+        }
+    }
+    fn outputs(&self, cfg: &Config, paths: &Paths) -> Vec<PathBuf> {
+        let mut o = vec![paths.download_dir().join(download::MANIFEST)];
+        if cfg.download.source == SourceKind::Synthetic {
+            o.push(paths.download_dir().join(download::SYNTHETIC_DIR));
+        }
+        o
+    }
+    fn still_valid(&self, cfg: &Config, paths: &Paths) -> Option<String> {
+        // A hub download lives in the hub cache, outside the work folder: check it is still there.
+        if cfg.download.source != SourceKind::Hub {
+            return None;
+        }
+        let m = download::read_manifest(&paths.download_dir()).ok()?;
+        match std::fs::metadata(&m.path) {
+            Ok(meta) if meta.len() == m.bytes => None,
+            _ => Some(format!("the downloaded archive {} is gone or changed", m.path.display())),
+        }
+    }
+    fn run(&self, ctx: &mut Ctx) -> Result<Value, PipelineError> {
+        let hashes = &mut *ctx.hashes;
+        let mut hash_file = |p: &std::path::Path| hashes.file(p);
+        let m = download::download(
+            &ctx.cfg.download,
+            &ctx.paths.download_dir(),
+            DownloadOptions { progress: ctx.progress, refetch: ctx.forced, hash_file: &mut hash_file },
+        )?;
+        Ok(json!({"origin": m.origin, "clips": m.clips.len(), "genres": m.genres().len(), "bytes": m.bytes, "sha256": m.sha256}))
+    }
+}
+
+pub struct Features;
+
+impl Stage for Features {
+    fn name(&self) -> &'static str {
+        "features"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn about(&self) -> &'static str {
+        "decode every clip and write the log-mel feature tables (and the rejects)"
+    }
+    fn deps(&self) -> &'static [&'static str] {
+        &["download"]
+    }
+    fn params(&self, cfg: &Config) -> Value {
+        json!(cfg.features)
+    }
+    fn outputs(&self, _cfg: &Config, paths: &Paths) -> Vec<PathBuf> {
+        let s = paths.store_dir();
+        vec![s.join(names::FEATURES), s.join(names::FEATURES_FULL), s.join(names::REJECTS)]
+    }
+    fn run(&self, ctx: &mut Ctx) -> Result<Value, PipelineError> {
+        let source = download::read_manifest(&ctx.paths.download_dir())?;
+        let s = features::extract_features(&source, &ctx.cfg.features, &ctx.paths.store_dir(), ctx.cfg.threads)?;
+        Ok(json!(s))
+    }
+}
+
+pub struct Split;
+
+impl Stage for Split {
+    fn name(&self) -> &'static str {
+        "split"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn about(&self) -> &'static str {
+        "assign every clip to train / valid / test or to a fold, stratified by genre"
+    }
+    fn deps(&self) -> &'static [&'static str] {
+        &["features"]
+    }
+    fn params(&self, cfg: &Config) -> Value {
+        json!(cfg.split)
+    }
+    fn external_inputs(&self, cfg: &Config) -> Vec<PathBuf> {
+        match (&cfg.split.protocol, &cfg.split.lists) {
+            (split::Protocol::Filtered, Some(dir)) => {
+                ["train", "valid", "test"].iter().map(|p| dir.join(format!("{p}_filtered.txt"))).collect()
+            }
+            _ => vec![],
+        }
+    }
+    fn outputs(&self, _cfg: &Config, paths: &Paths) -> Vec<PathBuf> {
+        vec![paths.store_dir().join(names::SPLIT)]
+    }
+    fn run(&self, ctx: &mut Ctx) -> Result<Value, PipelineError> {
+        Ok(json!(split::make_split(&ctx.paths.store_dir(), &ctx.cfg.split)?))
+    }
+}

@@ -1,0 +1,149 @@
+//! `genrelab`: the command line. It parses flags and wires the crates together; the work is in
+//! `genrelab-pipeline` (the engine and the stage graph), `genrelab-stages` and `genrelab-store`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use genrelab_pipeline::{Config, graph};
+use genrelab_store::query::{self, Format};
+
+#[derive(Parser)]
+#[command(name = "genrelab", version, about = "Music genre classification as an incremental pipeline with a Parquet feature store")]
+struct Cli {
+    /// The configuration file (TOML). Relative paths inside it are relative to its folder.
+    #[arg(short, long, global = true, default_value = "genrelab.toml", env = "GENRELAB_CONFIG")]
+    config: PathBuf,
+    /// Less output (warnings and errors only).
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the stages that are not current (all, or the named ones and what they need).
+    Run {
+        /// Stages to bring up to date: download, features, split. None = all.
+        stages: Vec<String>,
+        /// Run this stage even if it is current (repeatable).
+        #[arg(long)]
+        force: Vec<String>,
+        /// Print what ran as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show each stage as current or stale, and why.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run SQL (polars) over the feature store's tables: features, features_full, rejects, split.
+    Query {
+        sql: String,
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        #[arg(long)]
+        csv: bool,
+        /// Rows to show in the terminal table.
+        #[arg(long, default_value_t = 50)]
+        rows: usize,
+    },
+    /// Print the effective configuration, defaults included.
+    Config,
+    /// List the stages and what each does.
+    Stages,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(if cli.quiet { "warn" } else { "info" }));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .with_target(false)
+        .init();
+    if let Err(e) = run(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn load_config(path: &PathBuf) -> Result<Config> {
+    if !path.exists() {
+        bail!(
+            "no configuration file {} (use --config FILE; `configs/demo.toml` runs the synthetic demo)",
+            path.display()
+        );
+    }
+    Ok(Config::load(path)?)
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let engine = graph::engine();
+    match cli.command {
+        Command::Run { stages, force, json } => {
+            let cfg = load_config(&cli.config)?;
+            let outcomes = engine.run(&cfg, &stages, &force, std::io::stderr().is_terminal())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&outcomes)?);
+            } else {
+                println!("{:<10} {:<8} {:>8}  why", "stage", "action", "time");
+                for o in &outcomes {
+                    let time = if o.action == "ran" { format!("{:.2}s", o.seconds) } else { "-".into() };
+                    let why = if o.reasons.is_empty() { "current".into() } else { o.reasons.join("; ") };
+                    println!("{:<10} {:<8} {:>8}  {}", o.stage, o.action, time, why);
+                }
+            }
+        }
+        Command::Status { json } => {
+            let cfg = load_config(&cli.config)?;
+            let status = engine.status(&cfg, &[])?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                println!("work folder: {}", cfg.workdir.display());
+                println!("{:<10} {:<8} {:<21} why", "stage", "state", "last run");
+                for s in &status {
+                    let state = if s.current { "current" } else { "stale" };
+                    println!("{:<10} {:<8} {:<21} {}", s.stage, state, s.last_run.as_deref().unwrap_or("-"), s.reasons.join("; "));
+                }
+            }
+        }
+        Command::Query { sql, json, csv, rows } => {
+            let cfg = load_config(&cli.config)?;
+            let store = genrelab_pipeline::Paths::new(&cfg.workdir).store_dir();
+            let mut df = query::sql(&store, &sql).with_context(|| format!("in store {}", store.display()))?;
+            let format = if json { Format::Json } else if csv { Format::Csv } else { Format::Table };
+            if format == Format::Table {
+                // SAFETY: set before any other thread reads the environment (polars reads it when printing).
+                unsafe {
+                    std::env::set_var("POLARS_FMT_MAX_ROWS", rows.to_string());
+                    std::env::set_var("POLARS_FMT_STR_LEN", "40");
+                    std::env::set_var("POLARS_FMT_TABLE_ROUNDED_CORNERS", "1");
+                }
+            }
+            print!("{}", query::render(&mut df, format)?);
+            if format == Format::Table {
+                println!();
+            }
+        }
+        Command::Config => {
+            let cfg = if cli.config.exists() { Config::load(&cli.config)? } else { Config::default() };
+            print!("{}", cfg.to_toml());
+        }
+        Command::Stages => {
+            for name in engine.stage_names() {
+                let plan = engine.plan(&[name.to_string()])?;
+                let s = plan.last().expect("plan ends with the stage");
+                println!("{:<10} needs [{}]: {}", name, s.deps().join(", "), s.about());
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,208 @@
+//! The download stage: make the raw clips available and list them in a [`SourceManifest`].
+//!
+//! Four sources, chosen by `download.source` in the configuration:
+//! - `hub`: `data/genres.tar.gz` of the dataset repo `marsyas/gtzan` on the Hugging Face hub
+//!   (repo, revision and file configurable), through hf-hub into its cache. `HF_ENDPOINT`,
+//!   `HF_HOME` and `HF_TOKEN` are honoured as by every Hugging Face tool. The archive's SHA-256 is
+//!   checked against the hub's LFS checksum (the blob's name) when there is one;
+//! - `tarball`: a local `genres.tar.gz` (or `.tar`);
+//! - `folder`: a local folder in the Marsyas or Kaggle layout;
+//! - `synthetic`: the built-in synthetic genre set, generated into the stage's folder.
+//!
+//! Whatever the source, the output is `source.json`: the container, its checksum and every clip
+//! with its size and blake3 hash. Archives are read through once here, which both lists their
+//! clips and proves that they are complete.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::StageError;
+use crate::source::{Container, SourceManifest, scan_folder, scan_tarball};
+use crate::synthetic::{self, SyntheticConfig};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    Hub,
+    Tarball,
+    Folder,
+    Synthetic,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DownloadConfig {
+    pub source: SourceKind,
+    /// Hub dataset repository, revision (branch, tag or commit) and file within it.
+    pub repo: String,
+    pub revision: String,
+    pub file: String,
+    /// The tarball or folder, for `tarball` and `folder` sources.
+    pub path: Option<PathBuf>,
+    pub synthetic: SyntheticConfig,
+}
+
+impl Default for DownloadConfig {
+    fn default() -> Self {
+        DownloadConfig {
+            source: SourceKind::Hub,
+            repo: "marsyas/gtzan".into(),
+            revision: "main".into(),
+            file: "data/genres.tar.gz".into(),
+            path: None,
+            synthetic: SyntheticConfig::default(),
+        }
+    }
+}
+
+pub const MANIFEST: &str = "source.json";
+pub const SYNTHETIC_DIR: &str = "synthetic";
+
+/// Options that are not parameters of the result.
+pub struct DownloadOptions<'a> {
+    /// Show a progress bar for hub downloads.
+    pub progress: bool,
+    /// Ask the hub again even when the file is cached.
+    pub refetch: bool,
+    /// Hash a local file: `(size, blake3 hex)`; the engine passes one that remembers hashes.
+    pub hash_file: &'a mut dyn FnMut(&Path) -> Result<(u64, String), String>,
+}
+
+/// Run the stage: fetch or locate the clips and write `out_dir/source.json`.
+pub fn download(cfg: &DownloadConfig, out_dir: &Path, opts: DownloadOptions) -> Result<SourceManifest, StageError> {
+    let need_path = || {
+        cfg.path.clone().ok_or_else(|| {
+            StageError::Config(format!("download.source = {:?} needs download.path", cfg.source))
+        })
+    };
+    let manifest = match cfg.source {
+        SourceKind::Hub => {
+            let path = fetch_from_hub(cfg, opts.progress, opts.refetch)?;
+            tarball_manifest(&path, format!("hub:{}@{}/{}", cfg.repo, cfg.revision, cfg.file))?
+        }
+        SourceKind::Tarball => {
+            let path = need_path()?;
+            tarball_manifest(&path, format!("tarball:{}", path.display()))?
+        }
+        SourceKind::Folder => {
+            let path = need_path()?;
+            folder_manifest(&path, format!("folder:{}", path.display()), opts.hash_file)?
+        }
+        SourceKind::Synthetic => {
+            let root = out_dir.join(SYNTHETIC_DIR);
+            if root.exists() {
+                std::fs::remove_dir_all(&root).map_err(|e| StageError::io(&root, e))?;
+            }
+            let n = synthetic::write_set(&cfg.synthetic, &root).map_err(StageError::Config)?;
+            tracing::info!(clips = n, folder = %root.display(), "generated the synthetic genre set");
+            folder_manifest(&root, "synthetic".into(), opts.hash_file)?
+        }
+    };
+    let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
+    genrelab_store::atomic::write_atomic(out_dir.join(MANIFEST), &json)?;
+    tracing::info!(origin = %manifest.origin, clips = manifest.clips.len(), genres = manifest.genres().len(), "source ready");
+    Ok(manifest)
+}
+
+pub fn read_manifest(out_dir: &Path) -> Result<SourceManifest, StageError> {
+    let path = out_dir.join(MANIFEST);
+    let bytes = std::fs::read(&path).map_err(|e| StageError::io(&path, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| StageError::Source(format!("{}: {e}", path.display())))
+}
+
+fn absolute(path: &Path) -> Result<PathBuf, StageError> {
+    std::fs::canonicalize(path).map_err(|e| StageError::io(path, e))
+}
+
+fn tarball_manifest(path: &Path, origin: String) -> Result<SourceManifest, StageError> {
+    let path = absolute(path)?;
+    let (bytes, sha256) = sha256_file(&path)?;
+    let (layout, clips) = scan_tarball(&path).map_err(StageError::Source)?;
+    Ok(SourceManifest { origin, container: Container::Tarball, path, layout, bytes, sha256: Some(sha256), clips })
+}
+
+fn folder_manifest(
+    root: &Path,
+    origin: String,
+    hash: &mut dyn FnMut(&Path) -> Result<(u64, String), String>,
+) -> Result<SourceManifest, StageError> {
+    let root = absolute(root)?;
+    let (layout, clips) = scan_folder(&root, hash).map_err(StageError::Source)?;
+    let bytes = clips.iter().map(|c| c.bytes).sum();
+    Ok(SourceManifest { origin, container: Container::Folder, path: root, layout, bytes, sha256: None, clips })
+}
+
+pub fn sha256_file(path: &Path) -> Result<(u64, String), StageError> {
+    let mut f = std::fs::File::open(path).map_err(|e| StageError::io(path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(|e| StageError::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+    Ok((total, hex::encode(hasher.finalize())))
+}
+
+/// Fetch the configured file from the hub into hf-hub's cache; returns the cached file's path.
+fn fetch_from_hub(cfg: &DownloadConfig, progress: bool, refetch: bool) -> Result<PathBuf, StageError> {
+    use hf_hub::api::sync::ApiBuilder;
+    use hf_hub::{Repo, RepoType};
+
+    let mut builder = ApiBuilder::from_env().with_progress(progress).with_retries(2);
+    if let Ok(token) = std::env::var("HF_TOKEN") {
+        if !token.is_empty() {
+            builder = builder.with_token(Some(token));
+        }
+    }
+    let api = builder.build().map_err(|e| StageError::Config(format!("hub client: {e}")))?;
+    let repo = api.repo(Repo::with_revision(cfg.repo.clone(), RepoType::Dataset, cfg.revision.clone()));
+    let url = repo.url(&cfg.file);
+    let fail = |message: String| StageError::Download { url: url.clone(), message };
+    tracing::info!(%url, "fetching from the hub");
+    let blobs = hf_hub::Cache::from_env()
+        .path()
+        .join(Repo::with_revision(cfg.repo.clone(), RepoType::Dataset, cfg.revision.clone()).folder_name())
+        .join("blobs");
+    let result = if refetch { repo.download(&cfg.file) } else { repo.get(&cfg.file) };
+    let path = match result {
+        Ok(p) => p,
+        Err(e) => {
+            remove_partial_blobs(&blobs);
+            return Err(fail(e.to_string()));
+        }
+    };
+    // hf-hub names an LFS blob by its SHA-256: check the bytes we got against it.
+    let blob = std::fs::canonicalize(&path).map_err(|e| StageError::io(&path, e))?;
+    let name = blob.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if name.len() == 64 && name.chars().all(|c| c.is_ascii_hexdigit()) {
+        let (_, sha) = sha256_file(&blob)?;
+        if sha != name {
+            let _ = std::fs::remove_file(&blob);
+            let _ = std::fs::remove_file(&path);
+            remove_partial_blobs(&blobs);
+            return Err(fail(format!(
+                "checksum mismatch: got SHA-256 {sha}, the hub announced {name}; the damaged file was removed"
+            )));
+        }
+    }
+    Ok(blob)
+}
+
+/// hf-hub leaves `*.sync.part` files (for resuming) and `*.lock` files behind when a fetch
+/// fails; a failed fetch must leave nothing half-written, so both go.
+fn remove_partial_blobs(blobs: &Path) {
+    for e in std::fs::read_dir(blobs).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".part") || name.ends_with(".lock") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! # genrelab-stages: what each pipeline stage does
+//!
+//! Each stage is a function from inputs to outputs, unaware of the incremental engine that
+//! decides when to call it (`genrelab-pipeline`):
+//!
+//! - [`download`]: make the raw clips available (Hugging Face hub, a local tarball or folder, or
+//!   the built-in [`synthetic`] set) and list them with their checksums in a [`source`] manifest;
+//! - [`features`]: decode ([`audio`]) and turn every clip into the study's log-mel ([`logmel`]),
+//!   into the feature store;
+//! - [`split`]: the train / valid / test parts or folds, as a table in the store.
+
+pub mod audio;
+pub mod download;
+pub mod error;
+pub mod features;
+pub mod layout;
+pub mod logmel;
+mod progress;
+pub mod source;
+pub mod split;
+pub mod synthetic;
+
+pub use error::StageError;
+pub use logmel::{FeatureConfig, LogMel};

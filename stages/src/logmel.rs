@@ -1,0 +1,466 @@
+//! The audio front end: samples in, the study's log-mel spectrogram out.
+//!
+//! One function, [`log_mel`], serves the features stage, prediction and the parity tests, so a
+//! model never sees numbers made another way. It follows librosa 0.10 (what the study used):
+//!
+//! ```text
+//! samples (mono f32 at sample_rate)
+//!   -> STFT: n_fft-point real FFT, periodic Hann window, frames centred (zero-padded by n_fft/2
+//!      on both sides, librosa's pad_mode="constant"), one frame every hop_length samples:
+//!      1 + len / hop_length frames of n_fft/2 + 1 bins
+//!   -> power |X|^2 through n_mels triangular filters on the Slaney mel scale with Slaney
+//!      (area) normalisation, fmin..fmax (librosa.filters.mel defaults):     n_mels x frames
+//!   -> dB: 10 log10(max(1e-10, S)) - 10 log10(max(1e-10, max S)), floored at -top_db
+//!      (librosa.power_to_db(S, ref=np.max, top_db=80)): 0 dB is the clip's loudest cell
+//!   -> pad (with pad_db) or cut to `frames` columns:                         n_mels x frames
+//!   -> resize to out_mels x out_frames:                        the study's 64 x 100 input
+//! ```
+//!
+//! With the defaults a 30 s GTZAN clip (661,794 samples) gives 1,293 STFT frames, cut to 1,291.
+
+use std::f64::consts::PI;
+use std::sync::Arc;
+
+use realfft::{RealFftPlanner, RealToComplex};
+use serde::{Deserialize, Serialize};
+
+/// Every number that decides what a feature value means. Hashed into the pipeline's fingerprint
+/// and written into the metadata of every feature table; training and prediction read it back
+/// from there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeatureConfig {
+    /// Audio is resampled to this rate (Hz) before anything else; GTZAN is 22,050 Hz already.
+    pub sample_rate: u32,
+    /// FFT size = window length, in samples (2048 = 93 ms at 22,050 Hz).
+    pub n_fft: usize,
+    /// Samples between frame starts (512 = 23 ms: 43 frames per second).
+    pub hop_length: usize,
+    /// Mel bands of the full-resolution spectrogram.
+    pub n_mels: usize,
+    /// Lowest and highest filter edge in Hz; `fmax` unset means sample_rate / 2.
+    pub fmin: f64,
+    pub fmax: Option<f64>,
+    /// Dynamic range kept below the clip's maximum, in dB.
+    pub top_db: f32,
+    /// Frames kept per clip (1,291 frames = 29.98 s).
+    pub frames: usize,
+    /// Value of padded frames, in dB. The study padded with numpy's default constant, 0.
+    pub pad_db: f32,
+    /// Size of the model input after resizing (the study's 64 x 100).
+    pub out_mels: usize,
+    pub out_frames: usize,
+    /// How the resize interpolates.
+    pub resize: Resize,
+}
+
+impl Default for FeatureConfig {
+    fn default() -> Self {
+        FeatureConfig {
+            sample_rate: 22_050,
+            n_fft: 2048,
+            hop_length: 512,
+            n_mels: 128,
+            fmin: 0.0,
+            fmax: None,
+            top_db: 80.0,
+            frames: 1291,
+            pad_db: 0.0,
+            out_mels: 64,
+            out_frames: 100,
+            resize: Resize::Antialiased,
+        }
+    }
+}
+
+/// Interpolation used to shrink the spectrogram to the model's input size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resize {
+    /// Linear interpolation with a triangle filter widened by the scale factor (PIL's and
+    /// torchvision's `Resize(antialias=True)`): every input cell contributes.
+    Antialiased,
+    /// Plain bilinear between the two nearest cells (OpenCV's `INTER_LINEAR`,
+    /// `F.interpolate(mode="bilinear", align_corners=False)`): skips most cells when shrinking.
+    Bilinear,
+}
+
+impl FeatureConfig {
+    pub fn fmax(&self) -> f64 {
+        self.fmax.unwrap_or(self.sample_rate as f64 / 2.0)
+    }
+
+    /// A stable hash of every field: equal hashes mean identical features.
+    pub fn hash(&self) -> String {
+        let json = serde_json::to_string(self).expect("config serialises");
+        blake3::hash(json.as_bytes()).to_hex()[..16].to_string()
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        let checks = [
+            (self.sample_rate >= 1000, "sample_rate must be at least 1000 Hz"),
+            (self.n_fft >= 16 && self.n_fft % 2 == 0, "n_fft must be even and at least 16"),
+            (self.hop_length >= 1, "hop_length must be at least 1"),
+            (self.n_mels >= 1 && self.n_mels <= self.n_fft / 2, "n_mels must be between 1 and n_fft / 2"),
+            (self.fmin >= 0.0 && self.fmin < self.fmax(), "need 0 <= fmin < fmax"),
+            (self.fmax() <= self.sample_rate as f64 / 2.0, "fmax must not exceed sample_rate / 2"),
+            (self.top_db > 0.0, "top_db must be positive"),
+            (self.frames >= 1 && self.out_mels >= 1 && self.out_frames >= 1, "frames and output sizes must be positive"),
+            (self.out_mels <= self.n_mels && self.out_frames <= self.frames, "the resize may only shrink"),
+        ];
+        match checks.iter().find(|(ok, _)| !ok) {
+            Some((_, msg)) => Err(msg.to_string()),
+            None => Ok(()),
+        }
+    }
+
+    /// Samples one `frames`-long window covers: (frames - 1) * hop (661,000 = 29.98 s by default).
+    pub fn window_samples(&self) -> usize {
+        (self.frames - 1) * self.hop_length
+    }
+}
+
+/// A spectrogram, row-major `n_mels x n_frames`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spectrogram {
+    pub n_mels: usize,
+    pub n_frames: usize,
+    pub values: Vec<f32>,
+}
+
+impl Spectrogram {
+    pub fn at(&self, mel: usize, frame: usize) -> f32 {
+        self.values[mel * self.n_frames + frame]
+    }
+    pub fn mean_std(&self) -> (f32, f32) {
+        let n = self.values.len().max(1) as f64;
+        let mean = self.values.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let var = self.values.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+        (mean as f32, var.sqrt() as f32)
+    }
+}
+
+/// The model input and the full-resolution spectrogram it was made from.
+#[derive(Debug, Clone)]
+pub struct Features {
+    /// `n_mels x frames`, padded or cut.
+    pub full: Spectrogram,
+    /// `out_mels x out_frames`.
+    pub small: Spectrogram,
+}
+
+/// A precomputed STFT + mel filterbank for one configuration. Cheap to clone (shared plan).
+#[derive(Clone)]
+pub struct LogMel {
+    cfg: FeatureConfig,
+    fft: Arc<dyn RealToComplex<f32>>,
+    window: Arc<Vec<f32>>,
+    filters: Arc<Vec<MelFilter>>,
+}
+
+/// One triangular filter, stored sparsely: weights for bins `start..start + weights.len()`.
+#[derive(Debug, Clone)]
+struct MelFilter {
+    start: usize,
+    weights: Vec<f32>,
+}
+
+impl LogMel {
+    pub fn new(cfg: &FeatureConfig) -> Result<Self, String> {
+        cfg.validate()?;
+        let fft = RealFftPlanner::<f32>::new().plan_fft_forward(cfg.n_fft);
+        let window = hann_periodic(cfg.n_fft);
+        let dense = mel_filterbank(cfg.sample_rate as f64, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax());
+        let filters = dense
+            .iter()
+            .map(|row| {
+                let start = row.iter().position(|&w| w > 0.0).unwrap_or(0);
+                let end = row.iter().rposition(|&w| w > 0.0).map_or(start, |e| e + 1);
+                MelFilter { start, weights: row[start..end].iter().map(|&w| w as f32).collect() }
+            })
+            .collect();
+        Ok(LogMel { cfg: cfg.clone(), fft, window: Arc::new(window), filters: Arc::new(filters) })
+    }
+
+    pub fn config(&self) -> &FeatureConfig {
+        &self.cfg
+    }
+
+    /// Mel power spectrogram (before dB), `n_mels x (1 + len / hop)`.
+    pub fn mel_power(&self, samples: &[f32]) -> Spectrogram {
+        let (n_fft, hop) = (self.cfg.n_fft, self.cfg.hop_length);
+        let n_frames = 1 + samples.len() / hop;
+        let n_bins = n_fft / 2 + 1;
+        let pad = n_fft / 2;
+        let mut frame = self.fft.make_input_vec();
+        let mut spectrum = self.fft.make_output_vec();
+        let mut scratch = self.fft.make_scratch_vec();
+        let mut power = vec![0f32; n_bins];
+        let mut out = vec![0f32; self.cfg.n_mels * n_frames];
+        for t in 0..n_frames {
+            // Frame t covers padded samples t*hop .. t*hop + n_fft, i.e. original samples
+            // t*hop - pad .. t*hop - pad + n_fft; outside the signal is zero.
+            let start = (t * hop) as isize - pad as isize;
+            for (i, (x, w)) in frame.iter_mut().zip(self.window.iter()).enumerate() {
+                let idx = start + i as isize;
+                *x = if idx >= 0 && (idx as usize) < samples.len() { samples[idx as usize] * w } else { 0.0 };
+            }
+            self.fft
+                .process_with_scratch(&mut frame, &mut spectrum, &mut scratch)
+                .expect("buffers are sized by the plan");
+            for (p, c) in power.iter_mut().zip(&spectrum) {
+                *p = c.re * c.re + c.im * c.im;
+            }
+            for (m, f) in self.filters.iter().enumerate() {
+                let bins = &power[f.start..f.start + f.weights.len()];
+                out[m * n_frames + t] = bins.iter().zip(&f.weights).map(|(p, w)| p * w).sum();
+            }
+        }
+        Spectrogram { n_mels: self.cfg.n_mels, n_frames, values: out }
+    }
+
+    /// Full-resolution log-mel of a clip, in dB relative to its maximum, before pad/cut.
+    pub fn log_mel_unpadded(&self, samples: &[f32]) -> Spectrogram {
+        let mut s = self.mel_power(samples);
+        power_to_db(&mut s.values, self.cfg.top_db);
+        s
+    }
+
+    /// The features of one clip (or one window of a longer recording).
+    pub fn features(&self, samples: &[f32]) -> Features {
+        let full = fit_frames(&self.log_mel_unpadded(samples), self.cfg.frames, self.cfg.pad_db);
+        let small = resize(&full, self.cfg.out_mels, self.cfg.out_frames, self.cfg.resize);
+        Features { full, small }
+    }
+}
+
+/// `w[n] = 0.5 - 0.5 cos(2 pi n / N)`: scipy's `get_window("hann", N, fftbins=True)`.
+pub fn hann_periodic(n: usize) -> Vec<f32> {
+    (0..n).map(|i| (0.5 - 0.5 * (2.0 * PI * i as f64 / n as f64).cos()) as f32).collect()
+}
+
+/// Slaney's mel scale (librosa `htk=False`): linear below 1 kHz, logarithmic above.
+pub fn hz_to_mel(hz: f64) -> f64 {
+    const F_SP: f64 = 200.0 / 3.0;
+    const MIN_LOG_HZ: f64 = 1000.0;
+    let min_log_mel = MIN_LOG_HZ / F_SP;
+    let logstep = 6.4f64.ln() / 27.0;
+    if hz >= MIN_LOG_HZ { min_log_mel + (hz / MIN_LOG_HZ).ln() / logstep } else { hz / F_SP }
+}
+
+pub fn mel_to_hz(mel: f64) -> f64 {
+    const F_SP: f64 = 200.0 / 3.0;
+    const MIN_LOG_HZ: f64 = 1000.0;
+    let min_log_mel = MIN_LOG_HZ / F_SP;
+    let logstep = 6.4f64.ln() / 27.0;
+    if mel >= min_log_mel { MIN_LOG_HZ * (logstep * (mel - min_log_mel)).exp() } else { F_SP * mel }
+}
+
+/// `librosa.filters.mel(sr, n_fft, n_mels, fmin, fmax, htk=False, norm="slaney")`, dense,
+/// `n_mels x (n_fft/2 + 1)`, computed in f64 as librosa does before its cast to f32.
+pub fn mel_filterbank(sr: f64, n_fft: usize, n_mels: usize, fmin: f64, fmax: f64) -> Vec<Vec<f64>> {
+    let n_bins = n_fft / 2 + 1;
+    let fftfreqs: Vec<f64> = (0..n_bins).map(|k| k as f64 * sr / n_fft as f64).collect();
+    let (lo, hi) = (hz_to_mel(fmin), hz_to_mel(fmax));
+    let mel_f: Vec<f64> =
+        (0..n_mels + 2).map(|i| mel_to_hz(lo + (hi - lo) * i as f64 / (n_mels + 1) as f64)).collect();
+    (0..n_mels)
+        .map(|m| {
+            let (f0, f1, f2) = (mel_f[m], mel_f[m + 1], mel_f[m + 2]);
+            let enorm = 2.0 / (f2 - f0);
+            fftfreqs
+                .iter()
+                .map(|&f| {
+                    let lower = (f - f0) / (f1 - f0);
+                    let upper = (f2 - f) / (f2 - f1);
+                    lower.min(upper).max(0.0) * enorm
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// In place: `librosa.power_to_db(S, ref=np.max, amin=1e-10, top_db)`.
+pub fn power_to_db(values: &mut [f32], top_db: f32) {
+    const AMIN: f32 = 1e-10;
+    let reference = values.iter().copied().fold(0f32, f32::max).max(AMIN);
+    let ref_db = 10.0 * reference.log10();
+    let mut max_db = f32::NEG_INFINITY;
+    for v in values.iter_mut() {
+        *v = 10.0 * v.max(AMIN).log10() - ref_db;
+        max_db = max_db.max(*v);
+    }
+    let floor = max_db - top_db;
+    for v in values.iter_mut() {
+        *v = v.max(floor);
+    }
+}
+
+/// Pad (with `pad_value`) or cut a spectrogram to exactly `frames` columns.
+pub fn fit_frames(s: &Spectrogram, frames: usize, pad_value: f32) -> Spectrogram {
+    let mut values = vec![pad_value; s.n_mels * frames];
+    let keep = s.n_frames.min(frames);
+    for m in 0..s.n_mels {
+        values[m * frames..m * frames + keep].copy_from_slice(&s.values[m * s.n_frames..m * s.n_frames + keep]);
+    }
+    Spectrogram { n_mels: s.n_mels, n_frames: frames, values }
+}
+
+/// Interpolation weights along one axis: for each output index, (first input index, weights).
+fn axis_weights(n_in: usize, n_out: usize, method: Resize) -> Vec<(usize, Vec<f32>)> {
+    let scale = n_in as f64 / n_out as f64;
+    (0..n_out)
+        .map(|o| {
+            let center = (o as f64 + 0.5) * scale;
+            match method {
+                Resize::Bilinear => {
+                    let x = (center - 0.5).max(0.0);
+                    let i0 = (x.floor() as usize).min(n_in - 1);
+                    let i1 = (i0 + 1).min(n_in - 1);
+                    let f = (x - i0 as f64) as f32;
+                    if i1 == i0 { (i0, vec![1.0]) } else { (i0, vec![1.0 - f, f]) }
+                }
+                Resize::Antialiased => {
+                    // PIL's triangle filter, support widened by the scale when shrinking.
+                    let support = scale.max(1.0);
+                    let lo = ((center - support).floor().max(0.0)) as usize;
+                    let hi = ((center + support).ceil() as usize).min(n_in);
+                    let mut w: Vec<f64> = (lo..hi)
+                        .map(|i| (1.0 - ((i as f64 + 0.5 - center) / support).abs()).max(0.0))
+                        .collect();
+                    let total: f64 = w.iter().sum();
+                    w.iter_mut().for_each(|x| *x /= total);
+                    (lo, w.into_iter().map(|x| x as f32).collect())
+                }
+            }
+        })
+        .collect()
+}
+
+/// Resize a spectrogram (separably: frames first, then mels).
+pub fn resize(s: &Spectrogram, out_mels: usize, out_frames: usize, method: Resize) -> Spectrogram {
+    let wf = axis_weights(s.n_frames, out_frames, method);
+    let wm = axis_weights(s.n_mels, out_mels, method);
+    let mut tmp = vec![0f32; s.n_mels * out_frames];
+    for m in 0..s.n_mels {
+        let row = &s.values[m * s.n_frames..(m + 1) * s.n_frames];
+        for (o, (start, w)) in wf.iter().enumerate() {
+            tmp[m * out_frames + o] = w.iter().enumerate().map(|(k, w)| w * row[start + k]).sum();
+        }
+    }
+    let mut values = vec![0f32; out_mels * out_frames];
+    for (o, (start, w)) in wm.iter().enumerate() {
+        for (k, w) in w.iter().enumerate() {
+            let src = &tmp[(start + k) * out_frames..(start + k + 1) * out_frames];
+            for (d, x) in values[o * out_frames..(o + 1) * out_frames].iter_mut().zip(src) {
+                *d += w * x;
+            }
+        }
+    }
+    Spectrogram { n_mels: out_mels, n_frames: out_frames, values }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tone(freq: f64, sr: u32, seconds: f64, amp: f32) -> Vec<f32> {
+        let n = (sr as f64 * seconds) as usize;
+        (0..n).map(|i| amp * (2.0 * PI * freq * i as f64 / sr as f64).sin() as f32).collect()
+    }
+
+    #[test]
+    fn mel_scale_round_trips_and_matches_slaney_anchor_points() {
+        assert!((hz_to_mel(1000.0) - 15.0).abs() < 1e-12);
+        assert!((hz_to_mel(200.0) - 3.0).abs() < 1e-12);
+        for hz in [0.0, 50.0, 999.0, 1000.0, 4000.0, 11025.0] {
+            assert!((mel_to_hz(hz_to_mel(hz)) - hz).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn filterbank_is_slaney_normalised_triangles() {
+        let fb = mel_filterbank(22050.0, 2048, 128, 0.0, 11025.0);
+        assert_eq!((fb.len(), fb[0].len()), (128, 1025));
+        for row in &fb {
+            assert!(row.iter().all(|w| *w >= 0.0));
+            // Slaney norm: each triangle's area (in Hz) is 1, so sum(w) * bin_width ~ 1 once the
+            // filter is wider than a few bins.
+        }
+        let bin_hz = 22050.0 / 2048.0;
+        let area: f64 = fb[100].iter().sum::<f64>() * bin_hz;
+        assert!((area - 1.0).abs() < 0.02, "area {area}");
+    }
+
+    #[test]
+    fn tone_peaks_in_its_mel_band_and_shapes_are_right() {
+        let cfg = FeatureConfig::default();
+        let lm = LogMel::new(&cfg).unwrap();
+        let x = tone(1000.0, 22050, 30.03, 0.5);
+        let s = lm.log_mel_unpadded(&x);
+        assert_eq!(s.n_mels, 128);
+        assert_eq!(s.n_frames, 1 + x.len() / 512);
+        let mid = s.n_frames / 2;
+        let peak = (0..128).max_by(|&a, &b| s.at(a, mid).total_cmp(&s.at(b, mid))).unwrap();
+        let mel_f: Vec<f64> = (0..130).map(|i| mel_to_hz(hz_to_mel(11025.0) * i as f64 / 129.0)).collect();
+        assert!(mel_f[peak] < 1000.0 && 1000.0 < mel_f[peak + 2], "peak band {peak}");
+        assert!(s.values.iter().all(|v| v.is_finite() && *v <= 0.0 && *v >= -80.0));
+        assert_eq!(s.values.iter().copied().fold(f32::MIN, f32::max), 0.0);
+
+        let f = lm.features(&x);
+        assert_eq!((f.full.n_mels, f.full.n_frames), (128, 1291));
+        assert_eq!((f.small.n_mels, f.small.n_frames), (64, 100));
+    }
+
+    #[test]
+    fn short_clips_are_padded_with_pad_db_and_long_ones_cut() {
+        let cfg = FeatureConfig { frames: 50, out_frames: 10, ..Default::default() };
+        let lm = LogMel::new(&cfg).unwrap();
+        let short = lm.features(&tone(440.0, 22050, 0.5, 0.3)); // 22 frames
+        assert_eq!(short.full.n_frames, 50);
+        assert_eq!(short.full.at(5, 49), 0.0);
+        assert!(short.full.at(5, 30) == cfg.pad_db);
+        let long = lm.features(&tone(440.0, 22050, 3.0, 0.3));
+        assert_eq!(long.full.n_frames, 50);
+    }
+
+    #[test]
+    fn silence_is_all_zero_db_and_power_to_db_matches_formula() {
+        let lm = LogMel::new(&FeatureConfig::default()).unwrap();
+        let s = lm.log_mel_unpadded(&vec![0.0; 22050]);
+        assert!(s.values.iter().all(|&v| v == 0.0), "amin/amin = 0 dB everywhere");
+        let mut v = vec![1.0, 0.1, 1e-12, 0.0];
+        power_to_db(&mut v, 80.0);
+        assert_eq!(v[0], 0.0);
+        assert!((v[1] + 10.0).abs() < 1e-5);
+        assert_eq!(v[2], -80.0);
+        assert_eq!(v[3], -80.0);
+    }
+
+    #[test]
+    fn resize_preserves_constants_and_linear_ramps() {
+        let s = Spectrogram { n_mels: 8, n_frames: 40, values: vec![-3.5; 320] };
+        for m in [Resize::Bilinear, Resize::Antialiased] {
+            let r = resize(&s, 4, 10, m);
+            assert!(r.values.iter().all(|v| (v + 3.5).abs() < 1e-5), "{m:?}");
+        }
+        // A ramp along frames stays a ramp sampled at output centres (away from the edges).
+        let ramp = Spectrogram { n_mels: 1, n_frames: 40, values: (0..40).map(|i| i as f32).collect() };
+        let r = resize(&ramp, 1, 10, Resize::Antialiased);
+        for o in 2..8 {
+            assert!((r.values[o] - ((o as f32 + 0.5) * 4.0 - 0.5)).abs() < 1e-4, "{:?}", r.values);
+        }
+        let b = resize(&ramp, 1, 10, Resize::Bilinear);
+        assert!((b.values[3] - 13.5).abs() < 1e-5);
+    }
+
+    #[test]
+    fn config_hash_changes_with_any_field_and_validation_names_the_problem() {
+        let a = FeatureConfig::default();
+        let b = FeatureConfig { hop_length: 256, ..a.clone() };
+        assert_ne!(a.hash(), b.hash());
+        assert_eq!(a.hash(), FeatureConfig::default().hash());
+        let bad = FeatureConfig { n_fft: 1023, ..a };
+        assert!(bad.validate().unwrap_err().contains("n_fft"));
+    }
+}

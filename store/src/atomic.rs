@@ -1,0 +1,127 @@
+//! Files that appear whole or not at all.
+//!
+//! An [`AtomicFile`] writes to a hidden temporary name beside its destination and renames it into
+//! place on [`AtomicFile::commit`]. Dropped without a commit (an error, a panic), the temporary is
+//! removed; a killed process can leave one behind, which [`remove_stale_temporaries`] sweeps away
+//! before a stage runs again. Readers never see a half-written file under the real name.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::StoreError;
+
+const TMP_MARK: &str = ".genrelab-tmp";
+
+pub struct AtomicFile {
+    dest: PathBuf,
+    tmp: PathBuf,
+    file: Option<File>,
+}
+
+impl AtomicFile {
+    /// Start writing `dest`; parent folders are created.
+    pub fn create(dest: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let dest = dest.as_ref().to_path_buf();
+        let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent).map_err(|e| StoreError::io(parent, e))?;
+        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = parent.join(format!(".{name}.{}{TMP_MARK}", std::process::id()));
+        let file = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+        Ok(AtomicFile { dest, tmp, file: Some(file) })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dest
+    }
+
+    /// The open temporary file, to hand to a writer.
+    pub fn file(&mut self) -> &mut File {
+        self.file.as_mut().expect("file is present until commit")
+    }
+
+    /// A second handle on the temporary file (for writers that take ownership).
+    pub fn try_clone(&self) -> Result<File, StoreError> {
+        self.file
+            .as_ref()
+            .expect("file is present until commit")
+            .try_clone()
+            .map_err(|e| StoreError::io(&self.tmp, e))
+    }
+
+    /// Flush to disk and move into place.
+    pub fn commit(mut self) -> Result<PathBuf, StoreError> {
+        let file = self.file.take().expect("commit once");
+        file.sync_all().map_err(|e| StoreError::io(&self.tmp, e))?;
+        drop(file);
+        std::fs::rename(&self.tmp, &self.dest).map_err(|e| StoreError::io(&self.dest, e))?;
+        Ok(self.dest.clone())
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Write a whole file atomically.
+pub fn write_atomic(dest: impl AsRef<Path>, bytes: &[u8]) -> Result<PathBuf, StoreError> {
+    let mut f = AtomicFile::create(dest)?;
+    let tmp = f.tmp.clone();
+    f.file().write_all(bytes).map_err(|e| StoreError::io(tmp, e))?;
+    f.commit()
+}
+
+/// Remove temporaries left in `dir` (not recursive) by a killed writer. Returns how many.
+pub fn remove_stale_temporaries(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(TMP_MARK))
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count()
+}
+
+/// Is this path one of our temporaries?
+pub fn is_temporary(path: &Path) -> bool {
+    path.file_name().is_some_and(|n| n.to_string_lossy().ends_with(TMP_MARK))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_moves_into_place_and_drop_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("sub/out.bin");
+        let mut f = AtomicFile::create(&dest).unwrap();
+        f.file().write_all(b"hello").unwrap();
+        assert!(!dest.exists(), "nothing under the real name before commit");
+        f.commit().unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"hello");
+
+        let other = dir.path().join("sub/other.bin");
+        {
+            let mut f = AtomicFile::create(&other).unwrap();
+            f.file().write_all(b"partial").unwrap();
+        }
+        assert!(!other.exists());
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("sub")).unwrap().flatten().collect();
+        assert_eq!(left.len(), 1, "only the committed file remains");
+    }
+
+    #[test]
+    fn stale_temporaries_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = AtomicFile::create(dir.path().join("x.parquet")).unwrap();
+        f.file().write_all(b"half").unwrap();
+        std::mem::forget(f); // as if the process had been killed mid-write
+        assert!(!dir.path().join("x.parquet").exists());
+        assert_eq!(remove_stale_temporaries(dir.path()), 1);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}

@@ -1,0 +1,38 @@
+//! # genrelab-store: the feature store
+//!
+//! Everything genrelab keeps between stages is a Parquet file in one folder, the *store*:
+//!
+//! | table           | one row per     | written by | what it holds |
+//! |-----------------|-----------------|------------|---------------|
+//! | `features`      | decoded clip    | features   | the study's 64 x 100 log-mel (dB), plus clip facts |
+//! | `features_full` | decoded clip    | features   | the 128 x 1,291 log-mel before resizing |
+//! | `rejects`       | undecodable clip| features   | the clip and the reason it was skipped |
+//! | `split`         | clip            | split      | its part (`train` / `valid` / `test`) and/or fold |
+//!
+//! Each file carries its own description in the Parquet key-value metadata (`genrelab.*` keys):
+//! the table kind, the schema version and, for feature tables, the feature configuration as JSON
+//! with its hash, so a reader never has to guess how the numbers were made.
+//!
+//! This crate owns the schemas ([`tables`]), writing files atomically ([`atomic`]) and reading
+//! them back, and the polars SQL view over the whole store ([`query`]). Stages call it; they never
+//! write files of their own.
+
+pub mod atomic;
+pub mod error;
+pub mod query;
+pub mod tables;
+
+pub use atomic::AtomicFile;
+pub use error::StoreError;
+pub use tables::{
+    FeatureMatrix, FeatureRow, FeatureTableWriter, RejectRow, SplitRow, TableMeta, read_features,
+    read_rejects, read_split, read_table_meta, write_rejects, write_split,
+};
+
+/// File names of the store's tables, in one place.
+pub mod names {
+    pub const FEATURES: &str = "features.parquet";
+    pub const FEATURES_FULL: &str = "features_full.parquet";
+    pub const REJECTS: &str = "rejects.parquet";
+    pub const SPLIT: &str = "split.parquet";
+}

@@ -1,0 +1,534 @@
+//! The store's tables: their Arrow schemas, writing them as Parquet, reading them back.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, Float64Array, Int32Array,
+    RecordBatch, StringArray, UInt32Array, UInt64Array,
+};
+use arrow::datatypes::{DataType, Field, Float32Type, Schema, SchemaRef};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
+
+use crate::{AtomicFile, StoreError};
+
+/// Version of the layouts below; bump on any change of columns or their meaning.
+pub const SCHEMA_VERSION: u32 = 1;
+const KEY_PREFIX: &str = "genrelab.";
+
+/// The self-description written into every table's Parquet metadata.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TableMeta {
+    /// `features`, `features_full`, `rejects`, `split`.
+    pub table: String,
+    /// Further `genrelab.*` entries: the feature configuration and its hash, the split protocol...
+    pub entries: BTreeMap<String, String>,
+}
+
+impl TableMeta {
+    pub fn new(table: &str) -> Self {
+        TableMeta { table: table.to_string(), entries: BTreeMap::new() }
+    }
+    pub fn with(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.entries.insert(key.to_string(), value.into());
+        self
+    }
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.entries.get(key).map(String::as_str)
+    }
+    fn to_key_values(&self) -> Vec<KeyValue> {
+        let mut kv = vec![
+            KeyValue::new(format!("{KEY_PREFIX}table"), self.table.clone()),
+            KeyValue::new(format!("{KEY_PREFIX}schema_version"), SCHEMA_VERSION.to_string()),
+            KeyValue::new(
+                format!("{KEY_PREFIX}created_by"),
+                format!("genrelab {}", env!("CARGO_PKG_VERSION")),
+            ),
+        ];
+        kv.extend(self.entries.iter().map(|(k, v)| KeyValue::new(format!("{KEY_PREFIX}{k}"), v.clone())));
+        kv
+    }
+    fn from_key_values(kvs: Option<&Vec<KeyValue>>) -> Self {
+        let mut meta = TableMeta::default();
+        for kv in kvs.into_iter().flatten() {
+            let Some(key) = kv.key.strip_prefix(KEY_PREFIX) else { continue };
+            let value = kv.value.clone().unwrap_or_default();
+            match key {
+                "table" => meta.table = value,
+                "schema_version" | "created_by" => {}
+                _ => {
+                    meta.entries.insert(key.to_string(), value);
+                }
+            }
+        }
+        meta
+    }
+}
+
+fn properties(meta: &TableMeta, row_group_rows: usize, float_columns: &[ColumnPath]) -> WriterProperties {
+    let mut b = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid zstd level")))
+        .set_max_row_group_row_count(Some(row_group_rows.max(1)))
+        .set_key_value_metadata(Some(meta.to_key_values()));
+    for col in float_columns {
+        // Byte-stream-split lets zstd see the exponent bytes of neighbouring floats together:
+        // spectrogram columns shrink by about a third compared with plain encoding.
+        b = b
+            .set_column_dictionary_enabled(col.clone(), false)
+            .set_column_encoding(col.clone(), Encoding::BYTE_STREAM_SPLIT);
+    }
+    b.build()
+}
+
+fn parquet_err(path: &Path) -> impl Fn(parquet::errors::ParquetError) -> StoreError + '_ {
+    move |source| StoreError::Parquet { path: path.to_path_buf(), source }
+}
+fn arrow_err(path: &Path) -> impl Fn(arrow::error::ArrowError) -> StoreError + '_ {
+    move |source| StoreError::Arrow { path: path.to_path_buf(), source }
+}
+
+/// Write `batches` (all of `schema`) to `dest` atomically.
+fn write_batches(
+    dest: &Path,
+    schema: SchemaRef,
+    meta: &TableMeta,
+    batches: impl IntoIterator<Item = RecordBatch>,
+) -> Result<(), StoreError> {
+    let file = AtomicFile::create(dest)?;
+    let mut writer =
+        ArrowWriter::try_new(file.try_clone()?, schema, Some(properties(meta, 64 * 1024, &[])))
+            .map_err(parquet_err(dest))?;
+    for batch in batches {
+        writer.write(&batch).map_err(parquet_err(dest))?;
+    }
+    writer.close().map_err(parquet_err(dest))?;
+    file.commit()?;
+    Ok(())
+}
+
+fn open_reader(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>, StoreError> {
+    let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
+    ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_err(path))
+}
+
+/// Read only the `genrelab.*` metadata of a table.
+pub fn read_table_meta(path: &Path) -> Result<TableMeta, StoreError> {
+    let builder = open_reader(path)?;
+    Ok(TableMeta::from_key_values(builder.metadata().file_metadata().key_value_metadata()))
+}
+
+fn read_all(path: &Path, expect_table: &str) -> Result<(TableMeta, Vec<RecordBatch>), StoreError> {
+    let builder = open_reader(path)?;
+    let meta = TableMeta::from_key_values(builder.metadata().file_metadata().key_value_metadata());
+    if meta.table != expect_table {
+        return Err(StoreError::invalid(
+            path,
+            format!("expected a `{expect_table}` table, the file says `{}`", meta.table),
+        ));
+    }
+    let reader = builder.with_batch_size(256).build().map_err(parquet_err(path))?;
+    let batches = reader.collect::<Result<Vec<_>, _>>().map_err(arrow_err(path))?;
+    Ok((meta, batches))
+}
+
+fn column<'a, T: 'static>(path: &Path, batch: &'a RecordBatch, name: &str) -> Result<&'a T, StoreError> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<T>())
+        .ok_or_else(|| StoreError::invalid(path, format!("column `{name}` is missing or of the wrong type")))
+}
+
+fn strings(v: impl IntoIterator<Item = impl AsRef<str>>) -> ArrayRef {
+    Arc::new(StringArray::from_iter_values(v))
+}
+
+// ---------------------------------------------------------------------------------------------
+// features / features_full
+
+/// One decoded clip and its spectrogram.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureRow {
+    /// `blues.00000`: the file name without extension, unique in GTZAN.
+    pub track_id: String,
+    pub genre: String,
+    /// Where the audio came from (a path, or `tarball.tar.gz!member/path.wav`).
+    pub source: String,
+    /// blake3 of the audio file's bytes.
+    pub audio_hash: String,
+    /// Sample rate and length of the file as stored (before any resampling), per channel.
+    pub sample_rate: u32,
+    pub n_samples: u64,
+    pub channels: u16,
+    /// Mean and standard deviation of the (full-resolution) dB values: handy for queries.
+    pub mean_db: f32,
+    pub std_db: f32,
+    /// Row-major `n_mels x n_frames` values in dB.
+    pub values: Vec<f32>,
+}
+
+fn feature_schema(len: i32) -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("track_id", DataType::Utf8, false),
+        Field::new("genre", DataType::Utf8, false),
+        Field::new("source", DataType::Utf8, false),
+        Field::new("audio_hash", DataType::Utf8, false),
+        Field::new("sample_rate", DataType::UInt32, false),
+        Field::new("n_samples", DataType::UInt64, false),
+        Field::new("channels", DataType::UInt32, false),
+        Field::new("duration_s", DataType::Float64, false),
+        Field::new("mean_db", DataType::Float32, false),
+        Field::new("std_db", DataType::Float32, false),
+        Field::new("n_mels", DataType::UInt32, false),
+        Field::new("n_frames", DataType::UInt32, false),
+        Field::new(
+            "feature",
+            DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, false)), len),
+            false,
+        ),
+    ]))
+}
+
+/// Writes a feature table row group by row group, so a whole data set never sits in memory.
+pub struct FeatureTableWriter {
+    path: PathBuf,
+    n_mels: usize,
+    n_frames: usize,
+    schema: SchemaRef,
+    writer: ArrowWriter<File>,
+    file: AtomicFile,
+    rows: usize,
+}
+
+impl FeatureTableWriter {
+    /// `meta.table` names the table (`features` or `features_full`); rows are `n_mels x n_frames`.
+    pub fn create(dest: &Path, meta: &TableMeta, n_mels: usize, n_frames: usize) -> Result<Self, StoreError> {
+        let len = n_mels * n_frames;
+        let schema = feature_schema(len as i32);
+        // Row groups of about 16 MiB of features: small enough to stream, large enough to compress.
+        let rows_per_group = ((16 << 20) / (len * 4)).clamp(8, 4096);
+        let meta = meta.clone().with("shape", format!("{n_mels}x{n_frames}"));
+        let props = properties(&meta, rows_per_group, &[ColumnPath::from(vec![
+            "feature".to_string(),
+            "list".to_string(),
+            "item".to_string(),
+        ])]);
+        let file = AtomicFile::create(dest)?;
+        let writer = ArrowWriter::try_new(file.try_clone()?, schema.clone(), Some(props))
+            .map_err(parquet_err(dest))?;
+        Ok(FeatureTableWriter { path: dest.to_path_buf(), n_mels, n_frames, schema, writer, file, rows: 0 })
+    }
+
+    pub fn write(&mut self, rows: &[FeatureRow]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let len = self.n_mels * self.n_frames;
+        if let Some(bad) = rows.iter().find(|r| r.values.len() != len) {
+            return Err(StoreError::invalid(
+                &self.path,
+                format!("{} has {} values, the table holds {len}", bad.track_id, bad.values.len()),
+            ));
+        }
+        let mut values = Vec::with_capacity(rows.len() * len);
+        for r in rows {
+            values.extend_from_slice(&r.values);
+        }
+        let item = Arc::new(Field::new("item", DataType::Float32, false));
+        let list = FixedSizeListArray::try_new(item, len as i32, Arc::new(Float32Array::from(values)), None)
+            .map_err(arrow_err(&self.path))?;
+        let n = rows.len();
+        let cols: Vec<ArrayRef> = vec![
+            strings(rows.iter().map(|r| &r.track_id)),
+            strings(rows.iter().map(|r| &r.genre)),
+            strings(rows.iter().map(|r| &r.source)),
+            strings(rows.iter().map(|r| &r.audio_hash)),
+            Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.sample_rate))),
+            Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.n_samples))),
+            Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| u32::from(r.channels)))),
+            Arc::new(Float64Array::from_iter_values(
+                rows.iter().map(|r| r.n_samples as f64 / r.sample_rate.max(1) as f64),
+            )),
+            Arc::new(Float32Array::from_iter_values(rows.iter().map(|r| r.mean_db))),
+            Arc::new(Float32Array::from_iter_values(rows.iter().map(|r| r.std_db))),
+            Arc::new(UInt32Array::from_value(self.n_mels as u32, n)),
+            Arc::new(UInt32Array::from_value(self.n_frames as u32, n)),
+            Arc::new(list),
+        ];
+        let batch = RecordBatch::try_new(self.schema.clone(), cols).map_err(arrow_err(&self.path))?;
+        self.writer.write(&batch).map_err(parquet_err(&self.path))?;
+        self.rows += n;
+        Ok(())
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Close the Parquet file and move it into place.
+    pub fn finish(self) -> Result<PathBuf, StoreError> {
+        self.writer.close().map_err(parquet_err(&self.path))?;
+        self.file.commit()
+    }
+}
+
+/// A feature table in memory: what training reads.
+#[derive(Debug, Clone)]
+pub struct FeatureMatrix {
+    pub meta: TableMeta,
+    pub track_ids: Vec<String>,
+    pub genres: Vec<String>,
+    pub n_mels: usize,
+    pub n_frames: usize,
+    /// `rows x n_mels x n_frames`, row-major.
+    pub values: Vec<f32>,
+}
+
+impl FeatureMatrix {
+    pub fn len(&self) -> usize {
+        self.track_ids.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.track_ids.is_empty()
+    }
+    pub fn row(&self, i: usize) -> &[f32] {
+        let len = self.n_mels * self.n_frames;
+        &self.values[i * len..(i + 1) * len]
+    }
+}
+
+/// Read a whole feature table (`features` or `features_full`).
+pub fn read_features(path: &Path) -> Result<FeatureMatrix, StoreError> {
+    let builder = open_reader(path)?;
+    let meta = TableMeta::from_key_values(builder.metadata().file_metadata().key_value_metadata());
+    if !meta.table.starts_with("features") {
+        return Err(StoreError::invalid(path, format!("not a feature table (it says `{}`)", meta.table)));
+    }
+    let (n_mels, n_frames) = meta
+        .get("shape")
+        .and_then(|s| s.split_once('x'))
+        .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+        .ok_or_else(|| StoreError::invalid(path, "metadata has no valid `genrelab.shape`"))?;
+    let reader = builder.with_batch_size(64).build().map_err(parquet_err(path))?;
+    let mut m = FeatureMatrix { meta, track_ids: vec![], genres: vec![], n_mels, n_frames, values: vec![] };
+    for batch in reader {
+        let batch = batch.map_err(arrow_err(path))?;
+        let ids = column::<StringArray>(path, &batch, "track_id")?;
+        let genres = column::<StringArray>(path, &batch, "genre")?;
+        let list = column::<FixedSizeListArray>(path, &batch, "feature")?;
+        if list.value_length() as usize != n_mels * n_frames {
+            return Err(StoreError::invalid(path, "feature length does not match `genrelab.shape`"));
+        }
+        m.track_ids.extend(ids.iter().map(|s| s.unwrap_or_default().to_string()));
+        m.genres.extend(genres.iter().map(|s| s.unwrap_or_default().to_string()));
+        let values = list.values().as_primitive::<Float32Type>();
+        let start = list.offset() * n_mels * n_frames;
+        m.values.extend_from_slice(&values.values()[start..start + list.len() * n_mels * n_frames]);
+    }
+    Ok(m)
+}
+
+/// `(track_id, genre)` of every row of a feature table, reading only those two columns.
+pub fn read_track_genres(path: &Path) -> Result<Vec<(String, String)>, StoreError> {
+    let builder = open_reader(path)?;
+    let mask = parquet::arrow::ProjectionMask::columns(builder.parquet_schema(), ["track_id", "genre"]);
+    let reader = builder.with_projection(mask).with_batch_size(4096).build().map_err(parquet_err(path))?;
+    let mut out = vec![];
+    for batch in reader {
+        let batch = batch.map_err(arrow_err(path))?;
+        let ids = column::<StringArray>(path, &batch, "track_id")?;
+        let genres = column::<StringArray>(path, &batch, "genre")?;
+        out.extend(ids.iter().zip(genres.iter()).map(|(i, g)| (i.unwrap_or_default().to_string(), g.unwrap_or_default().to_string())));
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// rejects
+
+/// A clip the features stage could not use, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RejectRow {
+    pub track_id: String,
+    pub genre: String,
+    pub source: String,
+    pub reason: String,
+}
+
+fn reject_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("track_id", DataType::Utf8, false),
+        Field::new("genre", DataType::Utf8, false),
+        Field::new("source", DataType::Utf8, false),
+        Field::new("reason", DataType::Utf8, false),
+    ]))
+}
+
+pub fn write_rejects(dest: &Path, meta: &TableMeta, rows: &[RejectRow]) -> Result<(), StoreError> {
+    let schema = reject_schema();
+    let batch = RecordBatch::try_new(schema.clone(), vec![
+        strings(rows.iter().map(|r| &r.track_id)),
+        strings(rows.iter().map(|r| &r.genre)),
+        strings(rows.iter().map(|r| &r.source)),
+        strings(rows.iter().map(|r| &r.reason)),
+    ])
+    .map_err(arrow_err(dest))?;
+    write_batches(dest, schema, meta, [batch])
+}
+
+pub fn read_rejects(path: &Path) -> Result<Vec<RejectRow>, StoreError> {
+    let (_, batches) = read_all(path, "rejects")?;
+    let mut out = vec![];
+    for b in &batches {
+        let cols = ["track_id", "genre", "source", "reason"]
+            .map(|n| column::<StringArray>(path, b, n));
+        let [id, genre, source, reason] = cols;
+        let (id, genre, source, reason) = (id?, genre?, source?, reason?);
+        for i in 0..b.num_rows() {
+            out.push(RejectRow {
+                track_id: id.value(i).into(),
+                genre: genre.value(i).into(),
+                source: source.value(i).into(),
+                reason: reason.value(i).into(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// split
+
+/// A clip's place in the protocol: a part (`train`, `valid`, `test`), a fold, or both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitRow {
+    pub track_id: String,
+    pub genre: String,
+    pub part: Option<String>,
+    pub fold: Option<i32>,
+}
+
+fn split_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("track_id", DataType::Utf8, false),
+        Field::new("genre", DataType::Utf8, false),
+        Field::new("part", DataType::Utf8, true),
+        Field::new("fold", DataType::Int32, true),
+    ]))
+}
+
+pub fn write_split(dest: &Path, meta: &TableMeta, rows: &[SplitRow]) -> Result<(), StoreError> {
+    let schema = split_schema();
+    let batch = RecordBatch::try_new(schema.clone(), vec![
+        strings(rows.iter().map(|r| &r.track_id)),
+        strings(rows.iter().map(|r| &r.genre)),
+        Arc::new(StringArray::from_iter(rows.iter().map(|r| r.part.as_deref()))),
+        Arc::new(Int32Array::from_iter(rows.iter().map(|r| r.fold))),
+    ])
+    .map_err(arrow_err(dest))?;
+    write_batches(dest, schema, meta, [batch])
+}
+
+pub fn read_split(path: &Path) -> Result<(TableMeta, Vec<SplitRow>), StoreError> {
+    let (meta, batches) = read_all(path, "split")?;
+    let mut out = vec![];
+    for b in &batches {
+        let id = column::<StringArray>(path, b, "track_id")?;
+        let genre = column::<StringArray>(path, b, "genre")?;
+        let part = column::<StringArray>(path, b, "part")?;
+        let fold = column::<Int32Array>(path, b, "fold")?;
+        for i in 0..b.num_rows() {
+            out.push(SplitRow {
+                track_id: id.value(i).into(),
+                genre: genre.value(i).into(),
+                part: part.is_valid(i).then(|| part.value(i).to_string()),
+                fold: fold.is_valid(i).then(|| fold.value(i)),
+            });
+        }
+    }
+    Ok((meta, out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, genre: &str, len: usize, base: f32) -> FeatureRow {
+        FeatureRow {
+            track_id: id.into(),
+            genre: genre.into(),
+            source: format!("genres/{genre}/{id}.wav"),
+            audio_hash: "ab".repeat(32),
+            sample_rate: 22050,
+            n_samples: 661_500,
+            channels: 1,
+            mean_db: base,
+            std_db: 1.0,
+            values: (0..len).map(|i| base + i as f32 * 0.25).collect(),
+        }
+    }
+
+    #[test]
+    fn feature_table_round_trips_values_and_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("features.parquet");
+        let meta = TableMeta::new("features").with("feature_config", "{\"n_mels\":4}").with("feature_config_hash", "abc");
+        let mut w = FeatureTableWriter::create(&path, &meta, 4, 3).unwrap();
+        w.write(&[row("blues.00000", "blues", 12, -10.0), row("jazz.00001", "jazz", 12, -20.0)]).unwrap();
+        w.write(&[row("rock.00002", "rock", 12, -30.0)]).unwrap();
+        assert!(!path.exists(), "file appears only on finish");
+        w.finish().unwrap();
+
+        let m = read_features(&path).unwrap();
+        assert_eq!(m.track_ids, ["blues.00000", "jazz.00001", "rock.00002"]);
+        assert_eq!(m.genres, ["blues", "jazz", "rock"]);
+        assert_eq!((m.n_mels, m.n_frames), (4, 3));
+        assert_eq!(m.row(1)[0], -20.0);
+        assert_eq!(m.row(2)[11], -30.0 + 11.0 * 0.25);
+        assert_eq!(m.meta.get("feature_config_hash"), Some("abc"));
+        assert_eq!(m.meta.get("shape"), Some("4x3"));
+        assert_eq!(read_table_meta(&path).unwrap().table, "features");
+        assert_eq!(read_track_genres(&path).unwrap()[2], ("rock.00002".to_string(), "rock".to_string()));
+    }
+
+    #[test]
+    fn wrong_row_length_is_an_error_naming_the_track() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.parquet");
+        let mut w = FeatureTableWriter::create(&path, &TableMeta::new("features"), 2, 2).unwrap();
+        let err = w.write(&[row("pop.00001", "pop", 5, 0.0)]).unwrap_err().to_string();
+        assert!(err.contains("pop.00001") && err.contains("f.parquet"), "{err}");
+    }
+
+    #[test]
+    fn split_and_rejects_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let split = vec![
+            SplitRow { track_id: "a".into(), genre: "g".into(), part: Some("train".into()), fold: None },
+            SplitRow { track_id: "b".into(), genre: "g".into(), part: None, fold: Some(3) },
+        ];
+        let p = dir.path().join("split.parquet");
+        write_split(&p, &TableMeta::new("split").with("protocol", "kfold"), &split).unwrap();
+        let (meta, back) = read_split(&p).unwrap();
+        assert_eq!(back, split);
+        assert_eq!(meta.get("protocol"), Some("kfold"));
+
+        let rejects = vec![RejectRow {
+            track_id: "jazz.00054".into(),
+            genre: "jazz".into(),
+            source: "x".into(),
+            reason: "not a WAV file".into(),
+        }];
+        let p = dir.path().join("rejects.parquet");
+        write_rejects(&p, &TableMeta::new("rejects"), &rejects).unwrap();
+        assert_eq!(read_rejects(&p).unwrap(), rejects);
+        let err = read_split(&p).unwrap_err().to_string();
+        assert!(err.contains("expected a `split` table"), "{err}");
+    }
+}

@@ -1,0 +1,139 @@
+//! The whole pipeline through the CLI on small generated data: outputs, rejects, incremental
+//! reruns, resuming after a kill, queries.
+
+mod common;
+use common::*;
+
+fn tree_with_bad_clips(root: &std::path::Path) {
+    write_tree(root, &GENRES, 5, 1.5);
+    // Three clips that cannot be decoded, each for another reason.
+    std::fs::write(root.join("genres/jazz/jazz.00054.wav"), b"RIFF\x24\x00\x00\x00WAVEjunk").unwrap();
+    std::fs::write(root.join("genres/pop/pop.00077.wav"), b"").unwrap();
+    let good = clip_wav(0, 0, 1.0, 22050);
+    std::fs::write(root.join("genres/metal/metal.00066.wav"), &good[..good.len() / 2]).unwrap();
+}
+
+#[test]
+fn folder_source_end_to_end_with_rejects_split_and_queries() {
+    let dir = tempfile::tempdir().unwrap();
+    tree_with_bad_clips(&dir.path().join("data"));
+    write_config(dir.path(), &format!("[download]\nsource = \"folder\"\npath = \"data\"\n{SMALL_FEATURES}[split]\ntest_fraction = 0.2\n"));
+
+    assert_eq!(ran(&run_stages(dir.path(), &[])), ["download", "features", "split"]);
+
+    let per_genre = query(dir.path(), "SELECT genre, COUNT(*) AS n FROM features GROUP BY genre ORDER BY genre");
+    let counts: Vec<i64> = per_genre.as_array().unwrap().iter().map(|r| r["n"].as_i64().unwrap()).collect();
+    assert_eq!(counts, [5, 5, 5, 5], "{per_genre}");
+
+    let rejects = query(dir.path(), "SELECT track_id, reason FROM rejects ORDER BY track_id");
+    let rejects = rejects.as_array().unwrap();
+    assert_eq!(rejects.len(), 3, "{rejects:?}");
+    let reason = |id: &str| rejects.iter().find(|r| r["track_id"] == id).unwrap()["reason"].as_str().unwrap().to_string();
+    assert!(reason("jazz.00054").contains("not a readable WAV"), "{}", reason("jazz.00054"));
+    assert!(reason("pop.00077").contains("empty file"));
+    assert!(reason("metal.00066").contains("truncated"));
+
+    // Shapes and values are what the feature configuration says.
+    let shape = query(dir.path(), "SELECT n_mels, n_frames, sample_rate, channels, MAX(mean_db) AS top FROM features GROUP BY n_mels, n_frames, sample_rate, channels");
+    assert_eq!(shape[0]["n_mels"], 16);
+    assert_eq!(shape[0]["n_frames"], 20);
+    assert_eq!(shape[0]["sample_rate"], 22050);
+    assert!(shape[0]["top"].as_f64().unwrap() < 0.0);
+
+    // 20 clips, 4 genres: 4 test clips, one per genre.
+    let parts = query(dir.path(), "SELECT part, genre, COUNT(*) AS n FROM split GROUP BY part, genre ORDER BY part, genre");
+    let test: Vec<i64> = parts.as_array().unwrap().iter().filter(|r| r["part"] == "test").map(|r| r["n"].as_i64().unwrap()).collect();
+    assert_eq!(test, [1, 1, 1, 1], "{parts}");
+
+    // Nothing changed: nothing runs, quickly.
+    assert_eq!(ran(&run_stages(dir.path(), &[])), Vec::<&str>::new());
+    assert!(status(dir.path()).iter().all(|(_, current, _)| *current));
+
+    // A split parameter: only split.
+    let cfg = dir.path().join("genrelab.toml");
+    let text0 = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text0.replace("test_fraction = 0.2", "test_fraction = 0.4")).unwrap();
+    let st = status(dir.path());
+    assert!(st[0].1 && st[1].1, "{st:?}");
+    assert_eq!(st[2].2, ["parameter split.test_fraction: 0.2 -> 0.4"]);
+    assert_eq!(ran(&run_stages(dir.path(), &[])), ["split"]);
+
+    // A feature parameter: features and, since its output changed, split.
+    std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap().replace("frames = 40", "frames = 30")).unwrap();
+    assert_eq!(status(dir.path())[1].2, ["parameter features.frames: 40 -> 30"]);
+    assert_eq!(ran(&run_stages(dir.path(), &[])), ["features", "split"]);
+
+    // Touching an input changes nothing; editing one reruns everything downstream of it.
+    let clip = dir.path().join("data/genres/blues/blues.00001.wav");
+    let bytes = std::fs::read(&clip).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(&clip, &bytes).unwrap();
+    assert_eq!(ran(&run_stages(dir.path(), &[])), Vec::<&str>::new());
+    std::fs::write(&clip, clip_wav(3, 99, 1.5, 22050)).unwrap();
+    assert_eq!(ran(&run_stages(dir.path(), &[])), ["download", "features", "split"]);
+
+    // --force reruns one stage; the split it feeds is unchanged, so split stays current.
+    assert_eq!(ran(&run_stages(dir.path(), &["--force", "features"])), ["features"]);
+
+    // The CLI table for people.
+    let o = genrelab(dir.path(), &["status"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("download") && out.contains("current"), "{out}");
+}
+
+#[test]
+fn killed_during_a_stage_resumes_with_only_that_stage() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &format!("[download]\nsource = \"synthetic\"\n[download.synthetic]\ngenres = 3\nclips_per_genre = 4\nseconds = 1.0\n{SMALL_FEATURES}"));
+    assert_eq!(ran(&run_stages(dir.path(), &[])), ["download", "features", "split"]);
+
+    // Change a feature parameter and die after features wrote its tables, before its stamp.
+    let cfg = dir.path().join("genrelab.toml");
+    std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap().replace("n_mels = 32", "n_mels = 24")).unwrap();
+    let o = genrelab_env(dir.path(), &["run"], &[("GENRELAB_FAULT", "abort-before-stamp:features")]);
+    assert!(!o.status.success(), "the fault must kill the run: {}", text(&o));
+
+    let st = status(dir.path());
+    assert!(st[0].1, "download stays current: {st:?}");
+    assert!(!st[1].1 && st[1].2 == ["never run"], "features has no stamp: {st:?}");
+    assert_eq!(ran(&run_stages(dir.path(), &[])), ["features", "split"]);
+    let n = query(dir.path(), "SELECT COUNT(*) AS n FROM features");
+    assert_eq!(n[0]["n"], 12);
+}
+
+#[test]
+fn synthetic_demo_set_classes_are_distinct_in_feature_space() {
+    // The demo data must be learnable: per-genre mean spectra differ more between genres than
+    // clips of one genre differ from their genre's mean.
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), "[download]\nsource = \"synthetic\"\n[download.synthetic]\ngenres = 4\nclips_per_genre = 6\nseconds = 2.0\n[features]\nframes = 86\nout_mels = 32\nout_frames = 43\n");
+    run_stages(dir.path(), &[]);
+    let m = genrelab_store::read_features(&dir.path().join("work/store/features.parquet")).unwrap();
+    assert_eq!(m.len(), 24);
+    let genres: Vec<String> = { let mut g = m.genres.clone(); g.dedup(); g };
+    let dim = m.n_mels * m.n_frames;
+    // Mean and standard deviation over frames of each band: spectrum and modulation.
+    let profile = |i: usize| -> Vec<f32> {
+        (0..m.n_mels)
+            .flat_map(|b| {
+                let band = &m.row(i)[b * m.n_frames..(b + 1) * m.n_frames];
+                let mean = band.iter().sum::<f32>() / band.len() as f32;
+                let var = band.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / band.len() as f32;
+                [mean, var.sqrt()]
+            })
+            .collect()
+    };
+    let centroid = |g: &str| -> Vec<f32> {
+        let rows: Vec<usize> = (0..m.len()).filter(|&i| m.genres[i] == g).collect();
+        (0..2 * m.n_mels).map(|b| rows.iter().map(|&i| profile(i)[b]).sum::<f32>() / rows.len() as f32).collect()
+    };
+    let dist = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f32>().sqrt();
+    let cents: Vec<Vec<f32>> = genres.iter().map(|g| centroid(g)).collect();
+    let mut correct = 0;
+    for i in 0..m.len() {
+        let p = profile(i);
+        let best = (0..cents.len()).min_by(|&a, &b| dist(&p, &cents[a]).total_cmp(&dist(&p, &cents[b]))).unwrap();
+        correct += usize::from(genres[best] == m.genres[i]);
+    }
+    assert!(dim > 0 && correct >= 20, "nearest-centroid got {correct}/24");
+}
