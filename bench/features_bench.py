@@ -18,7 +18,6 @@ import datetime
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -62,8 +61,15 @@ def study_pipeline(paths):
         fitted[:, :keep] = db[:, :keep]
         np.asarray(Image.fromarray(fitted, mode="F").resize((100, 64), Image.BILINEAR))
     seconds = time.perf_counter() - start
-    import librosa as lr
-    return {"seconds": seconds, "clips_per_s": len(paths) / seconds, "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "librosa": lr.__version__}
+    return {"seconds": seconds, "clips_per_s": len(paths) / seconds, "peak_mib": vm_hwm_mib(), "librosa": librosa.__version__}
+
+
+def vm_hwm_mib():
+    """This process's peak RSS. (ru_maxrss of a child would include its parent's size at fork.)"""
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def genrelab_features(folder, threads, work):
@@ -80,23 +86,18 @@ def genrelab_features(folder, threads, work):
         sys.exit(f"genrelab failed with threads={threads}")
     ran = [s for s in json.loads(out) if s["stage"] == "features"][0]
     summary = ran["summary"]
-    return {"seconds": summary["seconds"], "wall_s": wall, "clips_per_s": summary["clips_per_second"], "threads": summary["threads"]}
-
-
-def peak_rss_of(cmd, env):
-    """Run cmd, return its max RSS in MiB (from wait4)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
-    if status != 0:
-        sys.exit(f"{cmd} failed")
-    return usage.ru_maxrss / 1024
+    return {"seconds": summary["seconds"], "wall_s": wall, "clips_per_s": summary["clips_per_second"], "threads": summary["threads"], "peak_mib": summary["peak_rss_mib"]}
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--clips", help="folder of GTZAN-layout WAVs (default: gtzan-mini, else synthetic)")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "features.md"))
+    ap.add_argument("--study-only", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.study_only:  # a fresh process, so its peak memory is its own
+        print(json.dumps(study_pipeline(list_clips(args.study_only))))
+        return
     subprocess.run(["cargo", "build", "--quiet", "--bin", "genrelab"], cwd=ROOT, check=True)
 
     work = tempfile.mkdtemp(prefix="genrelab-bench-")
@@ -115,18 +116,23 @@ def main():
     # Warm the page cache so that both sides read from memory.
     for p in paths:
         open(p, "rb").read()
-    py = study_pipeline(paths)
+    py = json.loads(subprocess.run([sys.executable, __file__, "--study-only", folder], check=True, stdout=subprocess.PIPE).stdout)
     one = genrelab_features(folder, 1, work)
     allc = genrelab_features(folder, 0, work)
-    env = dict(os.environ, RUST_LOG="warn")
-    peak_one = peak_rss_of([BIN, "--config", os.path.join(work, "bench-1.toml"), "run", "features", "--force", "features"], env)
-    peak_all = peak_rss_of([BIN, "--config", os.path.join(work, "bench-0.toml"), "run", "features", "--force", "features"], env)
+
+    # A no-op run: everything current (the full pipeline config with threads = 0).
+    noop = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        subprocess.run([BIN, "--config", os.path.join(work, "bench-0.toml"), "--quiet", "run"], check=True, stdout=subprocess.DEVNULL)
+        noop.append(time.perf_counter() - t0)
+    noop_ms = sorted(noop)[2] * 1000
 
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     rows = [
         ("study pipeline (librosa %s, 1 process)" % py["librosa"], py["seconds"], py["clips_per_s"], 1.0, py["peak_mib"]),
-        ("genrelab features, 1 thread", one["seconds"], one["clips_per_s"], one["clips_per_s"] / py["clips_per_s"], peak_one),
-        (f"genrelab features, {allc['threads']} threads", allc["seconds"], allc["clips_per_s"], allc["clips_per_s"] / py["clips_per_s"], peak_all),
+        ("genrelab features, 1 thread", one["seconds"], one["clips_per_s"], one["clips_per_s"] / py["clips_per_s"], one["peak_mib"]),
+        (f"genrelab features, {allc['threads']} threads", allc["seconds"], allc["clips_per_s"], allc["clips_per_s"] / py["clips_per_s"], allc["peak_mib"]),
     ]
     lines = [
         "# Feature extraction speed",
@@ -142,6 +148,7 @@ def main():
         "|---|---:|---:|---:|---:|",
     ]
     lines += [f"| {n} | {s:.2f} | {c:.1f} | {r:.1f}x | {m:.0f} |" for n, s, c, r, m in rows]
+    lines += ["", f"A no-op `genrelab run` (every stage current, {len(paths)} clips): {noop_ms:.0f} ms (median of 5)."]
     text = "\n".join(lines) + "\n"
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:

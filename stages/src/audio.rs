@@ -4,7 +4,7 @@
 //! count (averaged to mono, as `librosa.load(mono=True)`), any sample rate (resampled to the
 //! target rate with rubato's FFT resampler; librosa uses soxr, so features of resampled files
 //! agree with librosa's closely but not bit for bit). Integer samples are scaled by 1 / 2^(bits-1),
-//! as librosa (soundfile) does. Anything else (empty files, truncated data, bytes that are not
+//! as librosa (soundfile) does (8-bit WAV is unsigned, centred on 128). Anything else (empty files, truncated data, bytes that are not
 //! WAV) is an [`AudioError`] that says what is wrong.
 
 use std::io::Cursor;
@@ -49,11 +49,24 @@ pub fn decode_wav(bytes: &[u8], target_rate: u32) -> Result<Decoded, AudioError>
     let spec = reader.spec();
     let channels = spec.channels.max(1) as usize;
     let expected = reader.len() as u64;
+    // hound parsed the header and stands at the start of the sample data: convert the bytes
+    // there in one pass (hound's per-sample iterator is several times slower).
+    let data_start = reader.into_inner().position() as usize;
+    let data = &bytes[data_start.min(bytes.len())..];
+    let width = spec.bits_per_sample.div_ceil(8) as usize;
     let interleaved: Vec<f32> = match (spec.sample_format, spec.bits_per_sample) {
-        (hound::SampleFormat::Float, 32) => collect(reader.into_samples::<f32>(), expected, |x| x)?,
-        (hound::SampleFormat::Int, bits @ (8 | 16 | 24 | 32)) => {
-            let scale = 1.0 / (1u64 << (bits - 1)) as f32;
-            collect(reader.into_samples::<i32>(), expected, |x| x as f32 * scale)?
+        (hound::SampleFormat::Float, 32) => {
+            convert(data, expected, 4, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))?
+        }
+        (hound::SampleFormat::Int, 8) => convert(data, expected, 1, |b| (b[0] as f32 - 128.0) / 128.0)?,
+        (hound::SampleFormat::Int, 16) => {
+            convert(data, expected, 2, |b| i16::from_le_bytes([b[0], b[1]]) as f32 / 32768.0)?
+        }
+        (hound::SampleFormat::Int, 24) if width == 3 => convert(data, expected, 3, |b| {
+            (i32::from_le_bytes([0, b[0], b[1], b[2]]) >> 8) as f32 / 8_388_608.0
+        })?,
+        (hound::SampleFormat::Int, 32) => {
+            convert(data, expected, 4, |b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32 / 2_147_483_648.0)?
         }
         (format, bits) => {
             return Err(AudioError::Unsupported(format!("{bits}-bit {format:?} samples")));
@@ -72,22 +85,13 @@ pub fn decode_wav(bytes: &[u8], target_rate: u32) -> Result<Decoded, AudioError>
     Ok(Decoded { samples, source_rate: spec.sample_rate, source_frames: frames as u64, channels: spec.channels })
 }
 
-fn collect<T>(
-    samples: impl Iterator<Item = hound::Result<T>>,
-    expected: u64,
-    convert: impl Fn(T) -> f32,
-) -> Result<Vec<f32>, AudioError> {
-    let mut out = Vec::with_capacity(expected as usize);
-    for s in samples {
-        match s {
-            Ok(x) => out.push(convert(x)),
-            Err(hound::Error::IoError(_)) => {
-                return Err(AudioError::Truncated { expected, found: out.len() as u64 });
-            }
-            Err(e) => return Err(AudioError::NotWav(e.to_string())),
-        }
+/// Little-endian samples of `width` bytes each; `expected` is what the header announced.
+fn convert(data: &[u8], expected: u64, width: usize, sample: impl Fn(&[u8]) -> f32) -> Result<Vec<f32>, AudioError> {
+    let found = (data.len() / width) as u64;
+    if found < expected {
+        return Err(AudioError::Truncated { expected, found });
     }
-    Ok(out)
+    Ok(data[..expected as usize * width].chunks_exact(width).map(sample).collect())
 }
 
 /// Resample mono samples from `from` Hz to `to` Hz (a copy when the rates are equal). The result

@@ -26,6 +26,16 @@ pub struct FeatureSummary {
     pub seconds: f64,
     pub clips_per_second: f64,
     pub threads: usize,
+    /// The process's peak resident memory at the end of the stage (Linux), in MiB.
+    pub peak_rss_mib: Option<f64>,
+}
+
+/// Peak resident set size of this process (VmHWM), in MiB; None where /proc is not available.
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 /// The metadata written into both feature tables.
@@ -44,8 +54,8 @@ pub fn feature_config_of(meta: &TableMeta) -> Result<FeatureConfig, StageError> 
     serde_json::from_str(json).map_err(|e| StageError::Source(format!("bad genrelab.feature_config: {e}")))
 }
 
-/// Decode one clip's bytes and compute its features.
-pub fn clip_features(lm: &LogMel, entry: &ClipEntry, bytes: &[u8]) -> Result<(Features, crate::audio::Decoded), String> {
+/// Decode one clip's bytes and compute its features; also returns the bytes' blake3 hash.
+pub fn clip_features(lm: &LogMel, entry: &ClipEntry, bytes: &[u8]) -> Result<(Features, crate::audio::Decoded, String), String> {
     let hash = blake3::hash(bytes).to_hex().to_string();
     if !entry.blake3.is_empty() && hash != entry.blake3 {
         return Err(format!(
@@ -54,7 +64,7 @@ pub fn clip_features(lm: &LogMel, entry: &ClipEntry, bytes: &[u8]) -> Result<(Fe
         ));
     }
     let decoded = decode_wav(bytes, lm.config().sample_rate).map_err(|e| e.to_string())?;
-    Ok((lm.features(&decoded.samples), decoded))
+    Ok((lm.features(&decoded.samples), decoded, hash))
 }
 
 /// Run the stage. `threads = 0` uses every core.
@@ -72,13 +82,13 @@ pub fn extract_features(
     let threads = pool.current_num_threads();
     let start = Instant::now();
 
-    let mut small = FeatureTableWriter::create(
+    let small = FeatureTableWriter::create(
         &store_dir.join(names::FEATURES),
         &feature_table_meta("features", cfg, &source.origin),
         cfg.out_mels,
         cfg.out_frames,
     )?;
-    let mut full = FeatureTableWriter::create(
+    let full = FeatureTableWriter::create(
         &store_dir.join(names::FEATURES_FULL),
         &feature_table_meta("features_full", cfg, &source.origin),
         cfg.n_mels,
@@ -86,11 +96,21 @@ pub fn extract_features(
     )?;
     let mut rejects = Vec::new();
     let bar = crate::progress::bar(source.clips.len() as u64, "features");
-
     let batch = (threads * 8).max(16);
-    let mut n_batch = 0usize;
-    source
-        .read_batches(batch, |items| {
+
+    // Compression and writing run on their own thread, overlapping the next batch's decoding.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<FeatureRow>, Vec<FeatureRow>)>(1);
+    let (small, full, read) = std::thread::scope(|scope| {
+        let writer = scope.spawn(move || -> Result<_, StageError> {
+            let (mut small, mut full) = (small, full);
+            for (rows_small, rows_full) in rx {
+                small.write(&rows_small)?;
+                full.write(&rows_full)?;
+            }
+            Ok((small, full))
+        });
+        let mut n_batch = 0usize;
+        let read = source.read_batches(batch, |items| {
             let span = tracing::debug_span!("batch", n = n_batch, clips = items.len());
             let _enter = span.enter();
             n_batch += 1;
@@ -98,22 +118,21 @@ pub fn extract_features(
                 items
                     .par_iter()
                     .map(|(entry, bytes)| {
-                        let result = bytes.as_ref().map_err(Clone::clone).and_then(|b| clip_features(&lm, entry, b));
-                        (entry, bytes.as_ref().map(|b| blake3::hash(b).to_hex().to_string()).ok(), result)
+                        (entry, bytes.as_ref().map_err(Clone::clone).and_then(|b| clip_features(&lm, entry, b)))
                     })
                     .collect()
             });
             let mut rows_small = Vec::with_capacity(results.len());
             let mut rows_full = Vec::with_capacity(results.len());
-            for (entry, hash, result) in results {
+            for (entry, result) in results {
                 match result {
-                    Ok((f, decoded)) => {
+                    Ok((f, decoded, hash)) => {
                         let (mean_db, std_db) = f.full.mean_std();
                         let row = FeatureRow {
                             track_id: entry.track_id.clone(),
                             genre: entry.genre.clone(),
                             source: source.location(entry),
-                            audio_hash: hash.unwrap_or_default(),
+                            audio_hash: hash,
                             sample_rate: decoded.source_rate,
                             n_samples: decoded.source_frames,
                             channels: decoded.channels,
@@ -135,12 +154,18 @@ pub fn extract_features(
                     }
                 }
             }
-            small.write(&rows_small).map_err(|e| e.to_string())?;
-            full.write(&rows_full).map_err(|e| e.to_string())?;
             bar.inc(items.len() as u64);
-            Ok(())
-        })
-        .map_err(StageError::Source)?;
+            tx.send((rows_small, rows_full)).map_err(|_| "the table writer stopped".to_string())
+        });
+        drop(tx);
+        let written = writer.join().expect("writer thread does not panic");
+        // A writer error explains a failed send better than the send itself.
+        match written {
+            Ok((small, full)) => Ok((small, full, read)),
+            Err(e) => Err(e),
+        }
+    })?;
+    read.map_err(StageError::Source)?;
     bar.finish_and_clear();
 
     let clips = small.rows();
@@ -161,6 +186,7 @@ pub fn extract_features(
         seconds,
         clips_per_second: (clips + rejects.len()) as f64 / seconds.max(1e-9),
         threads,
+        peak_rss_mib: peak_rss_mib(),
     };
     tracing::info!(clips, rejected = rejects.len(), seconds = format!("{seconds:.2}"), threads, "features written");
     Ok(summary)
