@@ -26,7 +26,7 @@ struct Cli {
 enum Command {
     /// Run the stages that are not current (all, or the named ones and what they need).
     Run {
-        /// Stages to bring up to date: download, features, split. None = all.
+        /// Stages to bring up to date: download, features, split, train, evaluate. None = all.
         stages: Vec<String>,
         /// Run this stage even if it is current (repeatable).
         #[arg(long)]
@@ -51,6 +51,24 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         rows: usize,
     },
+    /// Genres of audio files (WAV) with the trained models: top 3 per file.
+    Predict {
+        files: Vec<PathBuf>,
+        /// Model to use (default: the best of the last evaluation, all its seeds averaged).
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long, default_value_t = 3)]
+        top: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The comparison table of the last evaluation, and where the report is.
+    Results {
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the models of the registry.
+    Models,
     /// Print the effective configuration, defaults included.
     Config,
     /// List the stages and what each does.
@@ -131,6 +149,49 @@ fn run(cli: Cli) -> Result<()> {
             print!("{}", query::render(&mut df, format)?);
             if format == Format::Table {
                 println!();
+            }
+        }
+        Command::Predict { files, model, top, json } => {
+            let cfg = load_config(&cli.config)?;
+            let paths = genrelab_pipeline::Paths::new(&cfg.workdir);
+            if files.is_empty() {
+                bail!("name at least one audio file");
+            }
+            let (model, preds) = genrelab_stages::predict::predict_files(&paths.report_dir(), &paths.train_dir(), &files, model.as_deref(), top)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"model": model, "predictions": preds}))?);
+            } else {
+                println!("model: {model} (probabilities averaged over its runs and the file's 30 s windows)");
+                for p in &preds {
+                    match &p.error {
+                        Some(e) => println!("{}: error: {e}", p.file),
+                        None => {
+                            let top: Vec<String> = p.top.iter().map(|(g, pr)| format!("{g} {:.1}%", 100.0 * pr)).collect();
+                            println!("{} ({:.1} s, {} windows): {}", p.file, p.seconds, p.windows, top.join(", "));
+                        }
+                    }
+                }
+            }
+            if preds.iter().any(|p| p.error.is_some()) {
+                std::process::exit(2);
+            }
+        }
+        Command::Results { json } => {
+            let cfg = load_config(&cli.config)?;
+            let report = genrelab_pipeline::Paths::new(&cfg.workdir).report_dir();
+            let path = report.join(genrelab_stages::evaluate::METRICS_JSON);
+            let text = std::fs::read_to_string(&path).with_context(|| format!("{} (run the pipeline first)", path.display()))?;
+            if json {
+                println!("{text}");
+            } else {
+                let e: serde_json::Value = serde_json::from_str(&text)?;
+                println!("{}", genrelab_stages::evaluate::comparison_table_json(&e));
+                println!("\nreport: {}", report.join("report.html").display());
+            }
+        }
+        Command::Models => {
+            for m in genrelab_models::registry() {
+                println!("{:<12} {}", m.name, m.about);
             }
         }
         Command::Config => {

@@ -12,7 +12,7 @@ fn pipeline_on_gtzan_mini() {
     };
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path(), &format!("[download]\nsource = \"folder\"\npath = \"{}\"\n", mini.display()));
-    assert_eq!(ran(&run_stages(dir.path(), &[])), ["download", "features", "split"]);
+    assert_eq!(ran(&run_stages(dir.path(), &["split"])), ["download", "features", "split"]);
 
     let by_genre = query(dir.path(), "SELECT genre, COUNT(*) AS n, MIN(n_frames) AS frames, MIN(n_mels) AS mels, MAX(sample_rate) AS sr FROM features GROUP BY genre ORDER BY genre");
     let rows = by_genre.as_array().unwrap();
@@ -35,12 +35,12 @@ fn pipeline_on_gtzan_mini() {
     let cfg = dir.path().join("genrelab.toml");
     let base = std::fs::read_to_string(&cfg).unwrap();
     std::fs::write(&cfg, format!("{base}[split]\nprotocol = \"kfold\"\nfolds = 5\n")).unwrap();
-    assert_eq!(ran(&run_stages(dir.path(), &[])), ["split"]);
+    assert_eq!(ran(&run_stages(dir.path(), &["split"])), ["split"]);
     let folds = query(dir.path(), "SELECT fold, COUNT(*) AS n FROM split GROUP BY fold ORDER BY fold");
     assert!(folds.as_array().unwrap().iter().all(|r| r["n"] == 20), "{folds}");
 
     std::fs::write(&cfg, format!("{base}[split]\nprotocol = \"filtered\"\n")).unwrap();
-    assert_eq!(ran(&run_stages(dir.path(), &[])), ["split"]);
+    assert_eq!(ran(&run_stages(dir.path(), &["split"])), ["split"]);
     let parts = query(dir.path(), "SELECT COALESCE(part, 'unused') AS part, COUNT(*) AS n FROM split GROUP BY part ORDER BY part");
     let total: i64 = parts.as_array().unwrap().iter().map(|r| r["n"].as_i64().unwrap()).sum();
     assert_eq!(total, 100, "{parts}");

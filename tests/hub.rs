@@ -150,7 +150,7 @@ fn files(dir: &std::path::Path) -> Vec<String> {
 fn downloads_from_the_hub_verifies_and_builds_the_store() {
     let (dir, endpoint, requests, body) = setup(Mode::Good);
     let hf_home = dir.path().join("hf").display().to_string();
-    let o = genrelab_env(dir.path(), &["run", "--json"], &env(dir.path(), &endpoint, &hf_home));
+    let o = genrelab_env(dir.path(), &["run", "features", "--json"], &env(dir.path(), &endpoint, &hf_home));
     assert!(o.status.success(), "{}", text(&o));
     let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("work/download/source.json")).unwrap()).unwrap();
     assert_eq!(manifest["sha256"], sha256_hex(&body));
@@ -163,7 +163,7 @@ fn downloads_from_the_hub_verifies_and_builds_the_store() {
 
     // Current now: no request reaches the hub.
     let before = requests.load(Ordering::SeqCst);
-    let o = genrelab_env(dir.path(), &["run", "--json"], &env(dir.path(), &endpoint, &hf_home));
+    let o = genrelab_env(dir.path(), &["run", "features", "--json"], &env(dir.path(), &endpoint, &hf_home));
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(requests.load(Ordering::SeqCst), before);
 }
@@ -171,7 +171,7 @@ fn downloads_from_the_hub_verifies_and_builds_the_store() {
 fn assert_fails_cleanly(mode: Mode, expect: &[&str]) {
     let (dir, endpoint, _, _) = setup(mode);
     let hf_home = dir.path().join("hf").display().to_string();
-    let o = genrelab_env(dir.path(), &["run"], &env(dir.path(), &endpoint, &hf_home));
+    let o = genrelab_env(dir.path(), &["run", "features"], &env(dir.path(), &endpoint, &hf_home));
     assert!(!o.status.success(), "must fail: {}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("stage `download` failed") && err.contains("genres.tar.gz"), "{err}");

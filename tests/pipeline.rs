@@ -19,7 +19,7 @@ fn folder_source_end_to_end_with_rejects_split_and_queries() {
     tree_with_bad_clips(&dir.path().join("data"));
     write_config(dir.path(), &format!("[download]\nsource = \"folder\"\npath = \"data\"\n{SMALL_FEATURES}[split]\ntest_fraction = 0.2\n"));
 
-    assert_eq!(ran(&run_stages(dir.path(), &[])), ["download", "features", "split"]);
+    assert_eq!(ran(&run_stages(dir.path(), &["split"])), ["download", "features", "split"]);
 
     let per_genre = query(dir.path(), "SELECT genre, COUNT(*) AS n FROM features GROUP BY genre ORDER BY genre");
     let counts: Vec<i64> = per_genre.as_array().unwrap().iter().map(|r| r["n"].as_i64().unwrap()).collect();
@@ -45,9 +45,9 @@ fn folder_source_end_to_end_with_rejects_split_and_queries() {
     let test: Vec<i64> = parts.as_array().unwrap().iter().filter(|r| r["part"] == "test").map(|r| r["n"].as_i64().unwrap()).collect();
     assert_eq!(test, [1, 1, 1, 1], "{parts}");
 
-    // Nothing changed: nothing runs, quickly.
-    assert_eq!(ran(&run_stages(dir.path(), &[])), Vec::<&str>::new());
-    assert!(status(dir.path()).iter().all(|(_, current, _)| *current));
+    // The pipeline's data stages, as `make split` runs them (train and evaluate have their own tests).
+    assert_eq!(ran(&run_stages(dir.path(), &["split"])), Vec::<&str>::new());
+    assert!(status(dir.path()).iter().take(3).all(|(_, current, _)| *current));
 
     // A split parameter: only split.
     let cfg = dir.path().join("genrelab.toml");
@@ -56,24 +56,24 @@ fn folder_source_end_to_end_with_rejects_split_and_queries() {
     let st = status(dir.path());
     assert!(st[0].1 && st[1].1, "{st:?}");
     assert_eq!(st[2].2, ["parameter split.test_fraction: 0.2 -> 0.4"]);
-    assert_eq!(ran(&run_stages(dir.path(), &[])), ["split"]);
+    assert_eq!(ran(&run_stages(dir.path(), &["split"])), ["split"]);
 
     // A feature parameter: features and, since its output changed, split.
     std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap().replace("frames = 40", "frames = 30")).unwrap();
     assert_eq!(status(dir.path())[1].2, ["parameter features.frames: 40 -> 30"]);
-    assert_eq!(ran(&run_stages(dir.path(), &[])), ["features", "split"]);
+    assert_eq!(ran(&run_stages(dir.path(), &["split"])), ["features", "split"]);
 
     // Touching an input changes nothing; editing one reruns everything downstream of it.
     let clip = dir.path().join("data/genres/blues/blues.00001.wav");
     let bytes = std::fs::read(&clip).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(20));
     std::fs::write(&clip, &bytes).unwrap();
-    assert_eq!(ran(&run_stages(dir.path(), &[])), Vec::<&str>::new());
+    assert_eq!(ran(&run_stages(dir.path(), &["split"])), Vec::<&str>::new());
     std::fs::write(&clip, clip_wav(3, 99, 1.5, 22050)).unwrap();
-    assert_eq!(ran(&run_stages(dir.path(), &[])), ["download", "features", "split"]);
+    assert_eq!(ran(&run_stages(dir.path(), &["split"])), ["download", "features", "split"]);
 
     // --force reruns one stage; the split it feeds is unchanged, so split stays current.
-    assert_eq!(ran(&run_stages(dir.path(), &["--force", "features"])), ["features"]);
+    assert_eq!(ran(&run_stages(dir.path(), &["split", "--force", "features"])), ["features"]);
 
     // The CLI table for people.
     let o = genrelab(dir.path(), &["status"]);
@@ -85,18 +85,18 @@ fn folder_source_end_to_end_with_rejects_split_and_queries() {
 fn killed_during_a_stage_resumes_with_only_that_stage() {
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path(), &format!("[download]\nsource = \"synthetic\"\n[download.synthetic]\ngenres = 3\nclips_per_genre = 4\nseconds = 1.0\n{SMALL_FEATURES}"));
-    assert_eq!(ran(&run_stages(dir.path(), &[])), ["download", "features", "split"]);
+    assert_eq!(ran(&run_stages(dir.path(), &["split"])), ["download", "features", "split"]);
 
     // Change a feature parameter and die after features wrote its tables, before its stamp.
     let cfg = dir.path().join("genrelab.toml");
     std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap().replace("n_mels = 32", "n_mels = 24")).unwrap();
-    let o = genrelab_env(dir.path(), &["run"], &[("GENRELAB_FAULT", "abort-before-stamp:features")]);
+    let o = genrelab_env(dir.path(), &["run", "split"], &[("GENRELAB_FAULT", "abort-before-stamp:features")]);
     assert!(!o.status.success(), "the fault must kill the run: {}", text(&o));
 
     let st = status(dir.path());
     assert!(st[0].1, "download stays current: {st:?}");
     assert!(!st[1].1 && st[1].2 == ["never run"], "features has no stamp: {st:?}");
-    assert_eq!(ran(&run_stages(dir.path(), &[])), ["features", "split"]);
+    assert_eq!(ran(&run_stages(dir.path(), &["split"])), ["features", "split"]);
     let n = query(dir.path(), "SELECT COUNT(*) AS n FROM features");
     assert_eq!(n[0]["n"], 12);
 }
@@ -107,7 +107,7 @@ fn synthetic_demo_set_classes_are_distinct_in_feature_space() {
     // clips of one genre differ from their genre's mean.
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path(), "[download]\nsource = \"synthetic\"\n[download.synthetic]\ngenres = 4\nclips_per_genre = 6\nseconds = 2.0\n[features]\nframes = 86\nout_mels = 32\nout_frames = 43\n");
-    run_stages(dir.path(), &[]);
+    run_stages(dir.path(), &["split"]);
     let m = genrelab_store::read_features(&dir.path().join("work/store/features.parquet")).unwrap();
     assert_eq!(m.len(), 24);
     let genres: Vec<String> = { let mut g = m.genres.clone(); g.dedup(); g };

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use genrelab_stages::FeatureConfig;
 use genrelab_stages::download::DownloadConfig;
 use genrelab_stages::split::SplitConfig;
+use genrelab_stages::train::TrainConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::PipelineError;
@@ -21,6 +22,7 @@ pub struct Config {
     pub download: DownloadConfig,
     pub features: FeatureConfig,
     pub split: SplitConfig,
+    pub train: TrainConfig,
 }
 
 impl Default for Config {
@@ -31,6 +33,7 @@ impl Default for Config {
             download: DownloadConfig::default(),
             features: FeatureConfig::default(),
             split: SplitConfig::default(),
+            train: TrainConfig::default(),
         }
     }
 }
@@ -108,6 +111,12 @@ impl Paths {
     /// The engine's own state: stamps, the hash cache, the run log.
     pub fn state_dir(&self) -> PathBuf {
         self.workdir.join(".genrelab")
+    }
+    pub fn train_dir(&self) -> PathBuf {
+        self.workdir.join("train")
+    }
+    pub fn report_dir(&self) -> PathBuf {
+        self.workdir.join("report")
     }
     pub fn stamp(&self, stage: &str) -> PathBuf {
         self.state_dir().join("stamps").join(format!("{stage}.json"))

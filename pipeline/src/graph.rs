@@ -1,9 +1,13 @@
 //! genrelab's stages as engine [`Stage`]s: what each reads, which parameters, what it writes.
+//!
+//! ```text
+//! download -> features -> split -> train -> evaluate
+//! ```
 
 use std::path::PathBuf;
 
 use genrelab_stages::download::{self, DownloadOptions, SourceKind};
-use genrelab_stages::{features, split};
+use genrelab_stages::{evaluate, features, split, train};
 use genrelab_store::names;
 use serde_json::{Value, json};
 
@@ -13,7 +17,7 @@ use crate::PipelineError;
 
 /// The pipeline in dependency order.
 pub fn engine() -> Engine {
-    Engine::new(vec![Box::new(Download), Box::new(Features), Box::new(Split)])
+    Engine::new(vec![Box::new(Download), Box::new(Features), Box::new(Split), Box::new(Train), Box::new(Evaluate)])
 }
 
 pub struct Download;
@@ -136,5 +140,60 @@ impl Stage for Split {
     }
     fn run(&self, ctx: &mut Ctx) -> Result<Value, PipelineError> {
         Ok(json!(split::make_split(&ctx.paths.store_dir(), &ctx.cfg.split)?))
+    }
+}
+
+pub struct Train;
+
+impl Stage for Train {
+    fn name(&self) -> &'static str {
+        "train"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn about(&self) -> &'static str {
+        "train every configured model for every seed (and fold) from the cached features"
+    }
+    fn deps(&self) -> &'static [&'static str] {
+        &["features", "split"]
+    }
+    fn params(&self, cfg: &Config) -> Value {
+        json!(cfg.train)
+    }
+    fn outputs(&self, _cfg: &Config, paths: &Paths) -> Vec<PathBuf> {
+        vec![paths.train_dir(), paths.store_dir().join("history.parquet")]
+    }
+    fn run(&self, ctx: &mut Ctx) -> Result<Value, PipelineError> {
+        Ok(train::train(&ctx.paths.store_dir(), &ctx.paths.train_dir(), &ctx.cfg.train)?)
+    }
+}
+
+pub struct Evaluate;
+
+impl Stage for Evaluate {
+    fn name(&self) -> &'static str {
+        "evaluate"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn about(&self) -> &'static str {
+        "score every run on its test part; summaries across seeds, the study's table, the report"
+    }
+    fn deps(&self) -> &'static [&'static str] {
+        &["features", "split", "train"]
+    }
+    fn params(&self, _cfg: &Config) -> Value {
+        json!({})
+    }
+    fn outputs(&self, _cfg: &Config, paths: &Paths) -> Vec<PathBuf> {
+        let s = paths.store_dir();
+        vec![s.join("metrics.parquet"), s.join("per_genre.parquet"), s.join("predictions.parquet"), paths.report_dir()]
+    }
+    fn run(&self, ctx: &mut Ctx) -> Result<Value, PipelineError> {
+        let e = evaluate::evaluate(&ctx.paths.store_dir(), &ctx.paths.train_dir(), &ctx.paths.report_dir())?;
+        let best = e.models.iter().max_by(|a, b| a.accuracy.mean.total_cmp(&b.accuracy.mean));
+        Ok(json!({"runs": e.runs.len(), "best_model": best.map(|m| &m.model), "best_accuracy": best.map(|m| m.accuracy.mean)}))
     }
 }

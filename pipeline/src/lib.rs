@@ -3,14 +3,8 @@
 //! - [`config`]: the one TOML configuration and the work folder's layout;
 //! - [`fingerprint`]: content hashes with a (path, size, mtime) cache;
 //! - [`engine`]: stages, fingerprints, stamps, `status` and `run`;
-//! - [`graph`]: genrelab's stages (download -> features -> split) wired into the engine.
-//!
-//! ```text
-//! download ──> features ──> split
-//!  source.json   store/features.parquet        store/split.parquet
-//!                store/features_full.parquet
-//!                store/rejects.parquet
-//! ```
+//! - [`graph`]: genrelab's stages (download -> features -> split -> train -> evaluate) wired
+//!   into the engine.
 
 pub mod config;
 pub mod engine;

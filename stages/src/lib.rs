@@ -12,13 +12,18 @@
 pub mod audio;
 pub mod download;
 pub mod error;
+pub mod evaluate;
 pub mod features;
 pub mod layout;
 pub mod logmel;
+pub mod metrics;
+pub mod plots;
+pub mod predict;
 mod progress;
 pub mod source;
 pub mod split;
 pub mod synthetic;
+pub mod train;
 
 pub use error::StageError;
 pub use logmel::{FeatureConfig, LogMel};

@@ -534,3 +534,49 @@ mod tests {
         assert!(err.contains("expected a `split` table"), "{err}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// small result tables (training history, metrics, predictions): named typed columns
+
+/// One column of a result table.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Column {
+    Str(Vec<String>),
+    Int(Vec<i64>),
+    OptInt(Vec<Option<i64>>),
+    Float(Vec<f64>),
+}
+
+impl Column {
+    fn len(&self) -> usize {
+        match self {
+            Column::Str(v) => v.len(),
+            Column::Int(v) => v.len(),
+            Column::OptInt(v) => v.len(),
+            Column::Float(v) => v.len(),
+        }
+    }
+}
+
+/// Write a table of named columns (all of one length) atomically.
+pub fn write_columns(dest: &Path, meta: &TableMeta, columns: Vec<(&str, Column)>) -> Result<(), StoreError> {
+    let rows = columns.first().map_or(0, |(_, c)| c.len());
+    if let Some((name, _)) = columns.iter().find(|(_, c)| c.len() != rows) {
+        return Err(StoreError::invalid(dest, format!("column `{name}` has another length than the first")));
+    }
+    let mut fields = vec![];
+    let mut arrays: Vec<ArrayRef> = vec![];
+    for (name, col) in columns {
+        let (dtype, nullable, array): (DataType, bool, ArrayRef) = match col {
+            Column::Str(v) => (DataType::Utf8, false, strings(v)),
+            Column::Int(v) => (DataType::Int64, false, Arc::new(arrow::array::Int64Array::from(v))),
+            Column::OptInt(v) => (DataType::Int64, true, Arc::new(arrow::array::Int64Array::from(v))),
+            Column::Float(v) => (DataType::Float64, false, Arc::new(Float64Array::from(v))),
+        };
+        fields.push(Field::new(name, dtype, nullable));
+        arrays.push(array);
+    }
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(schema.clone(), arrays).map_err(arrow_err(dest))?;
+    write_batches(dest, schema, meta, [batch])
+}

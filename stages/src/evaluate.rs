@@ -1,0 +1,382 @@
+//! The evaluate stage: every trained run scored on its test part, summaries across seeds (and
+//! folds), the study's table side by side, and a report for people.
+//!
+//! Writes the store tables `metrics` (one row per run), `per_genre` (per run and genre) and
+//! `predictions` (per run and test clip), and the report folder: `metrics.json`, `report.md`,
+//! `report.html`, training curves and confusion matrices as SVG.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::path::Path;
+
+use genrelab_models::train::{Batchable, load_model, predict_proba};
+use genrelab_models::default_device;
+use genrelab_store::tables::{Column, write_columns};
+use genrelab_store::{TableMeta, names, read_features, read_split};
+use serde::{Deserialize, Serialize};
+
+use crate::StageError;
+use crate::metrics::{Scores, Summary, scores, summarize};
+use crate::plots::{PALETTE, Series, confusion_chart, line_chart};
+use crate::train::{Checkpoint, gather, labels_of, read_checkpoints};
+
+/// The study's single-run figures (its report, table of results at epoch 150).
+pub const STUDY: [(&str, usize, f64, f64); 3] =
+    [("linear", 64_010, 0.9825, 0.505), ("simple_cnn", 15_610, 0.6521, 0.545), ("complex_cnn", 59_114, 0.9562, 0.625)];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunResult {
+    pub run: String,
+    pub model: String,
+    pub seed: u64,
+    pub fold: Option<i32>,
+    pub test_clips: usize,
+    /// Training accuracy of the last epoch (running average, dropout on), as the study reported.
+    pub train_acc: f64,
+    pub test_loss: f64,
+    pub scores: Scores,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelSummary {
+    pub model: String,
+    pub parameters: usize,
+    pub runs: usize,
+    pub train_acc: Summary,
+    pub accuracy: Summary,
+    pub balanced_accuracy: Summary,
+    pub macro_f1: Summary,
+    /// The study's figures for this model, when it has them.
+    pub study_train_acc: Option<f64>,
+    pub study_test_acc: Option<f64>,
+    /// Confusion matrix summed over runs.
+    pub confusion: Vec<Vec<usize>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub protocol: String,
+    pub labels: Vec<String>,
+    pub epochs: usize,
+    pub seeds: usize,
+    pub folds: Option<usize>,
+    pub models: Vec<ModelSummary>,
+    pub runs: Vec<RunResult>,
+}
+
+pub const METRICS_JSON: &str = "metrics.json";
+
+/// Run the stage.
+pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path) -> Result<Evaluation, StageError> {
+    let features = read_features(&store_dir.join(names::FEATURES))?;
+    let (_, split) = read_split(&store_dir.join(names::SPLIT))?;
+    let (labels, y_all) = labels_of(&features);
+    let checkpoints = read_checkpoints(train_dir)?;
+    if checkpoints.is_empty() {
+        return Err(StageError::Failed(format!("no trained runs in {}", train_dir.display())));
+    }
+    let index: std::collections::HashMap<&str, usize> =
+        features.track_ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
+    let device = default_device();
+
+    let mut runs = vec![];
+    let mut predictions: Vec<(String, String, usize, usize, f64)> = vec![];
+    for (dir, c) in &checkpoints {
+        if c.labels != labels {
+            return Err(StageError::Failed(format!("run {} was trained on other labels than the features table has; run train again", c.run)));
+        }
+        let test: Vec<usize> = split
+            .iter()
+            .filter(|r| match c.fold {
+                Some(f) => r.fold == Some(f),
+                None => r.part.as_deref() == Some("test"),
+            })
+            .filter_map(|r| index.get(r.track_id.as_str()).copied())
+            .collect();
+        let model = load_model(dir, &c.spec, &device).map_err(|e| StageError::Failed(e.to_string()))?;
+        let x = gather(&features, &test, c.normalize_mean, c.normalize_std);
+        let y: Vec<usize> = test.iter().map(|&r| y_all[r]).collect();
+        let probs = predict_proba(&model, Batchable { x: &x, y: &y, mels: c.spec.mels, frames: c.spec.frames }, c.settings.eval_batch_size, &device);
+        let k = labels.len();
+        let pred: Vec<usize> = probs
+            .chunks(k)
+            .map(|p| (0..k).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap_or(0))
+            .collect();
+        let test_loss = probs.chunks(k).zip(&y).map(|(p, &t)| -(p[t].max(1e-12) as f64).ln()).sum::<f64>() / y.len().max(1) as f64;
+        for ((&row, &p), probs) in test.iter().zip(&pred).zip(probs.chunks(k)) {
+            predictions.push((c.run.clone(), features.track_ids[row].clone(), y_all[row], p, probs[p] as f64));
+        }
+        runs.push(RunResult {
+            run: c.run.clone(),
+            model: c.spec.name.clone(),
+            seed: c.seed,
+            fold: c.fold,
+            test_clips: test.len(),
+            train_acc: c.history.last().map_or(f64::NAN, |h| h.train_acc),
+            test_loss,
+            scores: scores(&y, &pred, k),
+        });
+    }
+
+    let mut order: Vec<String> = vec![];
+    for (_, c) in &checkpoints {
+        if !order.contains(&c.spec.name) {
+            order.push(c.spec.name.clone());
+        }
+    }
+    // Keep the registry's order (the study's table order) where it applies.
+    order.sort_by_key(|m| genrelab_models::registry().iter().position(|r| r.name == m).unwrap_or(usize::MAX));
+    let models: Vec<ModelSummary> = order
+        .iter()
+        .map(|m| {
+            let rs: Vec<&RunResult> = runs.iter().filter(|r| &r.model == m).collect();
+            let spec = &checkpoints.iter().find(|(_, c)| &c.spec.name == m).expect("a run of the model").1.spec;
+            let parameters = genrelab_models::count_params(spec).unwrap_or(0);
+            let k = labels.len();
+            let mut confusion = vec![vec![0; k]; k];
+            for r in &rs {
+                for (i, row) in r.scores.confusion.iter().enumerate() {
+                    for (j, v) in row.iter().enumerate() {
+                        confusion[i][j] += v;
+                    }
+                }
+            }
+            let study = STUDY.iter().find(|s| s.0 == m);
+            ModelSummary {
+                model: m.clone(),
+                parameters,
+                runs: rs.len(),
+                train_acc: summarize(&rs.iter().map(|r| r.train_acc).collect::<Vec<_>>()),
+                accuracy: summarize(&rs.iter().map(|r| r.scores.accuracy).collect::<Vec<_>>()),
+                balanced_accuracy: summarize(&rs.iter().map(|r| r.scores.balanced_accuracy).collect::<Vec<_>>()),
+                macro_f1: summarize(&rs.iter().map(|r| r.scores.macro_f1).collect::<Vec<_>>()),
+                study_train_acc: study.map(|s| s.2),
+                study_test_acc: study.map(|s| s.3),
+                confusion,
+            }
+        })
+        .collect();
+
+    let first = &checkpoints[0].1;
+    let folds = {
+        let mut f: Vec<i32> = checkpoints.iter().filter_map(|(_, c)| c.fold).collect();
+        f.sort();
+        f.dedup();
+        (!f.is_empty()).then_some(f.len())
+    };
+    let mut seeds: Vec<u64> = checkpoints.iter().map(|(_, c)| c.seed).collect();
+    seeds.sort();
+    seeds.dedup();
+    let eval = Evaluation {
+        protocol: first.protocol.clone(),
+        labels: labels.clone(),
+        epochs: first.settings.epochs,
+        seeds: seeds.len(),
+        folds,
+        models,
+        runs,
+    };
+    write_tables(store_dir, &eval, &predictions)?;
+    write_report(report_dir, &eval, &checkpoints)?;
+    Ok(eval)
+}
+
+fn write_tables(store_dir: &Path, e: &Evaluation, predictions: &[(String, String, usize, usize, f64)]) -> Result<(), StageError> {
+    let meta = |t: &str| TableMeta::new(t).with("protocol", &e.protocol);
+    let r = &e.runs;
+    write_columns(&store_dir.join("metrics.parquet"), &meta("metrics"), vec![
+        ("run", Column::Str(r.iter().map(|x| x.run.clone()).collect())),
+        ("model", Column::Str(r.iter().map(|x| x.model.clone()).collect())),
+        ("seed", Column::Int(r.iter().map(|x| x.seed as i64).collect())),
+        ("fold", Column::OptInt(r.iter().map(|x| x.fold.map(i64::from)).collect())),
+        ("test_clips", Column::Int(r.iter().map(|x| x.test_clips as i64).collect())),
+        ("train_acc", Column::Float(r.iter().map(|x| x.train_acc).collect())),
+        ("accuracy", Column::Float(r.iter().map(|x| x.scores.accuracy).collect())),
+        ("balanced_accuracy", Column::Float(r.iter().map(|x| x.scores.balanced_accuracy).collect())),
+        ("macro_f1", Column::Float(r.iter().map(|x| x.scores.macro_f1).collect())),
+        ("test_loss", Column::Float(r.iter().map(|x| x.test_loss).collect())),
+    ])?;
+    let mut pg: Vec<(&RunResult, usize)> = vec![];
+    for run in r {
+        for c in 0..e.labels.len() {
+            pg.push((run, c));
+        }
+    }
+    write_columns(&store_dir.join("per_genre.parquet"), &meta("per_genre"), vec![
+        ("run", Column::Str(pg.iter().map(|(x, _)| x.run.clone()).collect())),
+        ("model", Column::Str(pg.iter().map(|(x, _)| x.model.clone()).collect())),
+        ("genre", Column::Str(pg.iter().map(|(_, c)| e.labels[*c].clone()).collect())),
+        ("precision", Column::Float(pg.iter().map(|(x, c)| x.scores.per_class[*c].precision).collect())),
+        ("recall", Column::Float(pg.iter().map(|(x, c)| x.scores.per_class[*c].recall).collect())),
+        ("f1", Column::Float(pg.iter().map(|(x, c)| x.scores.per_class[*c].f1).collect())),
+        ("support", Column::Int(pg.iter().map(|(x, c)| x.scores.per_class[*c].support as i64).collect())),
+    ])?;
+    write_columns(&store_dir.join("predictions.parquet"), &meta("predictions"), vec![
+        ("run", Column::Str(predictions.iter().map(|p| p.0.clone()).collect())),
+        ("track_id", Column::Str(predictions.iter().map(|p| p.1.clone()).collect())),
+        ("genre", Column::Str(predictions.iter().map(|p| e.labels[p.2].clone()).collect())),
+        ("predicted", Column::Str(predictions.iter().map(|p| e.labels[p.3].clone()).collect())),
+        ("probability", Column::Float(predictions.iter().map(|p| p.4).collect())),
+    ])?;
+    Ok(())
+}
+
+fn pct(x: f64) -> String {
+    if x.is_finite() { format!("{:.1}%", 100.0 * x) } else { "-".into() }
+}
+
+/// The comparison table from a `metrics.json` (for `genrelab results`).
+pub fn comparison_table_json(e: &serde_json::Value) -> String {
+    match serde_json::from_value::<Evaluation>(e.clone()) {
+        Ok(e) => comparison_table(&e),
+        Err(err) => format!("unreadable metrics.json: {err}"),
+    }
+}
+
+/// The comparison table (markdown), as the terminal, the README and the report show it.
+pub fn comparison_table(e: &Evaluation) -> String {
+    let mut s = String::new();
+    let runs = match e.folds {
+        Some(f) => format!("{f} folds x {} seeds", e.seeds),
+        None => format!("{} seeds", e.seeds),
+    };
+    let _ = writeln!(s, "| model | parameters | train acc (mean +- std) | test acc (mean +- std) | 95% interval | balanced acc | macro-F1 | study (1 run): train / test |");
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    for m in &e.models {
+        let study = match (m.study_train_acc, m.study_test_acc) {
+            (Some(a), Some(b)) => format!("{} / {}", pct(a), pct(b)),
+            _ => "-".into(),
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} +- {} | {} +- {} | {} | {} | {} | {} |",
+            m.model,
+            m.parameters,
+            pct(m.train_acc.mean),
+            pct(m.train_acc.std),
+            pct(m.accuracy.mean),
+            pct(m.accuracy.std),
+            m.accuracy.ci95.map_or("-".into(), |(lo, hi)| format!("{} - {}", pct(lo), pct(hi))),
+            pct(m.balanced_accuracy.mean),
+            pct(m.macro_f1.mean),
+            study
+        );
+    }
+    let _ = write!(s, "\nProtocol: {}, {runs} per model, {} epochs, {} classes.", e.protocol, e.epochs, e.labels.len());
+    s
+}
+
+fn write_report(dir: &Path, e: &Evaluation, checkpoints: &[(std::path::PathBuf, Checkpoint)]) -> Result<(), StageError> {
+    let put = |name: &str, text: &str| genrelab_store::atomic::write_atomic(dir.join(name), text.as_bytes()).map(|_| ());
+    put(METRICS_JSON, &serde_json::to_string_pretty(e).expect("json"))?;
+
+    // Curves: the mean over a model's runs, per epoch.
+    let mean_curve = |model: &str, f: fn(&genrelab_models::train::EpochRecord) -> f64| -> Vec<(f64, f64)> {
+        let mut by_epoch: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+        for (_, c) in checkpoints.iter().filter(|(_, c)| c.spec.name == model) {
+            for h in &c.history {
+                by_epoch.entry(h.epoch).or_default().push(f(h));
+            }
+        }
+        by_epoch.into_iter().map(|(ep, v)| (ep as f64, v.iter().sum::<f64>() / v.len() as f64)).collect()
+    };
+    let mut figures = vec![];
+    for (i, m) in e.models.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        for (what, train_f, test_f) in [
+            ("loss", (|h: &genrelab_models::train::EpochRecord| h.train_loss) as fn(&_) -> f64, (|h: &genrelab_models::train::EpochRecord| h.test_loss) as fn(&_) -> f64),
+            ("accuracy", |h| h.train_acc, |h| h.test_acc),
+        ] {
+            let name = format!("curves_{}_{what}.svg", m.model);
+            put(&name, &line_chart(&format!("{}: {what} (mean of {} runs)", m.model, m.runs), "epoch", what, &[
+                Series { label: "train".into(), points: mean_curve(&m.model, train_f), dashed: false, color },
+                Series { label: "test".into(), points: mean_curve(&m.model, test_f), dashed: true, color },
+            ]))?;
+            figures.push(name);
+        }
+        let name = format!("confusion_{}.svg", m.model);
+        put(&name, &confusion_chart(&format!("{}: confusion over {} runs", m.model, m.runs), &e.labels, &m.confusion))?;
+        figures.push(name);
+    }
+    for (what, f) in [("accuracy", (|h: &genrelab_models::train::EpochRecord| h.test_acc) as fn(&_) -> f64), ("loss", |h| h.test_loss)] {
+        let series: Vec<Series> = e
+            .models
+            .iter()
+            .enumerate()
+            .map(|(i, m)| Series { label: m.model.clone(), points: mean_curve(&m.model, f), dashed: false, color: PALETTE[i % PALETTE.len()] })
+            .collect();
+        let name = format!("curves_all_test_{what}.svg");
+        put(&name, &line_chart(&format!("test {what}, all models"), "epoch", what, &series))?;
+        figures.push(name);
+    }
+
+    let table = comparison_table(e);
+    let mut md = String::new();
+    let _ = writeln!(md, "# genrelab report\n\n{table}\n");
+    let _ = writeln!(md, "Test figures are measured on each run's test part after its last epoch; the curves track the test part every epoch (as the study did) but no model or epoch is chosen by it. Intervals are 95% Student-t intervals of the mean over runs.\n");
+    let _ = writeln!(md, "## Per genre (recall, mean over runs)\n");
+    let _ = writeln!(md, "| genre | {} |", e.models.iter().map(|m| m.model.as_str()).collect::<Vec<_>>().join(" | "));
+    let _ = writeln!(md, "|---|{}", "---:|".repeat(e.models.len()));
+    for (c, g) in e.labels.iter().enumerate() {
+        let cells: Vec<String> = e
+            .models
+            .iter()
+            .map(|m| {
+                let rs: Vec<&RunResult> = e.runs.iter().filter(|r| r.model == m.model).collect();
+                pct(rs.iter().map(|r| r.scores.per_class[c].recall).sum::<f64>() / rs.len().max(1) as f64)
+            })
+            .collect();
+        let _ = writeln!(md, "| {g} | {} |", cells.join(" | "));
+    }
+    let _ = writeln!(md, "\n## Figures\n");
+    for f in &figures {
+        let _ = writeln!(md, "![{f}]({f})");
+    }
+    put("report.md", &md)?;
+    put("report.html", &markdown_to_html(&md, dir))?;
+    Ok(())
+}
+
+/// The report's markdown as a standalone HTML page (tables, headings, paragraphs, inline SVGs).
+fn markdown_to_html(md: &str, dir: &Path) -> String {
+    let mut html = String::from("<!doctype html><html><head><meta charset=\"utf-8\"><title>genrelab report</title><style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,th:first-child{text-align:left}img,svg{margin:8px}</style></head><body>\n");
+    let mut in_table = false;
+    for line in md.lines() {
+        if line.starts_with('|') {
+            if line.starts_with("|---") {
+                continue;
+            }
+            if !in_table {
+                html.push_str("<table>");
+                in_table = true;
+            }
+            let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+            html.push_str("<tr>");
+            for c in cells {
+                let _ = write!(html, "<td>{}</td>", c.replace('<', "&lt;"));
+            }
+            html.push_str("</tr>\n");
+            continue;
+        }
+        if in_table {
+            html.push_str("</table>\n");
+            in_table = false;
+        }
+        if let Some(h) = line.strip_prefix("## ") {
+            let _ = writeln!(html, "<h2>{h}</h2>");
+        } else if let Some(h) = line.strip_prefix("# ") {
+            let _ = writeln!(html, "<h1>{h}</h1>");
+        } else if let Some(rest) = line.strip_prefix("![") {
+            let file = rest.split("](").nth(1).unwrap_or("").trim_end_matches(')');
+            // Inline the SVG so the page is one self-contained file.
+            let _ = writeln!(html, "{}", std::fs::read_to_string(dir.join(file)).unwrap_or_default());
+        } else if !line.is_empty() {
+            let _ = writeln!(html, "<p>{}</p>", line.replace('<', "&lt;"));
+        }
+    }
+    if in_table {
+        html.push_str("</table>\n");
+    }
+    html.push_str("</body></html>\n");
+    html
+}
