@@ -4,13 +4,16 @@ CONFIG ?= genrelab.toml
 CARGO ?= cargo
 GENRELAB = $(CARGO) run --quiet --bin genrelab -- --config $(CONFIG)
 
-.PHONY: all download features split status demo mini test bench parity build clean-work
+.PHONY: all download features split train evaluate status results demo mini test bench parity build clean-work
 
 all:
 	$(GENRELAB) run
 
-download features split:
+download features split train evaluate:
 	$(GENRELAB) run $@
+
+results:
+	$(GENRELAB) results
 
 status:
 	$(GENRELAB) status
@@ -21,8 +24,7 @@ build:
 demo:
 	@$(MAKE) --no-print-directory all CONFIG=configs/demo.toml
 	@$(MAKE) --no-print-directory status CONFIG=configs/demo.toml
-	$(CARGO) run --quiet --bin genrelab -- --config configs/demo.toml --quiet query \
-	  "SELECT s.part, f.genre, COUNT(*) AS clips, ROUND(CAST(AVG(f.mean_db) AS DOUBLE), 2) AS mean_db FROM features f JOIN split s USING (track_id) GROUP BY s.part, f.genre ORDER BY s.part, f.genre"
+	@$(CARGO) run --quiet --bin genrelab -- --config configs/demo.toml --quiet results
 
 mini:
 	@$(MAKE) --no-print-directory all CONFIG=configs/mini.toml

@@ -256,7 +256,8 @@ pub fn comparison_table(e: &Evaluation) -> String {
             pct(m.train_acc.std),
             pct(m.accuracy.mean),
             pct(m.accuracy.std),
-            m.accuracy.ci95.map_or("-".into(), |(lo, hi)| format!("{} - {}", pct(lo), pct(hi))),
+            // Accuracy lives in [0, 1]: the t interval is shown clipped to it (metrics.json keeps it raw).
+            m.accuracy.ci95.map_or("-".into(), |(lo, hi)| format!("{} - {}", pct(lo.max(0.0)), pct(hi.min(1.0)))),
             pct(m.balanced_accuracy.mean),
             pct(m.macro_f1.mean),
             study
