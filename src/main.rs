@@ -167,7 +167,8 @@ fn run(cli: Cli) -> Result<()> {
                         Some(e) => println!("{}: error: {e}", p.file),
                         None => {
                             let top: Vec<String> = p.top.iter().map(|(g, pr)| format!("{g} {:.1}%", 100.0 * pr)).collect();
-                            println!("{} ({:.1} s, {} windows): {}", p.file, p.seconds, p.windows, top.join(", "));
+                            let windows = if p.windows == 1 { "1 window".to_string() } else { format!("{} windows", p.windows) };
+                            println!("{} ({:.1} s, {windows}): {}", p.file, p.seconds, top.join(", "));
                         }
                     }
                 }
