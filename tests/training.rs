@@ -48,6 +48,14 @@ fn train_and_evaluate_stages_write_metrics_report_and_rerun_alone_on_a_training_
     let hist = query(dir.path(), "SELECT MAX(epoch) AS last FROM history");
     assert_eq!(hist[0]["last"], 2);
 
+    // Other data (another synthetic seed): every run retrains; no checkpoint of the old data is reused.
+    let ckpt = dir.path().join("work/train/linear/seed0/checkpoint.json");
+    let data_of = || -> serde_json::Value { serde_json::from_slice::<serde_json::Value>(&std::fs::read(&ckpt).unwrap()).unwrap()["settings"]["data"].clone() };
+    let before = data_of();
+    std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap().replace("seconds = 1.5", "seconds = 1.5\nseed = 99")).unwrap();
+    assert_eq!(ran(&run_stages(dir.path(), &[])), ["download", "features", "split", "train", "evaluate"]);
+    assert_ne!(data_of(), before);
+
     // Prediction: a 5-minute recording and a file that is not audio.
     let long = dir.path().join("long.wav");
     std::fs::write(&long, clip_wav(1, 5, 300.0, 22050)).unwrap();

@@ -24,6 +24,9 @@ pub struct TrainSettings {
     pub batch_size: usize,
     pub eval_batch_size: usize,
     pub seed: u64,
+    /// Fingerprint of the training and test inputs: a checkpoint made from other data is never
+    /// resumed or reused.
+    pub data: String,
 }
 
 /// Inputs (already normalised) and integer labels, row-major `n x mels x frames`.

@@ -22,7 +22,7 @@ fn data(n: usize) -> (Vec<f32>, Vec<usize>) {
 }
 
 fn settings(epochs: usize) -> TrainSettings {
-    TrainSettings { epochs, learning_rate: 1e-2, batch_size: 8, eval_batch_size: 16, seed: 3 }
+    TrainSettings { epochs, learning_rate: 1e-2, batch_size: 8, eval_batch_size: 16, seed: 3, data: "toy".into() }
 }
 
 fn spec() -> ModelSpec {

@@ -165,7 +165,7 @@ impl Stage for Train {
         vec![paths.train_dir(), paths.store_dir().join("history.parquet")]
     }
     fn run(&self, ctx: &mut Ctx) -> Result<Value, PipelineError> {
-        Ok(train::train(&ctx.paths.store_dir(), &ctx.paths.train_dir(), &ctx.cfg.train)?)
+        Ok(train::train(&ctx.paths.store_dir(), &ctx.paths.train_dir(), &ctx.cfg.train, ctx.forced)?)
     }
 }
 

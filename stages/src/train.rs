@@ -138,8 +138,30 @@ pub fn run_dir(train_dir: &Path, run: &str) -> PathBuf {
     train_dir.join(run)
 }
 
-/// Run the stage.
-pub fn train(store_dir: &Path, train_dir: &Path, cfg: &TrainConfig) -> Result<serde_json::Value, StageError> {
+/// Fingerprint of a run's inputs (normalised values and labels of both parts).
+fn data_hash(xs: &[&[f32]], ys: &[&[usize]]) -> String {
+    let mut h = blake3::Hasher::new();
+    for x in xs {
+        for v in x.iter() {
+            h.update(&v.to_le_bytes());
+        }
+        h.update(b"|");
+    }
+    for y in ys {
+        for v in y.iter() {
+            h.update(&(*v as u64).to_le_bytes());
+        }
+        h.update(b"|");
+    }
+    h.finalize().to_hex()[..16].to_string()
+}
+
+/// Run the stage. `fresh` discards every checkpoint first (`--force train`); otherwise runs whose
+/// checkpoint matches their model, recipe and data are kept and unfinished ones resume.
+pub fn train(store_dir: &Path, train_dir: &Path, cfg: &TrainConfig, fresh: bool) -> Result<serde_json::Value, StageError> {
+    if fresh && train_dir.exists() {
+        std::fs::remove_dir_all(train_dir).map_err(|e| StageError::io(train_dir, e))?;
+    }
     if cfg.models.is_empty() || cfg.seeds == 0 || cfg.epochs == 0 || cfg.batch_size == 0 || cfg.normalize_std <= 0.0 {
         return Err(StageError::Config("[train] needs models, seeds >= 1, epochs >= 1, batch_size >= 1 and normalize_std > 0".into()));
     }
@@ -161,17 +183,18 @@ pub fn train(store_dir: &Path, train_dir: &Path, cfg: &TrainConfig) -> Result<se
         let span = tracing::info_span!("run", run = %plan.id);
         let _enter = span.enter();
         let spec = ModelSpec { name: plan.model.clone(), mels: features.n_mels, frames: features.n_frames, classes: labels.len() };
+        let xs_train = gather(&features, &plan.train, cfg.normalize_mean, cfg.normalize_std);
+        let ys_train: Vec<usize> = plan.train.iter().map(|&r| y_all[r]).collect();
+        let xs_test = gather(&features, &plan.test, cfg.normalize_mean, cfg.normalize_std);
+        let ys_test: Vec<usize> = plan.test.iter().map(|&r| y_all[r]).collect();
         let settings = TrainSettings {
             epochs: cfg.epochs,
             learning_rate: cfg.learning_rate,
             batch_size: cfg.batch_size,
             eval_batch_size: cfg.eval_batch_size,
             seed: plan.seed,
+            data: data_hash(&[&xs_train, &xs_test], &[&ys_train, &ys_test]),
         };
-        let xs_train = gather(&features, &plan.train, cfg.normalize_mean, cfg.normalize_std);
-        let ys_train: Vec<usize> = plan.train.iter().map(|&r| y_all[r]).collect();
-        let xs_test = gather(&features, &plan.test, cfg.normalize_mean, cfg.normalize_std);
-        let ys_test: Vec<usize> = plan.test.iter().map(|&r| y_all[r]).collect();
         let dir = run_dir(train_dir, &plan.id);
         let ckpt_path = dir.join(CHECKPOINT);
         let done = std::fs::read(&ckpt_path).ok().and_then(|b| serde_json::from_slice::<Checkpoint>(&b).ok());
