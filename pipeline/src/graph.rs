@@ -150,7 +150,8 @@ impl Stage for Train {
         "train"
     }
     fn version(&self) -> u32 {
-        1
+        // 2: checkpoints carry a fingerprint of their data.
+        2
     }
     fn about(&self) -> &'static str {
         "train every configured model for every seed (and fold) from the cached features"
