@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::StageError;
 use crate::metrics::{Scores, Summary, scores, summarize};
 use crate::plots::{PALETTE, Series, confusion_chart, line_chart};
-use crate::train::{Checkpoint, gather, labels_of, read_checkpoints};
+use crate::train::{Checkpoint, gather, labels_of, read_checkpoints, test_rows};
 
 /// The study's single-run figures (its report, table of results at epoch 150).
 pub const STUDY: [(&str, usize, f64, f64); 3] =
@@ -75,8 +75,6 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path) -> Result
     if checkpoints.is_empty() {
         return Err(StageError::Failed(format!("no trained runs in {}", train_dir.display())));
     }
-    let index: std::collections::HashMap<&str, usize> =
-        features.track_ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
     let device = default_device();
 
     let mut runs = vec![];
@@ -85,14 +83,7 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path) -> Result
         if c.labels != labels {
             return Err(StageError::Failed(format!("run {} was trained on other labels than the features table has; run train again", c.run)));
         }
-        let test: Vec<usize> = split
-            .iter()
-            .filter(|r| match c.fold {
-                Some(f) => r.fold == Some(f),
-                None => r.part.as_deref() == Some("test"),
-            })
-            .filter_map(|r| index.get(r.track_id.as_str()).copied())
-            .collect();
+        let test = test_rows(&features, &split, c.fold);
         let model = load_model(dir, &c.spec, &device).map_err(|e| StageError::Failed(e.to_string()))?;
         let x = gather(&features, &test, c.normalize_mean, c.normalize_std);
         let y: Vec<usize> = test.iter().map(|&r| y_all[r]).collect();

@@ -79,21 +79,40 @@ pub struct RunPlan {
     pub test: Vec<usize>,
 }
 
-/// The train / test rows of every run the split and the config call for.
-pub fn plan_runs(features: &FeatureMatrix, split: &[SplitRow], protocol: &str, cfg: &TrainConfig) -> Result<Vec<RunPlan>, StageError> {
+/// Rows of the feature matrix that a run tests on: fold `f` under k-fold, else the `test` part.
+pub fn test_rows(features: &FeatureMatrix, split: &[SplitRow], fold: Option<i32>) -> Vec<usize> {
+    rows_where(features, split, |r| match fold {
+        Some(f) => r.fold == Some(f),
+        None => r.part.as_deref() == Some("test"),
+    })
+}
+
+/// Rows that a run trains on: every other fold under k-fold, else the `train` part.
+pub fn train_rows(features: &FeatureMatrix, split: &[SplitRow], fold: Option<i32>) -> Vec<usize> {
+    rows_where(features, split, |r| match fold {
+        Some(f) => r.fold.is_some_and(|x| x != f),
+        None => r.part.as_deref() == Some("train"),
+    })
+}
+
+fn rows_where(features: &FeatureMatrix, split: &[SplitRow], pred: impl Fn(&SplitRow) -> bool) -> Vec<usize> {
     let index: std::collections::HashMap<&str, usize> =
         features.track_ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
-    let rows = |pred: &dyn Fn(&SplitRow) -> bool| -> Vec<usize> {
-        split.iter().filter(|r| pred(r)).filter_map(|r| index.get(r.track_id.as_str()).copied()).collect()
-    };
-    let parts: Vec<(Option<i32>, Vec<usize>, Vec<usize>)> = if protocol == "kfold" {
+    split.iter().filter(|r| pred(r)).filter_map(|r| index.get(r.track_id.as_str()).copied()).collect()
+}
+
+/// The train / test rows of every run the split and the config call for.
+pub fn plan_runs(features: &FeatureMatrix, split: &[SplitRow], protocol: &str, cfg: &TrainConfig) -> Result<Vec<RunPlan>, StageError> {
+    let folds: Vec<Option<i32>> = if protocol == "kfold" {
         let mut folds: Vec<i32> = split.iter().filter_map(|r| r.fold).collect();
         folds.sort();
         folds.dedup();
-        folds.iter().map(|&f| (Some(f), rows(&|r| r.fold.is_some_and(|x| x != f)), rows(&|r| r.fold == Some(f)))).collect()
+        folds.into_iter().map(Some).collect()
     } else {
-        vec![(None, rows(&|r| r.part.as_deref() == Some("train")), rows(&|r| r.part.as_deref() == Some("test")))]
+        vec![None]
     };
+    let parts: Vec<(Option<i32>, Vec<usize>, Vec<usize>)> =
+        folds.into_iter().map(|f| (f, train_rows(features, split, f), test_rows(features, split, f))).collect();
     let mut plans = vec![];
     for model in &cfg.models {
         for (fold, train, test) in &parts {
@@ -142,8 +161,8 @@ pub fn run_dir(train_dir: &Path, run: &str) -> PathBuf {
 fn data_hash(xs: &[&[f32]], ys: &[&[usize]]) -> String {
     let mut h = blake3::Hasher::new();
     for x in xs {
-        for v in x.iter() {
-            h.update(&v.to_le_bytes());
+        for chunk in x.chunks(4096) {
+            h.update(&chunk.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>());
         }
         h.update(b"|");
     }
