@@ -137,3 +137,47 @@ fn synthetic_demo_set_classes_are_distinct_in_feature_space() {
     }
     assert!(dim > 0 && correct >= 20, "nearest-centroid got {correct}/24");
 }
+
+#[test]
+fn local_tarball_source_streams_clips_and_rejects_bad_members() {
+    // A Kaggle-style archive built in the test, with one member that is not audio.
+    let dir = tempfile::tempdir().unwrap();
+    let tarball = dir.path().join("genres.tar.gz");
+    {
+        let gz = flate2::write::GzEncoder::new(std::fs::File::create(&tarball).unwrap(), flate2::Compression::fast());
+        let mut tar = tar::Builder::new(gz);
+        let mut add = |name: &str, bytes: &[u8]| {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(bytes.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            tar.append_data(&mut h, name, bytes).unwrap();
+        };
+        for (g, genre) in ["blues", "rock"].iter().enumerate() {
+            for i in 0..3 {
+                add(&format!("Data/genres_original/{genre}/{genre}.{i:05}.wav"), &clip_wav(g, i, 1.0, 22050));
+            }
+        }
+        add("Data/genres_original/rock/rock.00009.wav", b"garbage");
+        add("Data/features_30_sec.csv", b"filename,label\n");
+        tar.into_inner().unwrap().finish().unwrap();
+    }
+    write_config(dir.path(), &format!("[download]\nsource = \"tarball\"\npath = \"genres.tar.gz\"\n{SMALL_FEATURES}"));
+    assert_eq!(ran(&run_stages(dir.path(), &["split"])), ["download", "features", "split"]);
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("work/download/source.json")).unwrap()).unwrap();
+    assert_eq!(manifest["layout"], "kaggle");
+    assert_eq!(manifest["clips"].as_array().unwrap().len(), 7);
+    assert_eq!(manifest["sha256"].as_str().unwrap().len(), 64);
+    let n = query(dir.path(), "SELECT COUNT(*) AS n FROM features");
+    assert_eq!(n[0]["n"], 6);
+    let rejects = query(dir.path(), "SELECT track_id, source FROM rejects");
+    assert_eq!(rejects[0]["track_id"], "rock.00009");
+    assert!(rejects[0]["source"].as_str().unwrap().ends_with("genres.tar.gz!Data/genres_original/rock/rock.00009.wav"), "{rejects}");
+    // A changed archive makes download (and what follows) stale.
+    std::fs::write(&tarball, b"not a tarball any more").unwrap();
+    let st = status(dir.path());
+    assert!(!st[0].1 && st[0].2[0].ends_with("genres.tar.gz changed"), "{st:?}");
+    let o = genrelab(dir.path(), &["run", "split"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a readable tar(.gz) archive"), "{}", text(&o));
+}
