@@ -180,13 +180,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Results { json } => {
             let cfg = load_config(&cli.config)?;
             let report = genrelab_pipeline::Paths::new(&cfg.workdir).report_dir();
-            let path = report.join(genrelab_stages::evaluate::METRICS_JSON);
-            let text = std::fs::read_to_string(&path).with_context(|| format!("{} (run the pipeline first)", path.display()))?;
+            let e = genrelab_stages::evaluate::read_evaluation(&report)?;
             if json {
-                println!("{text}");
+                println!("{}", serde_json::to_string_pretty(&e)?);
             } else {
-                let e: serde_json::Value = serde_json::from_str(&text)?;
-                println!("{}", genrelab_stages::evaluate::comparison_table_json(&e));
+                println!("{}", genrelab_stages::evaluate::comparison_table(&e));
                 println!("\nreport: {}", report.join("report.html").display());
             }
         }

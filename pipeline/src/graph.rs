@@ -194,7 +194,7 @@ impl Stage for Evaluate {
     }
     fn run(&self, ctx: &mut Ctx) -> Result<Value, PipelineError> {
         let e = evaluate::evaluate(&ctx.paths.store_dir(), &ctx.paths.train_dir(), &ctx.paths.report_dir())?;
-        let best = e.models.iter().max_by(|a, b| a.accuracy.mean.total_cmp(&b.accuracy.mean));
+        let best = e.best_model();
         Ok(json!({"runs": e.runs.len(), "best_model": best.map(|m| &m.model), "best_accuracy": best.map(|m| m.accuracy.mean)}))
     }
 }

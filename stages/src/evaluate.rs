@@ -216,12 +216,19 @@ fn pct(x: f64) -> String {
     if x.is_finite() { format!("{:.1}%", 100.0 * x) } else { "-".into() }
 }
 
-/// The comparison table from a `metrics.json` (for `genrelab results`).
-pub fn comparison_table_json(e: &serde_json::Value) -> String {
-    match serde_json::from_value::<Evaluation>(e.clone()) {
-        Ok(e) => comparison_table(&e),
-        Err(err) => format!("unreadable metrics.json: {err}"),
+impl Evaluation {
+    /// The model with the best mean test accuracy.
+    pub fn best_model(&self) -> Option<&ModelSummary> {
+        self.models.iter().max_by(|a, b| a.accuracy.mean.total_cmp(&b.accuracy.mean))
     }
+}
+
+/// The last evaluation, from `report_dir/metrics.json`.
+pub fn read_evaluation(report_dir: &Path) -> Result<Evaluation, StageError> {
+    let path = report_dir.join(METRICS_JSON);
+    let bytes = std::fs::read(&path)
+        .map_err(|e| StageError::Source(format!("{}: {e} (run the pipeline first: `make all`)", path.display())))?;
+    serde_json::from_slice(&bytes).map_err(|e| StageError::Source(format!("{}: {e}", path.display())))
 }
 
 /// The comparison table (markdown), as the terminal, the README and the report show it.

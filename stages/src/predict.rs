@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::StageError;
 use crate::audio::decode_wav;
-use crate::evaluate::METRICS_JSON;
+use crate::evaluate::read_evaluation;
 use crate::logmel::LogMel;
 use crate::train::{Checkpoint, read_checkpoints};
 
@@ -33,16 +33,10 @@ pub fn choose_model(report_dir: &Path, name: Option<&str>) -> Result<String, Sta
     if let Some(n) = name {
         return Ok(n.to_string());
     }
-    let path = report_dir.join(METRICS_JSON);
-    let bytes = std::fs::read(&path)
-        .map_err(|e| StageError::Source(format!("{}: {e} (run the pipeline first: `make all`)", path.display())))?;
-    let e: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| StageError::Source(format!("{}: {e}", path.display())))?;
-    e["models"]
-        .as_array()
-        .and_then(|ms| ms.iter().max_by(|a, b| a["accuracy"]["mean"].as_f64().unwrap_or(0.0).total_cmp(&b["accuracy"]["mean"].as_f64().unwrap_or(0.0))))
-        .and_then(|m| m["model"].as_str())
-        .map(String::from)
-        .ok_or_else(|| StageError::Source(format!("{}: no models", path.display())))
+    read_evaluation(report_dir)?
+        .best_model()
+        .map(|m| m.model.clone())
+        .ok_or_else(|| StageError::Source(format!("{}: no models", report_dir.display())))
 }
 
 /// Cut `samples` into windows of `len` samples (see the module doc).
