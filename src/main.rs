@@ -59,6 +59,12 @@ enum Command {
         model: Option<String>,
         #[arg(long, default_value_t = 3)]
         top: usize,
+        /// Seconds between window starts (default: one window, 30 s; smaller overlaps them).
+        #[arg(long)]
+        hop: Option<f64>,
+        /// Also show the genres of every window.
+        #[arg(long)]
+        timeline: bool,
         #[arg(long)]
         json: bool,
     },
@@ -151,17 +157,21 @@ fn run(cli: Cli) -> Result<()> {
                 println!();
             }
         }
-        Command::Predict { files, model, top, json } => {
+        Command::Predict { files, model, top, hop, timeline, json } => {
             let cfg = load_config(&cli.config)?;
             let paths = genrelab_pipeline::Paths::new(&cfg.workdir);
             if files.is_empty() {
                 bail!("name at least one audio file");
             }
-            let (model, preds) = genrelab_stages::predict::predict_files(&paths.report_dir(), &paths.train_dir(), &files, model.as_deref(), top)?;
+            if hop.is_some_and(|h| !(h > 0.0)) {
+                bail!("--hop must be a positive number of seconds");
+            }
+            let opts = genrelab_stages::predict::PredictOptions { top, hop_seconds: hop, timeline };
+            let (model, preds) = genrelab_stages::predict::predict_files(&paths.report_dir(), &paths.train_dir(), &files, model.as_deref(), &opts)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&serde_json::json!({"model": model, "predictions": preds}))?);
             } else {
-                println!("model: {model} (probabilities averaged over its runs and the file's 30 s windows)");
+                println!("model: {model} (probabilities averaged over its runs and the file's windows)");
                 for p in &preds {
                     match &p.error {
                         Some(e) => println!("{}: error: {e}", p.file),
@@ -169,6 +179,10 @@ fn run(cli: Cli) -> Result<()> {
                             let top: Vec<String> = p.top.iter().map(|(g, pr)| format!("{g} {:.1}%", 100.0 * pr)).collect();
                             let windows = if p.windows == 1 { "1 window".to_string() } else { format!("{} windows", p.windows) };
                             println!("{} ({:.1} s, {windows}): {}", p.file, p.seconds, top.join(", "));
+                            for w in &p.timeline {
+                                let top: Vec<String> = w.top.iter().map(|(g, pr)| format!("{g} {:.0}%", 100.0 * pr)).collect();
+                                println!("  {:>7.1}-{:<7.1} s  {}", w.start, w.end, top.join(", "));
+                            }
                         }
                     }
                 }

@@ -18,7 +18,7 @@ fn setup() -> tempfile::TempDir {
 #[test]
 fn train_and_evaluate_stages_write_metrics_report_and_rerun_alone_on_a_training_change() {
     let dir = setup();
-    assert_eq!(ran(&run_stages(dir.path(), &[])), ["download", "features", "split", "train", "evaluate"]);
+    assert_eq!(ran(&run_stages(dir.path(), &[])), ["download", "features", "descriptors", "split", "train", "evaluate"]);
 
     let runs = query(dir.path(), "SELECT model, COUNT(*) AS runs, MIN(test_clips) AS test FROM metrics GROUP BY model ORDER BY model");
     assert_eq!(runs, serde_json::json!([{"model": "linear", "runs": 2, "test": 4}, {"model": "simple_cnn", "runs": 2, "test": 4}]));
@@ -42,8 +42,8 @@ fn train_and_evaluate_stages_write_metrics_report_and_rerun_alone_on_a_training_
     let cfg = dir.path().join("genrelab.toml");
     std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap().replace("epochs = 3", "epochs = 2")).unwrap();
     let st = status(dir.path());
-    assert_eq!(st.iter().map(|s| s.1).collect::<Vec<_>>(), [true, true, true, false, false], "{st:?}");
-    assert_eq!(st[3].2, ["parameter train.epochs: 3 -> 2"]);
+    assert_eq!(st.iter().map(|s| s.1).collect::<Vec<_>>(), [true, true, true, true, false, false], "{st:?}");
+    assert_eq!(st[4].2, ["parameter train.epochs: 3 -> 2"]);
     assert_eq!(ran(&run_stages(dir.path(), &[])), ["train", "evaluate"]);
     let hist = query(dir.path(), "SELECT MAX(epoch) AS last FROM history");
     assert_eq!(hist[0]["last"], 2);
@@ -53,7 +53,7 @@ fn train_and_evaluate_stages_write_metrics_report_and_rerun_alone_on_a_training_
     let data_of = || -> serde_json::Value { serde_json::from_slice::<serde_json::Value>(&std::fs::read(&ckpt).unwrap()).unwrap()["settings"]["data"].clone() };
     let before = data_of();
     std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap().replace("seconds = 1.5", "seconds = 1.5\nseed = 99")).unwrap();
-    assert_eq!(ran(&run_stages(dir.path(), &[])), ["download", "features", "split", "train", "evaluate"]);
+    assert_eq!(ran(&run_stages(dir.path(), &[])), ["download", "features", "descriptors", "split", "train", "evaluate"]);
     assert_ne!(data_of(), before);
 
     // Prediction: a 5-minute recording and a file that is not audio.
@@ -72,5 +72,98 @@ fn train_and_evaluate_stages_write_metrics_report_and_rerun_alone_on_a_training_
     assert_eq!(top.len(), 3);
     let total: f64 = top.iter().map(|t| t[1].as_f64().unwrap()).sum();
     assert!((total - 1.0).abs() < 1e-4, "3 genres: the top 3 hold all the probability ({total})");
-    assert!(preds[1]["error"].as_str().unwrap().contains("not a readable WAV"), "{}", preds[1]);
+    assert!(preds[1]["error"].as_str().unwrap().contains("not a supported audio format"), "{}", preds[1]);
+}
+
+/// The models beyond the study (a crop model and the descriptor baseline) under 5-fold
+/// cross-validation with validation-based selection and every recipe option, through the CLI.
+#[test]
+fn crop_and_descriptor_models_train_under_kfold_with_validation_selection() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        &format!(
+            "[download]\nsource = \"synthetic\"\n[download.synthetic]\ngenres = 3\nclips_per_genre = 5\nseconds = 1.5\n{SMALL_FEATURES}\
+             [split]\nprotocol = \"kfold\"\nfolds = 5\n\
+             [train]\nmodels = [\"resnet\", \"logreg\"]\nseeds = 1\nepochs = 4\nlearning_rate = 0.003\nbatch_size = 8\n\
+             select = \"best_valid\"\npatience = 2\ncrop_frames = 16\nwindow_hop = 8\ncrops_per_epoch = 2\nmixup_alpha = 0.2\n\
+             label_smoothing = 0.1\ngain_db = 3.0\ntime_masks = 1\ntime_mask_width = 3\nfreq_masks = 1\nfreq_mask_width = 2\n\
+             schedule = \"cosine\"\nwarmup_epochs = 1\nweight_decay = 0.0001\n\
+             [train.model.logreg]\nepochs = 6\nlearning_rate = 0.01\nmixup_alpha = 0.0\n"
+        ),
+    );
+    let ran_stages = run_stages(dir.path(), &[]);
+    assert_eq!(ran(&ran_stages), ["download", "features", "descriptors", "split", "train", "evaluate"], "{ran_stages:?}");
+
+    // Every track is in exactly one fold; a run never trains on its validation or test fold.
+    for (dir_name, model) in [("resnet", "resnet"), ("logreg", "logreg")] {
+        for fold in 0..5 {
+            let p = dir.path().join(format!("work/train/{dir_name}/fold{fold}-seed0/checkpoint.json"));
+            let c: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+            assert_eq!(c["spec"]["name"], model);
+            assert_eq!(c["valid_clips"], 3, "one fold of 15 clips validates");
+            let sel = c["selected_epoch"].as_u64().unwrap() as usize;
+            let hist = c["history"].as_array().unwrap();
+            let best = hist.iter().min_by(|a, b| a["valid_loss"].as_f64().unwrap().total_cmp(&b["valid_loss"].as_f64().unwrap())).unwrap();
+            assert_eq!(sel as u64, best["epoch"].as_u64().unwrap(), "selected on validation loss, not on test");
+            assert_eq!(c["weights"], "best.bpk");
+            assert_eq!(c["settings"]["recipe"]["select"], "best_valid");
+            if model == "resnet" {
+                assert_eq!(c["settings"]["recipe"]["crop_frames"], 16);
+                assert_eq!(c["spec"]["frames"], 16);
+                assert!((c["settings"]["recipe"]["gain"].as_f64().unwrap() - 3.0 / 15.5).abs() < 1e-6);
+            } else {
+                assert_eq!(c["settings"]["recipe"]["crop_frames"], 0);
+                assert_eq!(c["settings"]["recipe"]["mixup_alpha"], 0.0, "per-model override");
+                assert_eq!(c["spec"]["mels"], 1);
+                assert_eq!(c["stats_mean"].as_array().unwrap().len(), c["spec"]["frames"].as_u64().unwrap() as usize);
+            }
+        }
+    }
+    let folds = query(dir.path(), "SELECT COUNT(DISTINCT fold) AS folds, COUNT(*) AS rows, COUNT(DISTINCT track_id) AS tracks FROM split");
+    assert_eq!(folds, serde_json::json!([{"folds": 5, "rows": 15, "tracks": 15}]));
+    let m = query(dir.path(), "SELECT model, COUNT(*) AS runs, SUM(test_clips) AS tested FROM metrics GROUP BY model ORDER BY model");
+    assert_eq!(m, serde_json::json!([{"model": "logreg", "runs": 5, "tested": 15}, {"model": "resnet", "runs": 5, "tested": 15}]), "every clip tested once per model");
+    let d = query(dir.path(), "SELECT COUNT(*) AS n, MIN(tempo) AS lo, MAX(tempo) AS hi FROM descriptors");
+    assert_eq!(d[0]["n"], 15);
+    assert!(d[0]["lo"].as_f64().unwrap() >= 30.0 && d[0]["hi"].as_f64().unwrap() <= 300.0, "{d}");
+
+    // A recipe change of one model reruns train (only that model's runs retrain) and evaluate.
+    let cfg = dir.path().join("genrelab.toml");
+    std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap().replace("epochs = 6", "epochs = 5")).unwrap();
+    let before = std::fs::metadata(dir.path().join("work/train/resnet/fold0-seed0/checkpoint.json")).unwrap().modified().unwrap();
+    assert_eq!(ran(&run_stages(dir.path(), &[])), ["train", "evaluate"]);
+    let after = std::fs::metadata(dir.path().join("work/train/resnet/fold0-seed0/checkpoint.json")).unwrap().modified().unwrap();
+    assert_eq!(before, after, "the resnet runs are reused");
+
+    // Prediction with both models on a stereo 44.1 kHz FLAC-less WAV and a timeline.
+    let wav = dir.path().join("stereo.wav");
+    std::fs::write(&wav, stereo_wav(4.0, 44_100)).unwrap();
+    for model in ["resnet", "logreg"] {
+        let o = genrelab(dir.path(), &["predict", "--json", "--timeline", "--hop", "0.5", "--model", model, wav.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", text(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let p = &v["predictions"][0];
+        assert_eq!(p["channels"], 2);
+        assert_eq!(p["sample_rate"], 44_100);
+        let tl = p["timeline"].as_array().unwrap();
+        assert!(tl.len() > 3 && tl.len() == p["windows"].as_u64().unwrap() as usize, "{p}");
+        assert!((tl[1]["start"].as_f64().unwrap() - 0.5).abs() < 0.01);
+    }
+}
+
+/// A stereo 16-bit WAV: a tone on the left, its octave on the right.
+fn stereo_wav(seconds: f32, rate: u32) -> Vec<u8> {
+    let spec = hound::WavSpec { channels: 2, sample_rate: rate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let mut cursor = std::io::Cursor::new(Vec::new());
+    {
+        let mut w = hound::WavWriter::new(&mut cursor, spec).unwrap();
+        for i in 0..(seconds * rate as f32) as usize {
+            let t = i as f32 / rate as f32;
+            w.write_sample(((2.0 * std::f32::consts::PI * 330.0 * t).sin() * 8000.0) as i16).unwrap();
+            w.write_sample(((2.0 * std::f32::consts::PI * 660.0 * t).sin() * 8000.0) as i16).unwrap();
+        }
+        w.finalize().unwrap();
+    }
+    cursor.into_inner()
 }

@@ -1,5 +1,6 @@
 //! Training throughput of each registered model on the CPU (burn flex): forward + backward +
-//! Adam step on batches of 128 random 64 x 100 inputs, after warm-up steps. Prints JSON lines.
+//! Adam step on batches of 128 random inputs (64 x 100 for the study's models, 128 x 128 crops
+//! for the crop models, 77 descriptors for logreg), after warm-up steps. Prints JSON lines.
 //!
 //!     cargo run --example train_throughput -p genrelab-models -- [steps]
 //!
@@ -10,7 +11,7 @@ use std::time::Instant;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
-use genrelab_models::{ModelSpec, build, registry};
+use genrelab_models::{Input, ModelSpec, build, registry};
 
 fn main() {
     let steps: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(10);
@@ -18,11 +19,16 @@ fn main() {
     device.seed(0);
     let batch = 128;
     for info in registry() {
-        let spec = ModelSpec { name: info.name.into(), mels: 64, frames: 100, classes: 10 };
+        let (mels, frames) = match info.input {
+            Input::Clip => (64, 100),
+            Input::Crops => (128, 128),
+            Input::Stats => (1, 77),
+        };
+        let spec = ModelSpec { name: info.name.into(), mels, frames, classes: 10 };
         let mut model = build(&spec, &device).expect("registered model");
         let mut optim = AdamConfig::new().init();
         let loss_fn = CrossEntropyLossConfig::new().init(&device);
-        let x = Tensor::<4>::random([batch, 1, 64, 100], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        let x = Tensor::<4>::random([batch, 1, mels, frames], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
         let y = Tensor::<1, Int>::from_data(TensorData::new((0..batch as i64).map(|i| i % 10).collect::<Vec<_>>(), [batch]), &device);
         let mut step = |model: Model| -> Model {
             let loss = loss_fn.forward(model.forward(x.clone()), y.clone());
@@ -39,7 +45,7 @@ fn main() {
         }
         let secs = start.elapsed().as_secs_f64();
         println!(
-            "{{\"framework\": \"burn-flex\", \"model\": \"{}\", \"batch\": {batch}, \"steps\": {steps}, \"ms_per_sample\": {:.4}, \"samples_per_s\": {:.1}}}",
+            "{{\"framework\": \"burn-flex\", \"model\": \"{}\", \"input\": \"{mels}x{frames}\", \"batch\": {batch}, \"steps\": {steps}, \"ms_per_sample\": {:.4}, \"samples_per_s\": {:.1}}}",
             info.name,
             1000.0 * secs / (steps * batch) as f64,
             (steps * batch) as f64 / secs

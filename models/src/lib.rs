@@ -11,7 +11,7 @@ pub mod train;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-pub use nets::{ComplexCnn, LinearModel, SimpleCnn};
+pub use nets::{ComplexCnn, LinearModel, ResNet, ShortChunkCnn, SimpleCnn};
 
 /// What a model is built for: the input size and the number of classes (from the data's labels).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,18 +22,55 @@ pub struct ModelSpec {
     pub classes: usize,
 }
 
+/// What a model reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Input {
+    /// The whole clip's resized log-mel (`features`, the study's 64 x 100).
+    Clip,
+    /// Random crops of the full-resolution log-mel (`features_full`) in training; every window
+    /// of the clip, probabilities averaged, at test time.
+    Crops,
+    /// The clip's hand-crafted statistics (`descriptors`), standardised.
+    Stats,
+}
+
 /// One entry of the registry.
 pub struct ModelInfo {
     pub name: &'static str,
     pub about: &'static str,
+    pub input: Input,
+}
+
+/// The registry entry of a model name.
+pub fn info(name: &str) -> Result<&'static ModelInfo, ModelError> {
+    registry().iter().find(|m| m.name == name).ok_or_else(|| ModelError::Unknown {
+        name: name.into(),
+        known: registry().iter().map(|m| m.name).collect::<Vec<_>>().join(", "),
+    })
 }
 
 /// Every model genrelab knows, by name.
 pub fn registry() -> &'static [ModelInfo] {
     &[
-        ModelInfo { name: "linear", about: "the study's baseline: flatten, one linear layer" },
-        ModelInfo { name: "simple_cnn", about: "the study's simple CNN: 3 conv blocks 8/16/32, FC 128" },
-        ModelInfo { name: "complex_cnn", about: "the study's complex CNN: 3 conv blocks 16/32/64, FC 256" },
+        ModelInfo { name: "linear", about: "the study's baseline: flatten, one linear layer", input: Input::Clip },
+        ModelInfo { name: "simple_cnn", about: "the study's simple CNN: 3 conv blocks 8/16/32, FC 128", input: Input::Clip },
+        ModelInfo { name: "complex_cnn", about: "the study's complex CNN: 3 conv blocks 16/32/64, FC 256", input: Input::Clip },
+        ModelInfo {
+            name: "resnet",
+            about: "residual CNN (stem + 4 basic blocks 16/32/64/128) on random crops, clip = mean over windows",
+            input: Input::Crops,
+        },
+        ModelInfo {
+            name: "short_chunk_cnn",
+            about: "short-chunk CNN (Won et al. 2020; 5 conv blocks, global max pool) on random crops",
+            input: Input::Crops,
+        },
+        ModelInfo {
+            name: "logreg",
+            about: "classical baseline: multinomial logistic regression on hand-crafted statistics",
+            input: Input::Stats,
+        },
     ]
 }
 
@@ -43,6 +80,8 @@ pub enum Model {
     Linear(LinearModel),
     SimpleCnn(SimpleCnn),
     ComplexCnn(ComplexCnn),
+    ResNet(ResNet),
+    ShortChunkCnn(ShortChunkCnn),
 }
 
 impl Model {
@@ -51,6 +90,8 @@ impl Model {
             Model::Linear(m) => m.forward(x),
             Model::SimpleCnn(m) => m.forward(x),
             Model::ComplexCnn(m) => m.forward(x),
+            Model::ResNet(m) => m.forward(x),
+            Model::ShortChunkCnn(m) => m.forward(x),
         }
     }
 }
@@ -95,15 +136,15 @@ pub fn build(spec: &ModelSpec, device: &Device) -> Result<Model, ModelError> {
         })
     };
     match spec.name.as_str() {
-        "linear" => Ok(Model::Linear(LinearModel::new(spec.mels * spec.frames, spec.classes, device))),
+        "linear" | "logreg" => Ok(Model::Linear(LinearModel::new(spec.mels * spec.frames, spec.classes, device))),
         "simple_cnn" => small(8).map_or_else(|| Ok(Model::SimpleCnn(SimpleCnn::new([8, 16, 32], 128, spec.classes, device))), Err),
         "complex_cnn" => {
             small(8).map_or_else(|| Ok(Model::ComplexCnn(ComplexCnn::new(spec.classes, device))), Err)
         }
-        other => Err(ModelError::Unknown {
-            name: other.into(),
-            known: registry().iter().map(|m| m.name).collect::<Vec<_>>().join(", "),
-        }),
+        "resnet" => small(16).map_or_else(|| Ok(Model::ResNet(ResNet::new([16, 32, 64, 128], spec.classes, device))), Err),
+        "short_chunk_cnn" => small(32)
+            .map_or_else(|| Ok(Model::ShortChunkCnn(ShortChunkCnn::new([16, 16, 32, 32, 64], 64, spec.classes, device))), Err),
+        other => Err(info(other).err().expect("every registered model is built above")),
     }
 }
 

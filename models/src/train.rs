@@ -9,14 +9,15 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
-use burn::tensor::activation::softmax;
+use burn::tensor::activation::{log_softmax, softmax};
 use serde::{Deserialize, Serialize};
 
 use crate::{Model, ModelError, ModelSpec, build};
 
-/// The training recipe (the study's by default).
+
+/// The training settings (the study's by default) and the recipe options.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainSettings {
     pub epochs: usize,
@@ -27,6 +28,186 @@ pub struct TrainSettings {
     /// Fingerprint of the training and test inputs: a checkpoint made from other data is never
     /// resumed or reused.
     pub data: String,
+    #[serde(default)]
+    pub recipe: Recipe,
+}
+
+/// Learning-rate schedule over the run's steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    #[default]
+    Constant,
+    /// Linear warm-up over `warmup_epochs`, then a half cosine down to 0 at the last epoch.
+    Cosine,
+}
+
+/// Which weights are a run's result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Select {
+    /// The last epoch's (the study's way: no selection at all).
+    #[default]
+    Last,
+    /// The epoch with the lowest validation loss (needs a validation part; never the test part).
+    BestValid,
+}
+
+/// Recipe options beyond the study's plain Adam + cross-entropy. All off by default. Every value
+/// is in the checkpoint, so a run says how it was trained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Recipe {
+    /// Decoupled weight decay (AdamW); 0 keeps plain Adam.
+    pub weight_decay: f64,
+    /// Label smoothing: targets are (1 - e) one-hot + e / classes.
+    pub label_smoothing: f32,
+    /// Mixup: each batch is mixed with a shuffled copy of itself, weight ~ Beta(a, a); 0 = off.
+    pub mixup_alpha: f32,
+    /// Random gain: every sample is offset by a uniform value in [-gain, gain] (input units).
+    pub gain: f32,
+    /// SpecAugment: masks per sample and their widest extent (frames / mel bands), filled with 0
+    /// (the normalised mean).
+    pub time_masks: usize,
+    pub time_mask_width: usize,
+    pub freq_masks: usize,
+    pub freq_mask_width: usize,
+    pub schedule: Schedule,
+    pub warmup_epochs: usize,
+    /// Stop when the validation loss has not improved for this many epochs.
+    pub patience: Option<usize>,
+    pub select: Select,
+    /// Crop models: train on random crops of this many frames (0 = the whole input), drawing
+    /// `crops_per_epoch` crops of every clip per epoch; evaluate on every window of the clip
+    /// `window_hop` frames apart (the last one aligned to the end), probabilities averaged.
+    pub crop_frames: usize,
+    pub crops_per_epoch: usize,
+    pub window_hop: usize,
+}
+
+impl Default for Recipe {
+    fn default() -> Self {
+        Recipe {
+            weight_decay: 0.0,
+            label_smoothing: 0.0,
+            mixup_alpha: 0.0,
+            gain: 0.0,
+            time_masks: 0,
+            time_mask_width: 0,
+            freq_masks: 0,
+            freq_mask_width: 0,
+            schedule: Schedule::Constant,
+            warmup_epochs: 0,
+            patience: None,
+            select: Select::Last,
+            crop_frames: 0,
+            crops_per_epoch: 1,
+            window_hop: 0,
+        }
+    }
+}
+
+impl Recipe {
+    /// Whether the recipe needs a validation part.
+    pub fn needs_validation(&self) -> bool {
+        self.select == Select::BestValid || self.patience.is_some()
+    }
+    fn soft_targets(&self) -> bool {
+        self.label_smoothing > 0.0 || self.mixup_alpha > 0.0
+    }
+    /// `(crop, hop)` when the model reads windows of its input.
+    pub fn window(&self) -> Option<(usize, usize)> {
+        (self.crop_frames > 0).then(|| (self.crop_frames, if self.window_hop == 0 { self.crop_frames } else { self.window_hop }))
+    }
+    /// Learning rate at `step` of `total` steps (`warmup` of them warming up).
+    pub fn learning_rate(&self, base: f64, step: usize, total: usize, warmup: usize) -> f64 {
+        match self.schedule {
+            Schedule::Constant => base,
+            Schedule::Cosine if step < warmup => base * (step + 1) as f64 / warmup as f64,
+            Schedule::Cosine => {
+                let t = (step - warmup) as f64 / (total - warmup).max(1) as f64;
+                base * 0.5 * (1.0 + (std::f64::consts::PI * t.min(1.0)).cos())
+            }
+        }
+    }
+}
+
+/// Offsets of the windows of `crop` frames, `hop` apart, that cover `frames` (the last window
+/// ends at the last frame).
+pub fn window_offsets(frames: usize, crop: usize, hop: usize) -> Vec<usize> {
+    if frames <= crop {
+        return vec![0];
+    }
+    let mut o: Vec<usize> = (0..=frames - crop).step_by(hop.max(1)).collect();
+    if *o.last().expect("one window") != frames - crop {
+        o.push(frames - crop);
+    }
+    o
+}
+
+/// Small seeded generator (SplitMix64) for crops and augmentation.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        mix(self.0, 0)
+    }
+    /// Uniform in [0, 1).
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    /// Uniform in 0..n.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.uniform() * n as f64) as usize % n.max(1)
+    }
+    fn normal(&mut self) -> f64 {
+        let u1 = self.uniform().max(1e-300);
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * self.uniform()).cos()
+    }
+    /// Gamma(shape, 1), Marsaglia and Tsang.
+    fn gamma(&mut self, shape: f64) -> f64 {
+        if shape < 1.0 {
+            return self.gamma(shape + 1.0) * self.uniform().max(1e-300).powf(1.0 / shape);
+        }
+        let d = shape - 1.0 / 3.0;
+        let c = 1.0 / (9.0 * d).sqrt();
+        loop {
+            let x = self.normal();
+            let v = (1.0 + c * x).powi(3);
+            if v > 0.0 && self.uniform().max(1e-300).ln() < 0.5 * x * x + d - d * v + d * v.ln() {
+                return d * v;
+            }
+        }
+    }
+    /// Beta(a, a).
+    pub fn beta(&mut self, a: f64) -> f64 {
+        let (x, y) = (self.gamma(a), self.gamma(a));
+        x / (x + y)
+    }
+}
+
+/// SpecAugment and random gain, in place, on one `mels x frames` sample.
+pub fn augment(sample: &mut [f32], mels: usize, frames: usize, recipe: &Recipe, rng: &mut Rng) {
+    if recipe.gain > 0.0 {
+        let g = ((rng.uniform() * 2.0 - 1.0) * recipe.gain as f64) as f32;
+        sample.iter_mut().for_each(|v| *v += g);
+    }
+    for _ in 0..recipe.freq_masks {
+        let w = rng.below(recipe.freq_mask_width.min(mels) + 1);
+        let f0 = rng.below(mels - w + 1);
+        sample[f0 * frames..(f0 + w) * frames].iter_mut().for_each(|v| *v = 0.0);
+    }
+    for _ in 0..recipe.time_masks {
+        let w = rng.below(recipe.time_mask_width.min(frames) + 1);
+        let t0 = rng.below(frames - w + 1);
+        for m in 0..mels {
+            sample[m * frames + t0..m * frames + t0 + w].iter_mut().for_each(|v| *v = 0.0);
+        }
+    }
 }
 
 /// Inputs (already normalised) and integer labels, row-major `n x mels x frames`.
@@ -45,21 +226,31 @@ impl Batchable<'_> {
     pub fn is_empty(&self) -> bool {
         self.y.is_empty()
     }
-    fn tensors(&self, rows: &[usize], device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+    /// Appends frames `offset..offset + width` of row `r` to `out`.
+    fn push_window(&self, r: usize, offset: usize, width: usize, out: &mut Vec<f32>) {
         let d = self.mels * self.frames;
-        let mut xs = Vec::with_capacity(rows.len() * d);
-        for &r in rows {
-            xs.extend_from_slice(&self.x[r * d..(r + 1) * d]);
+        let row = &self.x[r * d..(r + 1) * d];
+        if offset == 0 && width == self.frames {
+            out.extend_from_slice(row);
+            return;
         }
-        let x = Tensor::<4>::from_data(TensorData::new(xs, [rows.len(), 1, self.mels, self.frames]), device);
-        let ys: Vec<i64> = rows.iter().map(|&r| self.y[r] as i64).collect();
-        let y = Tensor::<1, Int>::from_data(TensorData::new(ys, [rows.len()]), device);
-        (x, y)
+        for m in 0..self.mels {
+            out.extend_from_slice(&row[m * self.frames + offset..m * self.frames + offset + width]);
+        }
+    }
+    /// A batch of `(row, offset)` windows `width` frames wide.
+    fn windows_tensor(&self, items: &[(usize, usize)], width: usize, device: &Device) -> Tensor<4> {
+        let mut xs = Vec::with_capacity(items.len() * self.mels * width);
+        for &(r, o) in items {
+            self.push_window(r, o, width, &mut xs);
+        }
+        Tensor::<4>::from_data(TensorData::new(xs, [items.len(), 1, self.mels, width]), device)
     }
 }
 
 /// One epoch's figures. Train figures are running averages over the epoch's batches (dropout
-/// on), as the study's PyTorch loop reported them; test figures use the model after the epoch.
+/// and augmentation on), as the study's PyTorch loop reported them; validation and test figures
+/// use the model after the epoch. The test curve is recorded, never used to choose anything.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochRecord {
     pub epoch: usize,
@@ -68,6 +259,13 @@ pub struct EpochRecord {
     pub test_loss: f64,
     pub test_acc: f64,
     pub seconds: f64,
+    #[serde(default)]
+    pub valid_loss: Option<f64>,
+    #[serde(default)]
+    pub valid_acc: Option<f64>,
+    /// Learning rate of the epoch's last step.
+    #[serde(default)]
+    pub learning_rate: Option<f64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +276,10 @@ pub enum TrainError {
     Checkpoint { path: PathBuf, message: String },
     #[error("no training examples")]
     Empty,
+    #[error("the recipe selects on validation (select = \"best_valid\" or patience) but the split has no validation part")]
+    NoValidation,
+    #[error("crops of {crop} frames do not fit inputs of {frames} frames")]
+    CropTooLong { crop: usize, frames: usize },
 }
 
 fn ckpt_err(path: &Path, e: impl std::fmt::Display) -> TrainError {
@@ -90,9 +292,17 @@ struct Progress {
     spec: ModelSpec,
     settings: TrainSettings,
     history: Vec<EpochRecord>,
+    /// Best validation epoch so far and its loss.
+    #[serde(default)]
+    best: Option<(usize, f64)>,
+    /// Early stopping ended the run before its last epoch.
+    #[serde(default)]
+    stopped: bool,
 }
 
 pub const WEIGHTS: &str = "model.bpk";
+/// The weights of the best validation epoch (`select = "best_valid"`).
+pub const BEST_WEIGHTS: &str = "best.bpk";
 const OPTIMIZER: &str = "optimizer.bpk";
 const PROGRESS: &str = "progress.json";
 
@@ -114,43 +324,63 @@ fn shuffled(n: usize, seed: u64) -> Vec<usize> {
     order
 }
 
-/// Mean loss and accuracy of `model` (in validation mode) on `data`.
-pub fn evaluate(model: &Model, data: Batchable, batch: usize, device: &Device) -> (f64, f64) {
+/// Mean loss (negative log of the clip's probability of its label) and accuracy of `model` (in
+/// validation mode) on `data`, clip by clip (`window`: see [`predict_proba`]).
+pub fn evaluate(model: &Model, data: Batchable, window: Option<(usize, usize)>, batch: usize, device: &Device) -> (f64, f64) {
     if data.is_empty() {
         return (f64::NAN, f64::NAN);
     }
-    let model = model.valid();
-    let plain = device.clone();
-    let loss_fn = CrossEntropyLossConfig::new().init(&plain);
+    let p = predict_proba(model, data, window, batch, device);
+    let k = p.len() / data.len();
     let (mut loss, mut correct) = (0f64, 0usize);
-    let rows: Vec<usize> = (0..data.len()).collect();
-    for chunk in rows.chunks(batch.max(1)) {
-        let (x, y) = data.tensors(chunk, &plain);
-        let logits = model.forward(x);
-        loss += loss_fn.forward(logits.clone(), y.clone()).into_scalar::<f32>() as f64 * chunk.len() as f64;
-        correct += logits.argmax(1).flatten::<1>(0, 1).equal(y).int().sum().into_scalar::<i64>() as usize;
+    for (i, &y) in data.y.iter().enumerate() {
+        let row = &p[i * k..(i + 1) * k];
+        loss -= (row[y] as f64).max(1e-12).ln();
+        let best = (0..k).max_by(|&a, &b| row[a].total_cmp(&row[b]).then(b.cmp(&a))).expect("classes");
+        correct += usize::from(best == y);
     }
     (loss / data.len() as f64, correct as f64 / data.len() as f64)
 }
 
-/// Class probabilities (softmax of the logits), `n x classes`, row-major.
-pub fn predict_proba(model: &Model, data: Batchable, batch: usize, device: &Device) -> Vec<f32> {
+/// Class probabilities, `n x classes`, row-major: the softmax of the logits, or with `window =
+/// Some((crop, hop))` the mean of the softmax over every window of each clip.
+pub fn predict_proba(model: &Model, data: Batchable, window: Option<(usize, usize)>, batch: usize, device: &Device) -> Vec<f32> {
     let model = model.valid();
-    let rows: Vec<usize> = (0..data.len()).collect();
-    let mut out = vec![];
-    for chunk in rows.chunks(batch.max(1)) {
-        let (x, _) = data.tensors(chunk, device);
-        let p = softmax(model.forward(x), 1);
-        out.extend(p.into_data().try_to_vec::<f32>().expect("f32 probabilities"));
+    let (width, offsets) = match window {
+        Some((crop, hop)) => (crop.min(data.frames), window_offsets(data.frames, crop, hop)),
+        None => (data.frames, vec![0]),
+    };
+    let items: Vec<(usize, usize)> = (0..data.len()).flat_map(|r| offsets.iter().map(move |&o| (r, o))).collect();
+    let mut sums: Vec<f32> = vec![];
+    for chunk in items.chunks(batch.max(1)) {
+        let p = softmax(model.forward(data.windows_tensor(chunk, width, device)), 1);
+        let p = p.into_data().try_into_vec::<f32>().expect("f32 probabilities");
+        let k = p.len() / chunk.len();
+        if sums.is_empty() {
+            sums = vec![0.0; data.len() * k];
+        }
+        for (j, &(r, _)) in chunk.iter().enumerate() {
+            for c in 0..k {
+                sums[r * k + c] += p[j * k + c];
+            }
+        }
     }
-    out
+    let n = offsets.len() as f32;
+    sums.iter_mut().for_each(|v| *v /= n);
+    sums
 }
 
-/// Load a trained model from a run folder.
-pub fn load_model(dir: &Path, spec: &ModelSpec, device: &Device) -> Result<Model, TrainError> {
+/// Load a trained model from a run folder (`weights`: a file name in it, [`WEIGHTS`] or
+/// [`BEST_WEIGHTS`]).
+pub fn load_weights(dir: &Path, weights: &str, spec: &ModelSpec, device: &Device) -> Result<Model, TrainError> {
     let model = build(spec, device)?;
-    let path = dir.join(WEIGHTS);
+    let path = dir.join(weights);
     model.try_load_file(&path).map_err(|e| ckpt_err(&path, format!("{e:?}")))
+}
+
+/// Load the last epoch's model from a run folder.
+pub fn load_model(dir: &Path, spec: &ModelSpec, device: &Device) -> Result<Model, TrainError> {
+    load_weights(dir, WEIGHTS, spec, device)
 }
 
 fn write_json_atomic(path: &Path, value: &impl Serialize) -> Result<(), TrainError> {
@@ -159,75 +389,212 @@ fn write_json_atomic(path: &Path, value: &impl Serialize) -> Result<(), TrainErr
     std::fs::rename(&tmp, path).map_err(|e| ckpt_err(path, e))
 }
 
-/// Train one model on `train`, tracking `test` every epoch, checkpointing into `dir` after every
-/// epoch. Resumes from `dir` when it holds a checkpoint of the same spec and settings.
+/// What a run produced.
+pub struct RunOutcome {
+    /// The selected model (last or best validation epoch), in validation mode.
+    pub model: Model,
+    pub history: Vec<EpochRecord>,
+    /// The selected epoch (1-based) and the weights file that holds it.
+    pub epoch: usize,
+    pub weights: &'static str,
+    /// Early stopping ended the run.
+    pub stopped_early: bool,
+}
+
+/// The data of one run: training clips, an optional validation part, the test part (tracked
+/// every epoch, never used to choose anything).
+#[derive(Clone, Copy)]
+pub struct RunData<'a> {
+    pub train: Batchable<'a>,
+    pub valid: Option<Batchable<'a>>,
+    pub test: Batchable<'a>,
+}
+
+/// One training step's batch: inputs, hard labels (for accuracy) and soft targets when the
+/// recipe mixes or smooths.
+fn training_batch(
+    data: &Batchable,
+    items: &[(usize, usize)],
+    width: usize,
+    classes: usize,
+    recipe: &Recipe,
+    rng: &mut Rng,
+) -> (Vec<f32>, Vec<usize>, Option<Vec<f32>>) {
+    let d = data.mels * width;
+    let mut xs = Vec::with_capacity(items.len() * d);
+    for &(r, o) in items {
+        data.push_window(r, o, width, &mut xs);
+    }
+    for sample in xs.chunks_mut(d) {
+        augment(sample, data.mels, width, recipe, rng);
+    }
+    let ys: Vec<usize> = items.iter().map(|&(r, _)| data.y[r]).collect();
+    if !recipe.soft_targets() {
+        return (xs, ys, None);
+    }
+    let mut targets = vec![0f32; items.len() * classes];
+    for (i, &y) in ys.iter().enumerate() {
+        targets[i * classes + y] = 1.0;
+    }
+    if recipe.mixup_alpha > 0.0 && items.len() > 1 {
+        let lambda = rng.beta(recipe.mixup_alpha as f64);
+        let lambda = lambda.max(1.0 - lambda) as f32;
+        let perm = shuffled(items.len(), rng.next_u64());
+        let (x0, t0) = (xs.clone(), targets.clone());
+        for (i, &j) in perm.iter().enumerate() {
+            for k in 0..d {
+                xs[i * d + k] = lambda * x0[i * d + k] + (1.0 - lambda) * x0[j * d + k];
+            }
+            for c in 0..classes {
+                targets[i * classes + c] = lambda * t0[i * classes + c] + (1.0 - lambda) * t0[j * classes + c];
+            }
+        }
+    }
+    let e = recipe.label_smoothing;
+    targets.iter_mut().for_each(|t| *t = (1.0 - e) * *t + e / classes as f32);
+    (xs, ys, Some(targets))
+}
+
+/// Train one model, tracking validation (when given) and test every epoch, checkpointing into
+/// `dir` after every epoch. Resumes from `dir` when it holds a checkpoint of the same spec and
+/// settings; a finished (or early-stopped) run is returned as it is.
 pub fn train_run(
     spec: &ModelSpec,
     settings: &TrainSettings,
-    train: Batchable,
-    test: Batchable,
+    data: RunData,
     device: &Device,
     dir: &Path,
     mut on_epoch: impl FnMut(&EpochRecord),
-) -> Result<(Model, Vec<EpochRecord>), TrainError> {
+) -> Result<RunOutcome, TrainError> {
+    let RunData { train, valid, test } = data;
+    let recipe = &settings.recipe;
     if train.is_empty() {
         return Err(TrainError::Empty);
     }
+    let valid = valid.filter(|v| !v.is_empty());
+    if recipe.needs_validation() && valid.is_none() {
+        return Err(TrainError::NoValidation);
+    }
+    let window = recipe.window();
+    if let Some((crop, _)) = window {
+        if crop > train.frames {
+            return Err(TrainError::CropTooLong { crop, frames: train.frames });
+        }
+    }
+    let width = window.map_or(train.frames, |w| w.0);
     std::fs::create_dir_all(dir).map_err(|e| ckpt_err(dir, e))?;
     let ad = device.clone().autodiff();
     ad.seed(settings.seed);
     let mut model = build(spec, &ad)?;
-    let mut optim: ModuleOptimizer = AdamConfig::new().init();
-    let mut history = vec![];
+    let mut optim: ModuleOptimizer = if recipe.weight_decay > 0.0 {
+        AdamWConfig::new().with_weight_decay(recipe.weight_decay as f32).init()
+    } else {
+        AdamConfig::new().init()
+    };
+    let mut progress = Progress { spec: spec.clone(), settings: settings.clone(), history: vec![], best: None, stopped: false };
 
     let progress_path = dir.join(PROGRESS);
     if let Some(p) = std::fs::read(&progress_path).ok().and_then(|b| serde_json::from_slice::<Progress>(&b).ok()) {
         if &p.spec == spec && &p.settings == settings && !p.history.is_empty() {
             model = model.try_load_file(dir.join(WEIGHTS)).map_err(|e| ckpt_err(&dir.join(WEIGHTS), format!("{e:?}")))?;
             optim = optim.load(dir.join(OPTIMIZER)).map_err(|e| ckpt_err(&dir.join(OPTIMIZER), format!("{e:?}")))?;
-            history = p.history;
-            tracing::info!(model = %spec.name, epochs_done = history.len(), "resuming from the checkpoint");
+            tracing::info!(model = %spec.name, epochs_done = p.history.len(), "resuming from the checkpoint");
+            progress = p;
         }
     }
 
     let loss_fn = CrossEntropyLossConfig::new().init(&ad);
-    for epoch in history.len()..settings.epochs {
+    let per_epoch = train.len() * recipe.crops_per_epoch.max(1);
+    let steps_per_epoch = per_epoch.div_ceil(settings.batch_size.max(1));
+    let total_steps = steps_per_epoch * settings.epochs;
+    let warmup = steps_per_epoch * recipe.warmup_epochs;
+    let mut epoch = progress.history.len();
+    while epoch < settings.epochs && !progress.stopped {
         let start = Instant::now();
         ad.seed(mix(settings.seed, epoch as u64 + 1));
-        let order = shuffled(train.len(), mix(settings.seed, epoch as u64));
+        let mut rng = Rng::new(mix(settings.seed ^ 0xA5A5_5A5A, epoch as u64));
+        let order = shuffled(per_epoch, mix(settings.seed, epoch as u64));
+        let items: Vec<(usize, usize)> = order
+            .iter()
+            .map(|&i| {
+                let r = i % train.len();
+                let o = if width < train.frames { rng.below(train.frames - width + 1) } else { 0 };
+                (r, o)
+            })
+            .collect();
         let (mut loss_sum, mut correct) = (0f64, 0usize);
-        for chunk in order.chunks(settings.batch_size.max(1)) {
-            let (x, y) = train.tensors(chunk, &ad);
+        let mut lr = settings.learning_rate;
+        for (s, chunk) in items.chunks(settings.batch_size.max(1)).enumerate() {
+            lr = recipe.learning_rate(settings.learning_rate, epoch * steps_per_epoch + s, total_steps, warmup);
+            let (xs, ys, soft) = training_batch(&train, chunk, width, spec.classes, recipe, &mut rng);
+            let x = Tensor::<4>::from_data(TensorData::new(xs, [chunk.len(), 1, train.mels, width]), &ad);
+            let y = Tensor::<1, Int>::from_data(TensorData::new(ys.iter().map(|&v| v as i64).collect::<Vec<_>>(), [chunk.len()]), &ad);
             let logits = model.forward(x);
-            let loss = loss_fn.forward(logits.clone(), y.clone());
+            let loss = match soft {
+                None => loss_fn.forward(logits.clone(), y.clone()),
+                Some(t) => {
+                    let t = Tensor::<2>::from_data(TensorData::new(t, [chunk.len(), spec.classes]), &ad);
+                    (log_softmax(logits.clone(), 1) * t).sum_dim(1).mean().neg()
+                }
+            };
             correct += logits.argmax(1).flatten::<1>(0, 1).equal(y).int().sum().into_scalar::<i64>() as usize;
             loss_sum += loss.clone().into_scalar::<f32>() as f64 * chunk.len() as f64;
             let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(settings.learning_rate, model, grads);
+            model = optim.step(lr, model, grads);
         }
-        let (test_loss, test_acc) = evaluate(&model, test, settings.eval_batch_size, device);
+        let (valid_loss, valid_acc) = match valid {
+            Some(v) => {
+                let (l, a) = evaluate(&model, v, window, settings.eval_batch_size, device);
+                (Some(l), Some(a))
+            }
+            None => (None, None),
+        };
+        let (test_loss, test_acc) = evaluate(&model, test, window, settings.eval_batch_size, device);
         let record = EpochRecord {
             epoch: epoch + 1,
-            train_loss: loss_sum / train.len() as f64,
-            train_acc: correct as f64 / train.len() as f64,
+            train_loss: loss_sum / per_epoch as f64,
+            train_acc: correct as f64 / per_epoch as f64,
             test_loss,
             test_acc,
             seconds: start.elapsed().as_secs_f64(),
+            valid_loss,
+            valid_acc,
+            learning_rate: Some(lr),
         };
         on_epoch(&record);
-        history.push(record);
+        progress.history.push(record);
+        epoch += 1;
 
         // Checkpoint: weights and optimizer under temporary names, then the progress file that
         // makes them count. A kill before the rename resumes from the previous epoch.
+        let improved = valid_loss.is_some_and(|l| progress.best.is_none_or(|(_, b)| l < b));
+        if improved {
+            progress.best = Some((epoch, valid_loss.expect("validation loss")));
+            if recipe.select == Select::BestValid {
+                let tmp = dir.join("best.tmp.bpk");
+                model.clone().save_file(&tmp).map_err(|e| ckpt_err(&tmp, format!("{e:?}")))?;
+                std::fs::rename(&tmp, dir.join(BEST_WEIGHTS)).map_err(|e| ckpt_err(dir, e))?;
+            }
+        }
+        if let (Some(patience), Some((best, _))) = (recipe.patience, progress.best) {
+            progress.stopped = epoch - best >= patience && epoch < settings.epochs;
+        }
         let tmp_w = dir.join("model.tmp.bpk");
         let tmp_o = dir.join("optimizer.tmp.bpk");
         model.clone().save_file(&tmp_w).map_err(|e| ckpt_err(&tmp_w, format!("{e:?}")))?;
         optim.save(&tmp_o).map_err(|e| ckpt_err(&tmp_o, format!("{e:?}")))?;
         std::fs::rename(&tmp_w, dir.join(WEIGHTS)).map_err(|e| ckpt_err(dir, e))?;
         std::fs::rename(&tmp_o, dir.join(OPTIMIZER)).map_err(|e| ckpt_err(dir, e))?;
-        write_json_atomic(&progress_path, &Progress { spec: spec.clone(), settings: settings.clone(), history: history.clone() })?;
+        write_json_atomic(&progress_path, &progress)?;
     }
-    Ok((model.valid(), history))
+    if progress.stopped {
+        tracing::info!(model = %spec.name, epochs = progress.history.len(), "stopped early: no better validation loss");
+    }
+    let (epoch, weights, model) = match (recipe.select, progress.best) {
+        (Select::BestValid, Some((best, _))) => (best, BEST_WEIGHTS, load_weights(dir, BEST_WEIGHTS, spec, device)?),
+        _ => (progress.history.len(), WEIGHTS, model.valid()),
+    };
+    Ok(RunOutcome { model, history: progress.history, epoch, weights, stopped_early: progress.stopped })
 }
 
 #[cfg(test)]
@@ -242,5 +609,64 @@ mod tests {
         assert_eq!(s, (0..50).collect::<Vec<_>>());
         assert_eq!(a, shuffled(50, 3));
         assert_ne!(a, shuffled(50, 4));
+    }
+
+    #[test]
+    fn windows_cover_the_input() {
+        assert_eq!(window_offsets(10, 4, 4), [0, 4, 6]);
+        assert_eq!(window_offsets(8, 4, 2), [0, 2, 4]);
+        assert_eq!(window_offsets(3, 4, 2), [0]);
+        assert_eq!(window_offsets(1291, 128, 128).len(), 11);
+    }
+
+    #[test]
+    fn augmentation_keeps_shape_and_masks_what_it_says() {
+        let recipe = Recipe { freq_masks: 1, freq_mask_width: 3, time_masks: 2, time_mask_width: 5, ..Recipe::default() };
+        let mut rng = Rng::new(9);
+        for _ in 0..20 {
+            let mut s = vec![1.0f32; 8 * 20];
+            augment(&mut s, 8, 20, &recipe, &mut rng);
+            assert_eq!(s.len(), 160);
+            let zeros = s.iter().filter(|v| **v == 0.0).count();
+            // At most 3 full mel rows and 2 x 5 full frame columns.
+            assert!(zeros <= 3 * 20 + 2 * 5 * 8, "{zeros}");
+            assert!(s.iter().all(|v| *v == 0.0 || *v == 1.0));
+        }
+        let gain = Recipe { gain: 0.5, ..Recipe::default() };
+        let mut s = vec![1.0f32; 16];
+        augment(&mut s, 2, 8, &gain, &mut rng);
+        assert!(s.iter().all(|v| (*v - s[0]).abs() < 1e-7) && (s[0] - 1.0).abs() <= 0.5, "one offset per sample");
+    }
+
+    #[test]
+    fn mixup_and_smoothing_make_proper_targets() {
+        let x: Vec<f32> = (0..4 * 6).map(|v| v as f32).collect();
+        let y = [0usize, 1, 2, 1];
+        let data = Batchable { x: &x, y: &y, mels: 2, frames: 3 };
+        let recipe = Recipe { mixup_alpha: 0.4, label_smoothing: 0.1, ..Recipe::default() };
+        let items = [(0, 0), (1, 0), (2, 0), (3, 0)];
+        let (xs, ys, t) = training_batch(&data, &items, 3, 3, &recipe, &mut Rng::new(1));
+        assert_eq!((xs.len(), ys.clone()), (24, vec![0, 1, 2, 1]), "labels are the clips' own");
+        let t = t.unwrap();
+        for (i, row) in t.chunks(3).enumerate() {
+            assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+            let top = (0..3).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap();
+            assert!(row[ys[i]] >= row[top] - 1e-6, "the clip's own label keeps the larger share");
+            assert!(row.iter().all(|v| *v >= 0.1 / 3.0 - 1e-6));
+        }
+        let mut rng = Rng::new(5);
+        let mean = (0..2000).map(|_| rng.beta(0.4)).sum::<f64>() / 2000.0;
+        assert!((mean - 0.5).abs() < 0.05, "Beta(a, a) has mean 1/2: {mean}");
+    }
+
+    #[test]
+    fn cosine_schedule_warms_up_then_decays_to_zero() {
+        let r = Recipe { schedule: Schedule::Cosine, ..Recipe::default() };
+        assert!((r.learning_rate(1.0, 0, 100, 10) - 0.1).abs() < 1e-12);
+        assert!((r.learning_rate(1.0, 9, 100, 10) - 1.0).abs() < 1e-12);
+        assert!((r.learning_rate(1.0, 10, 100, 10) - 1.0).abs() < 1e-12);
+        assert!((r.learning_rate(1.0, 55, 100, 10) - 0.5).abs() < 1e-12);
+        assert!(r.learning_rate(1.0, 99, 100, 10) < 0.01);
+        assert_eq!(Recipe::default().learning_rate(0.3, 50, 100, 10), 0.3);
     }
 }

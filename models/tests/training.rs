@@ -1,6 +1,6 @@
 //! Training is deterministic, resumes exactly after a crash, and checkpoints round-trip.
 
-use genrelab_models::train::{Batchable, TrainSettings, load_model, predict_proba, train_run};
+use genrelab_models::train::{Batchable, Recipe, RunData, Select, TrainSettings, load_model, predict_proba, train_run};
 use genrelab_models::ModelSpec;
 use burn::prelude::*;
 
@@ -22,7 +22,7 @@ fn data(n: usize) -> (Vec<f32>, Vec<usize>) {
 }
 
 fn settings(epochs: usize) -> TrainSettings {
-    TrainSettings { epochs, learning_rate: 1e-2, batch_size: 8, eval_batch_size: 16, seed: 3, data: "toy".into() }
+    TrainSettings { epochs, learning_rate: 1e-2, batch_size: 8, eval_batch_size: 16, seed: 3, data: "toy".into(), recipe: Recipe::default() }
 }
 
 fn spec() -> ModelSpec {
@@ -35,9 +35,9 @@ fn same_seed_same_history_and_a_crash_resumes_exactly() {
     let b = Batchable { x: &x, y: &y, mels: 8, frames: 12 };
     let device = Device::flex();
     let a = tempfile::tempdir().unwrap();
-    let (_, h1) = train_run(&spec(), &settings(4), b, b, &device, a.path(), |_| {}).unwrap();
+    let h1 = train_run(&spec(), &settings(4), RunData { train: b, valid: None, test: b }, &device, a.path(), |_| {}).unwrap().history;
     let c = tempfile::tempdir().unwrap();
-    let (_, h2) = train_run(&spec(), &settings(4), b, b, &device, c.path(), |_| {}).unwrap();
+    let h2 = train_run(&spec(), &settings(4), RunData { train: b, valid: None, test: b }, &device, c.path(), |_| {}).unwrap().history;
     let strip = |h: &[genrelab_models::train::EpochRecord]| h.iter().map(|r| (r.epoch, r.train_loss, r.train_acc, r.test_loss, r.test_acc)).collect::<Vec<_>>();
     assert_eq!(strip(&h1), strip(&h2), "same seed, same figures");
     assert!(h1.last().unwrap().train_loss < h1[0].train_loss, "it learns: {:?}", strip(&h1));
@@ -46,7 +46,7 @@ fn same_seed_same_history_and_a_crash_resumes_exactly() {
     // exactly where the uninterrupted run ended.
     let d = tempfile::tempdir().unwrap();
     let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        train_run(&spec(), &settings(4), b, b, &device, d.path(), |r| {
+        train_run(&spec(), &settings(4), RunData { train: b, valid: None, test: b }, &device, d.path(), |r| {
             if r.epoch == 3 {
                 panic!("simulated kill");
             }
@@ -54,7 +54,7 @@ fn same_seed_same_history_and_a_crash_resumes_exactly() {
     }));
     assert!(crashed.is_err());
     let mut seen = vec![];
-    let (_, h3) = train_run(&spec(), &settings(4), b, b, &device, d.path(), |r| seen.push(r.epoch)).unwrap();
+    let h3 = train_run(&spec(), &settings(4), RunData { train: b, valid: None, test: b }, &device, d.path(), |r| seen.push(r.epoch)).unwrap().history;
     assert_eq!(seen, [3, 4], "only the unfinished epochs run again");
     assert_eq!(strip(&h3), strip(&h1));
 }
@@ -65,13 +65,78 @@ fn a_reloaded_checkpoint_predicts_identically() {
     let b = Batchable { x: &x, y: &y, mels: 8, frames: 12 };
     let device = Device::flex();
     let dir = tempfile::tempdir().unwrap();
-    let (model, _) = train_run(&spec(), &settings(2), b, b, &device, dir.path(), |_| {}).unwrap();
-    let before = predict_proba(&model, b, 5, &device);
+    let model = train_run(&spec(), &settings(2), RunData { train: b, valid: None, test: b }, &device, dir.path(), |_| {}).unwrap().model;
+    let before = predict_proba(&model, b, None, 5, &device);
     let loaded = load_model(dir.path(), &spec(), &device).unwrap();
-    let after = predict_proba(&loaded, b, 7, &device);
+    let after = predict_proba(&loaded, b, None, 7, &device);
     assert_eq!(before.len(), 32);
     assert_eq!(before, after);
     for row in after.chunks(2) {
         assert!((row[0] + row[1] - 1.0).abs() < 1e-5);
     }
+}
+
+/// The recipe options: every augmentation on, crops with window averaging, cosine schedule,
+/// weight decay, selection and early stopping on the validation part.
+#[test]
+fn a_full_recipe_trains_on_crops_and_selects_on_validation() {
+    // 8 x 40 inputs; crops of 16 frames; the classes differ in every frame, so any crop tells.
+    let (mut x, mut y) = (vec![], vec![]);
+    for i in 0..24 {
+        let class = i % 2;
+        for m in 0..8 {
+            for f in 0..40 {
+                let bright = (m < 4) == (class == 0);
+                x.push(if bright { 1.0 } else { -1.0 } + (((i * 31 + m * 7 + f * 3) % 11) as f32 - 5.0) / 30.0);
+            }
+        }
+        y.push(class);
+    }
+    let all = Batchable { x: &x, y: &y, mels: 8, frames: 40 };
+    let d = 8 * 40;
+    let (train, valid, test) = (
+        Batchable { x: &x[..16 * d], y: &y[..16], ..all },
+        Batchable { x: &x[16 * d..20 * d], y: &y[16..20], ..all },
+        Batchable { x: &x[20 * d..], y: &y[20..], ..all },
+    );
+    let recipe = Recipe {
+        weight_decay: 1e-3,
+        label_smoothing: 0.1,
+        mixup_alpha: 0.4,
+        gain: 0.2,
+        time_masks: 1,
+        time_mask_width: 4,
+        freq_masks: 1,
+        freq_mask_width: 2,
+        schedule: genrelab_models::train::Schedule::Cosine,
+        warmup_epochs: 1,
+        patience: Some(2),
+        select: Select::BestValid,
+        crop_frames: 16,
+        crops_per_epoch: 2,
+        window_hop: 8,
+    };
+    let settings = TrainSettings { recipe, ..settings(12) };
+    let spec = ModelSpec { name: "simple_cnn".into(), mels: 8, frames: 16, classes: 2 };
+    let device = Device::flex();
+    let dir = tempfile::tempdir().unwrap();
+    let run = |dir: &std::path::Path| train_run(&spec, &settings, RunData { train, valid: Some(valid), test }, &device, dir, |_| {}).unwrap();
+    let out = run(dir.path());
+    let h = &out.history;
+    assert!(h.iter().all(|r| r.valid_loss.is_some() && r.learning_rate.is_some()));
+    let best = h.iter().min_by(|a, b| a.valid_loss.unwrap().total_cmp(&b.valid_loss.unwrap())).unwrap().epoch;
+    assert_eq!(out.epoch, best, "the selected epoch is the best validation epoch");
+    assert_eq!(out.weights, "best.bpk");
+    if out.stopped_early {
+        assert!(h.len() < 12 && h.len() - best == 2, "stops `patience` epochs after the best: {} / {best}", h.len());
+    }
+    // The returned model is the selected one, and a second call reuses the finished run.
+    let p = predict_proba(&out.model, test, Some((16, 8)), 4, &device);
+    assert_eq!(p.len(), 4 * 2);
+    let again = run(dir.path());
+    assert_eq!(again.history, out.history);
+    assert_eq!(predict_proba(&again.model, test, Some((16, 8)), 3, &device), p);
+    // Validation is required by best_valid selection.
+    let none = train_run(&spec, &settings, RunData { train, valid: None, test }, &device, tempfile::tempdir().unwrap().path(), |_| {});
+    assert!(none.err().unwrap().to_string().contains("validation"));
 }

@@ -2,12 +2,13 @@
 //!
 //! ```text
 //! download -> features -> split -> train -> evaluate
+//!        \-> descriptors ---------/
 //! ```
 
 use std::path::PathBuf;
 
 use genrelab_stages::download::{self, DownloadOptions, SourceKind};
-use genrelab_stages::{evaluate, features, split, train};
+use genrelab_stages::{descriptors, evaluate, features, split, train};
 use genrelab_store::names;
 use serde_json::{Value, json};
 
@@ -17,7 +18,14 @@ use crate::PipelineError;
 
 /// The pipeline in dependency order.
 pub fn engine() -> Engine {
-    Engine::new(vec![Box::new(Download), Box::new(Features), Box::new(Split), Box::new(Train), Box::new(Evaluate)])
+    Engine::new(vec![
+        Box::new(Download),
+        Box::new(Features),
+        Box::new(Descriptors),
+        Box::new(Split),
+        Box::new(Train),
+        Box::new(Evaluate),
+    ])
 }
 
 pub struct Download;
@@ -109,6 +117,34 @@ impl Stage for Features {
     }
 }
 
+pub struct Descriptors;
+
+impl Stage for Descriptors {
+    fn name(&self) -> &'static str {
+        "descriptors"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn about(&self) -> &'static str {
+        "hand-crafted statistics of every clip (MFCC, spectral shape, ZCR, RMS, chroma, tempo) for the classical baseline"
+    }
+    fn deps(&self) -> &'static [&'static str] {
+        &["download"]
+    }
+    fn params(&self, cfg: &Config) -> Value {
+        json!(cfg.features)
+    }
+    fn outputs(&self, _cfg: &Config, paths: &Paths) -> Vec<PathBuf> {
+        vec![paths.store_dir().join(names::DESCRIPTORS)]
+    }
+    fn run(&self, ctx: &mut Ctx) -> Result<Value, PipelineError> {
+        let source = download::read_manifest(&ctx.paths.download_dir())?;
+        let s = descriptors::extract_descriptors(&source, &ctx.cfg.features, &ctx.paths.store_dir(), ctx.cfg.threads)?;
+        Ok(json!(s))
+    }
+}
+
 pub struct Split;
 
 impl Stage for Split {
@@ -150,14 +186,15 @@ impl Stage for Train {
         "train"
     }
     fn version(&self) -> u32 {
-        // 2: checkpoints carry a fingerprint of their data.
-        2
+        // 2: checkpoints carry a fingerprint of their data. 3: recipes, validation, crop and
+        // descriptor models.
+        3
     }
     fn about(&self) -> &'static str {
         "train every configured model for every seed (and fold) from the cached features"
     }
     fn deps(&self) -> &'static [&'static str] {
-        &["features", "split"]
+        &["features", "descriptors", "split"]
     }
     fn params(&self, cfg: &Config) -> Value {
         json!(cfg.train)
@@ -177,13 +214,13 @@ impl Stage for Evaluate {
         "evaluate"
     }
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn about(&self) -> &'static str {
         "score every run on its test part; summaries across seeds, the study's table, the report"
     }
     fn deps(&self) -> &'static [&'static str] {
-        &["features", "split", "train"]
+        &["features", "descriptors", "split", "train"]
     }
     fn params(&self, _cfg: &Config) -> Value {
         json!({})

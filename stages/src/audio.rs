@@ -25,6 +25,8 @@ pub enum AudioError {
     Truncated { expected: u64, found: u64 },
     #[error("no audio samples")]
     NoSamples,
+    #[error("cannot decode: {0}")]
+    Decode(String),
     #[error("resampling {from} Hz -> {to} Hz failed: {message}")]
     Resample { from: u32, to: u32, message: String },
 }
@@ -92,6 +94,77 @@ fn convert(data: &[u8], expected: u64, width: usize, sample: impl Fn(&[u8]) -> f
         return Err(AudioError::Truncated { expected, found });
     }
     Ok(data[..expected as usize * width].chunks_exact(width).map(sample).collect())
+}
+
+/// Decode any supported file (WAV, FLAC, MP3, Ogg Vorbis; `extension` is a hint) to mono f32
+/// at `target_rate`. WAV goes through [`decode_wav`], exactly as in training; the other formats
+/// through symphonia, channels averaged, then the same resampler. A corrupt packet in the
+/// middle of a stream is skipped; a file with no decodable audio is an error.
+pub fn decode_any(bytes: &[u8], extension: Option<&str>, target_rate: u32) -> Result<Decoded, AudioError> {
+    use symphonia::core::audio::SampleBuffer;
+    use symphonia::core::codecs::{CODEC_TYPE_NULL, DecoderOptions};
+    use symphonia::core::errors::Error as SymError;
+    use symphonia::core::formats::FormatOptions;
+    use symphonia::core::io::MediaSourceStream;
+    use symphonia::core::meta::MetadataOptions;
+    use symphonia::core::probe::Hint;
+
+    if bytes.is_empty() {
+        return Err(AudioError::Empty);
+    }
+    if bytes.starts_with(b"RIFF") && bytes.get(8..12) == Some(b"WAVE") {
+        return decode_wav(bytes, target_rate);
+    }
+    let mss = MediaSourceStream::new(Box::new(Cursor::new(bytes.to_vec())), Default::default());
+    let mut hint = Hint::new();
+    if let Some(e) = extension {
+        hint.with_extension(e);
+    }
+    let probed = symphonia::default::get_probe()
+        .format(&hint, mss, &FormatOptions::default(), &MetadataOptions::default())
+        .map_err(|e| AudioError::Decode(format!("not a supported audio format (WAV, FLAC, MP3, Ogg Vorbis): {e}")))?;
+    let mut format = probed.format;
+    let track = format
+        .tracks()
+        .iter()
+        .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
+        .ok_or_else(|| AudioError::Decode("no audio track".into()))?;
+    let track_id = track.id;
+    let mut rate = track.codec_params.sample_rate.unwrap_or(0);
+    let mut decoder = symphonia::default::get_codecs()
+        .make(&track.codec_params, &DecoderOptions::default())
+        .map_err(|e| AudioError::Decode(format!("unsupported codec: {e}")))?;
+    let (mut mono, mut channels, mut frames) = (Vec::<f32>::new(), 0u16, 0u64);
+    loop {
+        let packet = match format.next_packet() {
+            Ok(p) => p,
+            Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(SymError::ResetRequired) => break,
+            Err(e) => return Err(AudioError::Decode(e.to_string())),
+        };
+        if packet.track_id() != track_id {
+            continue;
+        }
+        match decoder.decode(&packet) {
+            Ok(buf) => {
+                let spec = *buf.spec();
+                let ch = spec.channels.count().max(1);
+                let mut sb = SampleBuffer::<f32>::new(buf.capacity() as u64, spec);
+                sb.copy_interleaved_ref(buf);
+                rate = spec.rate;
+                channels = ch as u16;
+                frames += (sb.samples().len() / ch) as u64;
+                mono.extend(sb.samples().chunks(ch).map(|f| f.iter().sum::<f32>() / ch as f32));
+            }
+            Err(SymError::DecodeError(e)) => tracing::debug!(error = e, "skipped a corrupt packet"),
+            Err(e) => return Err(AudioError::Decode(e.to_string())),
+        }
+    }
+    if mono.is_empty() || rate == 0 {
+        return Err(AudioError::NoSamples);
+    }
+    let samples = resample(&mono, rate, target_rate)?;
+    Ok(Decoded { samples, source_rate: rate, source_frames: frames, channels })
 }
 
 /// Resample mono samples from `from` Hz to `to` Hz (a copy when the rates are equal). The result

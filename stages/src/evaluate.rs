@@ -9,16 +9,16 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::Path;
 
-use genrelab_models::train::{Batchable, load_model, predict_proba};
+use genrelab_models::train::{Batchable, load_weights, predict_proba};
 use genrelab_models::default_device;
 use genrelab_store::tables::{Column, write_columns};
-use genrelab_store::{TableMeta, names, read_features, read_split};
+use genrelab_store::{TableMeta, names, read_split};
 use serde::{Deserialize, Serialize};
 
 use crate::StageError;
 use crate::metrics::{Scores, Summary, scores, summarize};
 use crate::plots::{PALETTE, Series, confusion_chart, line_chart};
-use crate::train::{Checkpoint, gather, labels_of, read_checkpoints, test_rows};
+use crate::train::{Checkpoint, Inputs, labels_of, read_checkpoints, test_rows};
 
 /// The study's single-run figures (its report, table of results at epoch 150).
 pub const STUDY: [(&str, usize, f64, f64); 3] =
@@ -68,13 +68,15 @@ pub const METRICS_JSON: &str = "metrics.json";
 
 /// Run the stage.
 pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path) -> Result<Evaluation, StageError> {
-    let features = read_features(&store_dir.join(names::FEATURES))?;
-    let (_, split) = read_split(&store_dir.join(names::SPLIT))?;
-    let (labels, y_all) = labels_of(&features);
     let checkpoints = read_checkpoints(train_dir)?;
     if checkpoints.is_empty() {
         return Err(StageError::Failed(format!("no trained runs in {}", train_dir.display())));
     }
+    let kinds: Vec<genrelab_models::Input> = checkpoints.iter().map(|(_, c)| c.input).collect();
+    let inputs = Inputs::read(store_dir, &kinds)?;
+    let features = &inputs.features;
+    let (_, split) = read_split(&store_dir.join(names::SPLIT))?;
+    let (labels, y_all) = labels_of(features);
     let device = default_device();
 
     let mut runs = vec![];
@@ -83,11 +85,12 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path) -> Result
         if c.labels != labels {
             return Err(StageError::Failed(format!("run {} was trained on other labels than the features table has; run train again", c.run)));
         }
-        let test = test_rows(&features, &split, c.fold);
-        let model = load_model(dir, &c.spec, &device).map_err(|e| StageError::Failed(e.to_string()))?;
-        let x = gather(&features, &test, c.normalize_mean, c.normalize_std);
+        let test = test_rows(features, &split, c.fold);
+        let model = load_weights(dir, &c.weights, &c.spec, &device).map_err(|e| StageError::Failed(e.to_string()))?;
+        let x = inputs.gather(c, &test)?;
         let y: Vec<usize> = test.iter().map(|&r| y_all[r]).collect();
-        let probs = predict_proba(&model, Batchable { x: &x, y: &y, mels: c.spec.mels, frames: c.spec.frames }, c.settings.eval_batch_size, &device);
+        let (mels, frames) = inputs.dims(c.input);
+        let probs = predict_proba(&model, Batchable { x: &x, y: &y, mels, frames }, c.settings.recipe.window(), c.settings.eval_batch_size, &device);
         let k = labels.len();
         let pred: Vec<usize> = probs
             .chunks(k)
@@ -103,7 +106,7 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path) -> Result
             seed: c.seed,
             fold: c.fold,
             test_clips: test.len(),
-            train_acc: c.history.last().map_or(f64::NAN, |h| h.train_acc),
+            train_acc: c.selected().map_or(f64::NAN, |h| h.train_acc),
             test_loss,
             scores: scores(&y, &pred, k),
         });

@@ -10,6 +10,7 @@
 //! - [`split`]: the train / valid / test parts or folds, as a table in the store.
 
 pub mod audio;
+pub mod descriptors;
 pub mod download;
 pub mod error;
 pub mod evaluate;

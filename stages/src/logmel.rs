@@ -189,8 +189,9 @@ impl LogMel {
         &self.cfg
     }
 
-    /// Mel power spectrogram (before dB), `n_mels x (1 + len / hop)`.
-    pub fn mel_power(&self, samples: &[f32]) -> Spectrogram {
+    /// The centred, zero-padded STFT power spectrum (`n_fft / 2 + 1` bins) of every frame
+    /// (`1 + len / hop` of them), handed to `each(frame, power)` in order.
+    pub fn power_frames(&self, samples: &[f32], mut each: impl FnMut(usize, &[f32])) {
         let (n_fft, hop) = (self.cfg.n_fft, self.cfg.hop_length);
         let n_frames = 1 + samples.len() / hop;
         let n_bins = n_fft / 2 + 1;
@@ -199,7 +200,6 @@ impl LogMel {
         let mut spectrum = self.fft.make_output_vec();
         let mut scratch = self.fft.make_scratch_vec();
         let mut power = vec![0f32; n_bins];
-        let mut out = vec![0f32; self.cfg.n_mels * n_frames];
         for t in 0..n_frames {
             // Frame t covers padded samples t*hop .. t*hop + n_fft, i.e. original samples
             // t*hop - pad .. t*hop - pad + n_fft; outside the signal is zero.
@@ -221,11 +221,26 @@ impl LogMel {
             for (p, c) in power.iter_mut().zip(&spectrum) {
                 *p = c.re * c.re + c.im * c.im;
             }
-            for (m, f) in self.filters.iter().enumerate() {
-                let bins = &power[f.start..f.start + f.weights.len()];
-                out[m * n_frames + t] = dot(bins, &f.weights);
-            }
+            each(t, &power);
         }
+    }
+
+    /// Mel power of one frame's power spectrum into `out` (`n_mels` values).
+    pub fn mel_project(&self, power: &[f32], out: &mut [f32]) {
+        for (o, f) in out.iter_mut().zip(self.filters.iter()) {
+            *o = dot(&power[f.start..f.start + f.weights.len()], &f.weights);
+        }
+    }
+
+    /// Mel power spectrogram (before dB), `n_mels x (1 + len / hop)`.
+    pub fn mel_power(&self, samples: &[f32]) -> Spectrogram {
+        let n_frames = 1 + samples.len() / self.cfg.hop_length;
+        let mut out = vec![0f32; self.cfg.n_mels * n_frames];
+        self.power_frames(samples, |t, power| {
+            for (m, f) in self.filters.iter().enumerate() {
+                out[m * n_frames + t] = dot(&power[f.start..f.start + f.weights.len()], &f.weights);
+            }
+        });
         Spectrogram { n_mels: self.cfg.n_mels, n_frames, values: out }
     }
 

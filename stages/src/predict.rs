@@ -1,30 +1,48 @@
 //! Prediction on audio files with the trained checkpoints: the same decoding and feature code as
 //! training, with the feature configuration and normalisation stored in each checkpoint.
 //!
-//! A file is cut into windows of the training clip length (1,291 frames = 29.98 s by default);
+//! Files may be WAV, FLAC, MP3 or Ogg Vorbis at any sample rate and channel count (averaged to
+//! mono and resampled to the features' rate). A recording is cut into windows of the training
+//! clip length (1,291 frames = 29.98 s by default), `hop` apart (default: one window length);
 //! the last, shorter window counts when it is at least half as long (or is the only one) and is
-//! padded as training clips were. Class probabilities are averaged over windows and over the
-//! runs (seeds, folds) of the chosen model: an ensemble, so no run is picked by its test score.
+//! padded as training clips were. Crop models average their crops inside each window, as in
+//! evaluation. Class probabilities are averaged over the runs (seeds, folds) of the chosen
+//! model, an ensemble, so no run is picked by its test score; the file's are the mean over its
+//! windows, and `--timeline` shows each window's.
 
 use std::path::{Path, PathBuf};
 
-use genrelab_models::default_device;
-use genrelab_models::train::{Batchable, load_model, predict_proba};
+use genrelab_models::train::{Batchable, load_weights, predict_proba};
+use genrelab_models::{Input, default_device};
 use serde::Serialize;
 
 use crate::StageError;
-use crate::audio::decode_wav;
+use crate::audio::decode_any;
+use crate::descriptors::describe;
 use crate::evaluate::read_evaluation;
 use crate::logmel::LogMel;
-use crate::train::{Checkpoint, read_checkpoints};
+use crate::train::{Checkpoint, read_checkpoints, standardize};
+
+/// One window's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct WindowPrediction {
+    pub start: f64,
+    pub end: f64,
+    pub top: Vec<(String, f64)>,
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Prediction {
     pub file: String,
     pub seconds: f64,
+    pub sample_rate: u32,
+    pub channels: u16,
     pub windows: usize,
     /// The best genres, most probable first.
     pub top: Vec<(String, f64)>,
+    /// Each window's best genres (filled with `timeline`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<WindowPrediction>,
     pub error: Option<String>,
 }
 
@@ -39,14 +57,24 @@ pub fn choose_model(report_dir: &Path, name: Option<&str>) -> Result<String, Sta
         .ok_or_else(|| StageError::Source(format!("{}: no models", report_dir.display())))
 }
 
-/// Cut `samples` into windows of `len` samples (see the module doc).
-pub fn windows(samples: &[f32], len: usize) -> Vec<&[f32]> {
-    if samples.len() <= len {
-        return vec![samples];
+/// Start offsets of the windows of `len` samples, `hop` apart, over `n` samples (see the module doc).
+pub fn window_starts(n: usize, len: usize, hop: usize) -> Vec<usize> {
+    if n <= len {
+        return vec![0];
     }
-    let mut out: Vec<&[f32]> = samples.chunks(len).collect();
-    if out.len() > 1 && out.last().is_some_and(|w| w.len() * 2 < len) {
-        out.pop();
+    let hop = hop.max(1);
+    let mut out = vec![];
+    let mut s = 0;
+    while s < n {
+        let remaining = n - s;
+        if remaining < len && !out.is_empty() && (remaining * 2 < len || s + len - hop >= n) {
+            break;
+        }
+        out.push(s);
+        if s + len >= n {
+            break;
+        }
+        s += hop;
     }
     out
 }
@@ -63,7 +91,7 @@ impl Predictor {
         let device = default_device();
         let mut runs = vec![];
         for (dir, c) in read_checkpoints(train_dir)?.into_iter().filter(|(_, c)| c.spec.name == model) {
-            let m = load_model(&dir, &c.spec, &device).map_err(|e| StageError::Failed(e.to_string()))?;
+            let m = load_weights(&dir, &c.weights, &c.spec, &device).map_err(|e| StageError::Failed(e.to_string()))?;
             runs.push((m, c));
         }
         let first = runs.first().ok_or_else(|| StageError::Source(format!("no trained runs of model `{model}` in {}", train_dir.display())))?;
@@ -75,55 +103,119 @@ impl Predictor {
         &self.runs[0].1.labels
     }
 
-    /// Mean class probabilities of a recording and the number of windows used.
-    pub fn probabilities(&self, samples: &[f32]) -> (Vec<f64>, usize) {
+    pub fn sample_rate(&self) -> u32 {
+        self.lm.config().sample_rate
+    }
+
+    /// Class probabilities of every window (`hop` samples apart; 0 = one window length), each
+    /// averaged over the runs, with the windows' start sample and length.
+    pub fn window_probabilities(&self, samples: &[f32], hop: usize) -> Vec<(usize, usize, Vec<f64>)> {
         let cfg = self.lm.config();
-        let wins = windows(samples, cfg.window_samples());
+        let len = cfg.window_samples();
+        let starts = window_starts(samples.len(), len, if hop == 0 { len } else { hop });
+        let wins: Vec<&[f32]> = starts.iter().map(|&s| &samples[s..(s + len).min(samples.len())]).collect();
+        let feats: Vec<_> = wins.iter().map(|w| self.lm.features(w)).collect();
+        let stats: Vec<Vec<f32>> = if self.runs.iter().any(|(_, c)| c.input == Input::Stats) {
+            wins.iter().map(|w| describe(&self.lm, w)).collect()
+        } else {
+            vec![]
+        };
         let k = self.labels().len();
-        let mut total = vec![0f64; k];
+        let mut total = vec![vec![0f64; k]; wins.len()];
         for (model, c) in &self.runs {
-            let x: Vec<f32> = wins
-                .iter()
-                .flat_map(|w| self.lm.features(w).small.values)
-                .map(|v| (v - c.normalize_mean) / c.normalize_std)
-                .collect();
+            let norm = |v: &f32| (v - c.normalize_mean) / c.normalize_std;
+            let (x, mels, frames): (Vec<f32>, usize, usize) = match c.input {
+                Input::Clip => (feats.iter().flat_map(|f| f.small.values.iter().map(norm)).collect(), cfg.out_mels, cfg.out_frames),
+                Input::Crops => (feats.iter().flat_map(|f| f.full.values.iter().map(norm)).collect(), cfg.n_mels, cfg.frames),
+                Input::Stats => {
+                    (stats.iter().flat_map(|d| standardize(d, &c.stats_mean, &c.stats_std)).collect(), 1, c.stats_mean.len())
+                }
+            };
             let y = vec![0usize; wins.len()];
-            let p = predict_proba(model, Batchable { x: &x, y: &y, mels: cfg.out_mels, frames: cfg.out_frames }, 64, &self.device);
-            for row in p.chunks(k) {
-                for (t, v) in total.iter_mut().zip(row) {
-                    *t += *v as f64;
+            let p = predict_proba(model, Batchable { x: &x, y: &y, mels, frames }, c.settings.recipe.window(), 16, &self.device);
+            for (t, row) in total.iter_mut().zip(p.chunks(k)) {
+                for (t, v) in t.iter_mut().zip(row) {
+                    *t += *v as f64 / self.runs.len() as f64;
                 }
             }
         }
-        let n = (wins.len() * self.runs.len()) as f64;
-        (total.into_iter().map(|t| t / n).collect(), wins.len())
+        starts.into_iter().zip(wins.iter().map(|w| w.len())).zip(total).map(|((s, l), p)| (s, l, p)).collect()
+    }
+
+    fn ranked(&self, p: &[f64], top: usize) -> Vec<(String, f64)> {
+        let mut ranked: Vec<(String, f64)> = self.labels().iter().cloned().zip(p.iter().copied()).collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+        ranked.truncate(top);
+        ranked
     }
 
     /// Predict one file; failures are reported in the result, not raised.
-    pub fn predict_file(&self, path: &Path, top: usize) -> Prediction {
+    pub fn predict_file(&self, path: &Path, opts: &PredictOptions) -> Prediction {
         let file = path.display().to_string();
-        let fail = |e: String| Prediction { file: file.clone(), seconds: 0.0, windows: 0, top: vec![], error: Some(e) };
+        let fail = |e: String| Prediction {
+            file: file.clone(),
+            seconds: 0.0,
+            sample_rate: 0,
+            channels: 0,
+            windows: 0,
+            top: vec![],
+            timeline: vec![],
+            error: Some(e),
+        };
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) => return fail(e.to_string()),
         };
-        let decoded = match decode_wav(&bytes, self.lm.config().sample_rate) {
+        let ext = path.extension().and_then(|e| e.to_str());
+        let decoded = match decode_any(&bytes, ext, self.sample_rate()) {
             Ok(d) => d,
             Err(e) => return fail(e.to_string()),
         };
-        let (p, windows) = self.probabilities(&decoded.samples);
-        let mut ranked: Vec<(String, f64)> = self.labels().iter().cloned().zip(p).collect();
-        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
-        ranked.truncate(top);
-        Prediction { file, seconds: decoded.samples.len() as f64 / self.lm.config().sample_rate as f64, windows, top: ranked, error: None }
+        let sr = self.sample_rate() as f64;
+        let per_window = self.window_probabilities(&decoded.samples, (opts.hop_seconds.unwrap_or(0.0) * sr).round() as usize);
+        let k = self.labels().len();
+        let mut mean = vec![0f64; k];
+        for (_, _, p) in &per_window {
+            for (m, v) in mean.iter_mut().zip(p) {
+                *m += v / per_window.len() as f64;
+            }
+        }
+        let timeline = if opts.timeline {
+            per_window
+                .iter()
+                .map(|(s, l, p)| WindowPrediction { start: *s as f64 / sr, end: (*s + *l) as f64 / sr, top: self.ranked(p, opts.top) })
+                .collect()
+        } else {
+            vec![]
+        };
+        Prediction {
+            file,
+            seconds: decoded.samples.len() as f64 / sr,
+            sample_rate: decoded.source_rate,
+            channels: decoded.channels,
+            windows: per_window.len(),
+            top: self.ranked(&mean, opts.top),
+            timeline,
+            error: None,
+        }
     }
 }
 
+/// How to predict.
+#[derive(Debug, Clone)]
+pub struct PredictOptions {
+    pub top: usize,
+    /// Seconds between window starts (None: one window length, no overlap).
+    pub hop_seconds: Option<f64>,
+    /// Keep every window's result.
+    pub timeline: bool,
+}
+
 /// Predict every file; the checkpoints are loaded once.
-pub fn predict_files(report_dir: &Path, train_dir: &Path, files: &[PathBuf], model: Option<&str>, top: usize) -> Result<(String, Vec<Prediction>), StageError> {
+pub fn predict_files(report_dir: &Path, train_dir: &Path, files: &[PathBuf], model: Option<&str>, opts: &PredictOptions) -> Result<(String, Vec<Prediction>), StageError> {
     let name = choose_model(report_dir, model)?;
     let p = Predictor::load(train_dir, &name)?;
-    Ok((name, files.iter().map(|f| p.predict_file(f, top)).collect()))
+    Ok((name, files.iter().map(|f| p.predict_file(f, opts)).collect()))
 }
 
 #[cfg(test)]
@@ -132,11 +224,12 @@ mod tests {
 
     #[test]
     fn windows_cover_long_files_and_keep_short_ones() {
-        let x = vec![0f32; 1000];
-        assert_eq!(windows(&x[..300], 400).len(), 1);
-        let w = windows(&x, 400); // 400 + 400 + 200: the last is half a window, kept
-        assert_eq!(w.iter().map(|w| w.len()).collect::<Vec<_>>(), [400, 400, 200]);
-        let w = windows(&x[..900], 400); // 400 + 400 + 100: the last is dropped
-        assert_eq!(w.len(), 2);
+        assert_eq!(window_starts(300, 400, 400), [0]);
+        // 400 + 400 + 200: the last is half a window, kept.
+        assert_eq!(window_starts(1000, 400, 400), [0, 400, 800]);
+        // 400 + 400 + 100: the last is dropped.
+        assert_eq!(window_starts(900, 400, 400), [0, 400]);
+        // Overlapping windows, hop 200: the last window that still starts inside is kept.
+        assert_eq!(window_starts(1000, 400, 200), [0, 200, 400, 600]);
     }
 }

@@ -36,6 +36,9 @@ pub struct SplitConfig {
     pub protocol: Protocol,
     /// `study`: fraction of clips held out for testing.
     pub test_fraction: f64,
+    /// `study`: fraction of all clips taken from the training part (stratified) as a `valid`
+    /// part, for recipes that select on validation (0 = none, the study's way).
+    pub valid_fraction: f64,
     /// `kfold`: number of folds.
     pub folds: usize,
     pub seed: u64,
@@ -45,7 +48,7 @@ pub struct SplitConfig {
 
 impl Default for SplitConfig {
     fn default() -> Self {
-        SplitConfig { protocol: Protocol::Study, test_fraction: 0.2, folds: 10, seed: 42, lists: None }
+        SplitConfig { protocol: Protocol::Study, test_fraction: 0.2, valid_fraction: 0.0, folds: 10, seed: 42, lists: None }
     }
 }
 
@@ -108,6 +111,26 @@ pub fn stratified_holdout(clips: &[(String, String)], test_fraction: f64, seed: 
         }
     }
     rows.sort_by(|a, b| a.track_id.cmp(&b.track_id));
+    rows
+}
+
+/// Moves a stratified `fraction` of the `train` rows to a `valid` part.
+pub fn with_validation(mut rows: Vec<SplitRow>, fraction: f64, seed: u64) -> Vec<SplitRow> {
+    if fraction <= 0.0 {
+        return rows;
+    }
+    let train: Vec<(String, String)> =
+        rows.iter().filter(|r| r.part.as_deref() == Some("train")).map(|r| (r.track_id.clone(), r.genre.clone())).collect();
+    let valid: std::collections::HashSet<String> = stratified_holdout(&train, fraction, seed.wrapping_add(1))
+        .into_iter()
+        .filter(|r| r.part.as_deref() == Some("test"))
+        .map(|r| r.track_id)
+        .collect();
+    for r in rows.iter_mut() {
+        if valid.contains(&r.track_id) {
+            r.part = Some("valid".into());
+        }
+    }
     rows
 }
 
@@ -201,8 +224,14 @@ pub fn make_split(store_dir: &Path, cfg: &SplitConfig) -> Result<BTreeMap<String
             if !(0.0..1.0).contains(&cfg.test_fraction) {
                 return Err(StageError::Config(format!("split.test_fraction must be in [0, 1), got {}", cfg.test_fraction)));
             }
-            meta = meta.with("test_fraction", cfg.test_fraction.to_string());
-            stratified_holdout(&clips, cfg.test_fraction, cfg.seed)
+            if !(0.0..1.0).contains(&cfg.valid_fraction) || cfg.valid_fraction + cfg.test_fraction >= 1.0 {
+                return Err(StageError::Config(format!(
+                    "split.valid_fraction must be in [0, 1 - test_fraction), got {}",
+                    cfg.valid_fraction
+                )));
+            }
+            meta = meta.with("test_fraction", cfg.test_fraction.to_string()).with("valid_fraction", cfg.valid_fraction.to_string());
+            with_validation(stratified_holdout(&clips, cfg.test_fraction, cfg.seed), cfg.valid_fraction / (1.0 - cfg.test_fraction), cfg.seed)
         }
         Protocol::Kfold => {
             if cfg.folds < 2 || cfg.folds > clips.len() {

@@ -7,12 +7,13 @@
 //! normalisation and the training settings, so a checkpoint rebuilds and feeds its own model.
 //! The per-epoch history of every run goes to the store's `history` table.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use genrelab_models::train::{Batchable, EpochRecord, TrainSettings, train_run};
-use genrelab_models::{ModelSpec, default_device};
+use genrelab_models::train::{Batchable, EpochRecord, Recipe, RunData, Schedule, Select, TrainSettings, train_run};
+use genrelab_models::{Input, ModelSpec, default_device, info};
 use genrelab_store::tables::{Column, write_columns};
-use genrelab_store::{FeatureMatrix, SplitRow, TableMeta, names, read_features, read_split};
+use genrelab_store::{FeatureMatrix, FloatTable, SplitRow, TableMeta, names, read_features, read_float_table, read_split};
 use serde::{Deserialize, Serialize};
 
 use crate::StageError;
@@ -31,8 +32,30 @@ pub struct TrainConfig {
     pub batch_size: usize,
     pub eval_batch_size: usize,
     /// Inputs are normalised as (x - mean) / std: the study's fixed dataset-wide constants.
+    /// (Descriptor models standardise each column with its training-part mean and deviation.)
     pub normalize_mean: f32,
     pub normalize_std: f32,
+    /// Recipe options (see `genrelab_models::train::Recipe`); all off by default.
+    pub weight_decay: f64,
+    pub label_smoothing: f32,
+    pub mixup_alpha: f32,
+    /// Random gain of up to +-gain_db dB per training example.
+    pub gain_db: f32,
+    pub time_masks: usize,
+    pub time_mask_width: usize,
+    pub freq_masks: usize,
+    pub freq_mask_width: usize,
+    pub schedule: Schedule,
+    pub warmup_epochs: usize,
+    pub patience: Option<usize>,
+    pub select: Select,
+    /// Crop models: frames per training crop (128 = 3 s), crops per clip and epoch, and the hop
+    /// between the test windows whose probabilities are averaged.
+    pub crop_frames: usize,
+    pub crops_per_epoch: usize,
+    pub window_hop: usize,
+    /// Per-model overrides of any key above except `models`: `[train.model.resnet]`.
+    pub model: BTreeMap<String, serde_json::Value>,
 }
 
 impl Default for TrainConfig {
@@ -46,7 +69,76 @@ impl Default for TrainConfig {
             eval_batch_size: 64,
             normalize_mean: -42.88,
             normalize_std: 15.50,
+            weight_decay: 0.0,
+            label_smoothing: 0.0,
+            mixup_alpha: 0.0,
+            gain_db: 0.0,
+            time_masks: 0,
+            time_mask_width: 0,
+            freq_masks: 0,
+            freq_mask_width: 0,
+            schedule: Schedule::Constant,
+            warmup_epochs: 0,
+            patience: None,
+            select: Select::Last,
+            crop_frames: 128,
+            crops_per_epoch: 1,
+            window_hop: 64,
+            model: BTreeMap::new(),
         }
+    }
+}
+
+impl TrainConfig {
+    /// The configuration one model trains with: this one, with its `[train.model.<name>]` keys.
+    pub fn for_model(&self, name: &str) -> Result<TrainConfig, StageError> {
+        let mut base = serde_json::to_value(self).expect("config to json");
+        let obj = base.as_object_mut().expect("an object");
+        obj.remove("model");
+        if let Some(over) = self.model.get(name) {
+            let over = over.as_object().ok_or_else(|| StageError::Config(format!("[train.model.{name}] must be a table")))?;
+            for (k, v) in over {
+                if k == "models" || k == "model" {
+                    return Err(StageError::Config(format!("[train.model.{name}] cannot set `{k}`")));
+                }
+                obj.insert(k.clone(), v.clone());
+            }
+        }
+        serde_json::from_value(base).map_err(|e| StageError::Config(format!("[train.model.{name}]: {e}")))
+    }
+
+    /// The recipe a model of input kind `input` trains with.
+    pub fn recipe(&self, input: Input) -> Recipe {
+        let crops = input == Input::Crops;
+        Recipe {
+            weight_decay: self.weight_decay,
+            label_smoothing: self.label_smoothing,
+            mixup_alpha: self.mixup_alpha,
+            gain: if input == Input::Stats { 0.0 } else { self.gain_db / self.normalize_std },
+            time_masks: if input == Input::Stats { 0 } else { self.time_masks },
+            time_mask_width: self.time_mask_width,
+            freq_masks: if input == Input::Stats { 0 } else { self.freq_masks },
+            freq_mask_width: self.freq_mask_width,
+            schedule: self.schedule,
+            warmup_epochs: self.warmup_epochs,
+            patience: self.patience,
+            select: self.select,
+            crop_frames: if crops { self.crop_frames } else { 0 },
+            crops_per_epoch: if crops { self.crops_per_epoch.max(1) } else { 1 },
+            window_hop: if crops { self.window_hop } else { 0 },
+        }
+    }
+
+    fn check(&self, name: &str) -> Result<(), StageError> {
+        if self.seeds == 0 || self.epochs == 0 || self.batch_size == 0 || self.normalize_std <= 0.0 || self.learning_rate <= 0.0 {
+            return Err(StageError::Config(format!(
+                "[train] (model {name}) needs seeds >= 1, epochs >= 1, batch_size >= 1, learning_rate > 0 and normalize_std > 0"
+            )));
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) || self.mixup_alpha < 0.0 || self.gain_db < 0.0 || self.weight_decay < 0.0 {
+            return Err(StageError::Config(format!("[train] (model {name}): label_smoothing in [0, 1), mixup_alpha, gain_db, weight_decay >= 0")));
+        }
+        Ok(())
     }
 }
 
@@ -61,22 +153,76 @@ pub struct Checkpoint {
     pub feature_config: FeatureConfig,
     pub normalize_mean: f32,
     pub normalize_std: f32,
+    /// The recipe (settings.recipe) and everything else the run was trained with.
     pub settings: TrainSettings,
     /// The protocol of the split the run was trained on.
     pub protocol: String,
     pub history: Vec<EpochRecord>,
+    /// What the model reads.
+    #[serde(default = "clip_input")]
+    pub input: Input,
+    /// Descriptor models: per-column mean and deviation of the training part.
+    #[serde(default)]
+    pub stats_mean: Vec<f32>,
+    #[serde(default)]
+    pub stats_std: Vec<f32>,
+    /// The weights file that is the run's result, and the epoch it holds (the last one, or the
+    /// best validation epoch).
+    #[serde(default = "last_weights")]
+    pub weights: String,
+    #[serde(default)]
+    pub selected_epoch: usize,
+    #[serde(default)]
+    pub stopped_early: bool,
+    /// Clips of the validation part (0: none).
+    #[serde(default)]
+    pub valid_clips: usize,
+}
+
+impl Checkpoint {
+    /// The history record of the selected epoch (the last one when none was recorded).
+    pub fn selected(&self) -> Option<&EpochRecord> {
+        match self.selected_epoch {
+            0 => self.history.last(),
+            e => self.history.get(e - 1),
+        }
+    }
+}
+
+fn clip_input() -> Input {
+    Input::Clip
+}
+
+fn last_weights() -> String {
+    genrelab_models::train::WEIGHTS.into()
 }
 
 pub const CHECKPOINT: &str = "checkpoint.json";
 
-/// One run: which model, which seed, which fold, which rows train and test.
+/// One run: which model, which seed, which fold, which rows train, validate and test.
 pub struct RunPlan {
     pub id: String,
     pub model: String,
     pub seed: u64,
     pub fold: Option<i32>,
     pub train: Vec<usize>,
+    pub valid: Vec<usize>,
     pub test: Vec<usize>,
+}
+
+/// Folds of a k-fold split, sorted.
+fn folds_of(split: &[SplitRow]) -> Vec<i32> {
+    let mut folds: Vec<i32> = split.iter().filter_map(|r| r.fold).collect();
+    folds.sort();
+    folds.dedup();
+    folds
+}
+
+/// The validation fold of test fold `f`: the next one (cyclically).
+fn valid_fold(split: &[SplitRow], f: i32) -> Option<i32> {
+    let folds = folds_of(split);
+    let i = folds.iter().position(|&x| x == f)?;
+    (folds.len() > 2).then(|| folds[(i + 1) % folds.len()])
 }
 
 /// Rows of the feature matrix that a run tests on: fold `f` under k-fold, else the `test` part.
@@ -87,10 +233,27 @@ pub fn test_rows(features: &FeatureMatrix, split: &[SplitRow], fold: Option<i32>
     })
 }
 
-/// Rows that a run trains on: every other fold under k-fold, else the `train` part.
-pub fn train_rows(features: &FeatureMatrix, split: &[SplitRow], fold: Option<i32>) -> Vec<usize> {
+/// Rows a run validates on, when its recipe selects on validation: the next fold under k-fold,
+/// else the `valid` part. Empty when it does not.
+pub fn valid_rows(features: &FeatureMatrix, split: &[SplitRow], fold: Option<i32>, needs_validation: bool) -> Vec<usize> {
+    if !needs_validation {
+        return vec![];
+    }
+    match fold {
+        Some(f) => match valid_fold(split, f) {
+            Some(v) => rows_where(features, split, |r| r.fold == Some(v)),
+            None => vec![],
+        },
+        None => rows_where(features, split, |r| r.part.as_deref() == Some("valid")),
+    }
+}
+
+/// Rows that a run trains on: every other fold under k-fold (but the validation fold when the
+/// recipe validates), else the `train` part.
+pub fn train_rows(features: &FeatureMatrix, split: &[SplitRow], fold: Option<i32>, needs_validation: bool) -> Vec<usize> {
+    let valid = fold.and_then(|f| valid_fold(split, f)).filter(|_| needs_validation);
     rows_where(features, split, |r| match fold {
-        Some(f) => r.fold.is_some_and(|x| x != f),
+        Some(f) => r.fold.is_some_and(|x| x != f && Some(x) != valid),
         None => r.part.as_deref() == Some("train"),
     })
 }
@@ -101,25 +264,27 @@ fn rows_where(features: &FeatureMatrix, split: &[SplitRow], pred: impl Fn(&Split
     split.iter().filter(|r| pred(r)).filter_map(|r| index.get(r.track_id.as_str()).copied()).collect()
 }
 
-/// The train / test rows of every run the split and the config call for.
+/// The train / valid / test rows of every run the split and the config call for.
 pub fn plan_runs(features: &FeatureMatrix, split: &[SplitRow], protocol: &str, cfg: &TrainConfig) -> Result<Vec<RunPlan>, StageError> {
-    let folds: Vec<Option<i32>> = if protocol == "kfold" {
-        let mut folds: Vec<i32> = split.iter().filter_map(|r| r.fold).collect();
-        folds.sort();
-        folds.dedup();
-        folds.into_iter().map(Some).collect()
-    } else {
-        vec![None]
-    };
-    let parts: Vec<(Option<i32>, Vec<usize>, Vec<usize>)> =
-        folds.into_iter().map(|f| (f, train_rows(features, split, f), test_rows(features, split, f))).collect();
+    let folds: Vec<Option<i32>> = if protocol == "kfold" { folds_of(split).into_iter().map(Some).collect() } else { vec![None] };
     let mut plans = vec![];
     for model in &cfg.models {
-        for (fold, train, test) in &parts {
+        let mcfg = cfg.for_model(model)?;
+        let needs_valid = mcfg.recipe(Input::Clip).needs_validation();
+        for fold in &folds {
+            let train = train_rows(features, split, *fold, needs_valid);
+            let valid = valid_rows(features, split, *fold, needs_valid);
+            let test = test_rows(features, split, *fold);
             if train.is_empty() {
                 return Err(StageError::Failed(format!("the split gives run {model} no training clips")));
             }
-            for seed in 0..cfg.seeds as u64 {
+            if needs_valid && valid.is_empty() {
+                return Err(StageError::Config(format!(
+                    "model {model} selects on validation (select = \"best_valid\" or patience) but the `{protocol}` split has no \
+                     validation part: use split.valid_fraction > 0 (study), protocol = \"filtered\", or kfold with 3+ folds"
+                )));
+            }
+            for seed in 0..mcfg.seeds as u64 {
                 let fold_part = fold.map_or(String::new(), |f| format!("fold{f}-"));
                 plans.push(RunPlan {
                     id: format!("{model}/{fold_part}seed{seed}"),
@@ -127,6 +292,7 @@ pub fn plan_runs(features: &FeatureMatrix, split: &[SplitRow], protocol: &str, c
                     seed,
                     fold: *fold,
                     train: train.clone(),
+                    valid: valid.clone(),
                     test: test.clone(),
                 });
             }
@@ -153,11 +319,97 @@ pub fn gather(features: &FeatureMatrix, rows: &[usize], mean: f32, std: f32) -> 
     out
 }
 
+/// The store's model inputs: `features` rows index everything; `features_full` (same rows) and
+/// `descriptors` (by track id) are read only when a model needs them.
+pub struct Inputs {
+    pub features: FeatureMatrix,
+    pub full: Option<FeatureMatrix>,
+    pub stats: Option<(FloatTable, Vec<Option<usize>>)>,
+}
+
+impl Inputs {
+    pub fn read(store_dir: &Path, kinds: &[Input]) -> Result<Inputs, StageError> {
+        let features = read_features(&store_dir.join(names::FEATURES))?;
+        let full = if kinds.contains(&Input::Crops) {
+            let full = read_features(&store_dir.join(names::FEATURES_FULL))?;
+            if full.track_ids != features.track_ids {
+                return Err(StageError::Failed("features_full does not hold the rows of features: run the features stage again".into()));
+            }
+            Some(full)
+        } else {
+            None
+        };
+        let stats = if kinds.contains(&Input::Stats) {
+            let t = read_float_table(&store_dir.join(names::DESCRIPTORS))?;
+            let index: std::collections::HashMap<&str, usize> = t.track_ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
+            let map = features.track_ids.iter().map(|id| index.get(id.as_str()).copied()).collect();
+            Some((t, map))
+        } else {
+            None
+        };
+        Ok(Inputs { features, full, stats })
+    }
+
+    /// `(mels, frames)` of one stored input of `input`'s kind.
+    pub fn dims(&self, input: Input) -> (usize, usize) {
+        match input {
+            Input::Clip => (self.features.n_mels, self.features.n_frames),
+            Input::Crops => self.full.as_ref().map_or((0, 0), |f| (f.n_mels, f.n_frames)),
+            Input::Stats => (1, self.stats.as_ref().map_or(0, |s| s.0.columns.len())),
+        }
+    }
+
+    /// Per-column mean and deviation of the descriptors of `rows` (deviation 1 where constant).
+    pub fn stats_norm(&self, rows: &[usize]) -> Result<(Vec<f32>, Vec<f32>), StageError> {
+        let (t, map) = self.stats.as_ref().ok_or_else(|| StageError::Failed("descriptors not loaded".into()))?;
+        let d = t.columns.len();
+        let (mut mean, mut sq) = (vec![0f64; d], vec![0f64; d]);
+        let mut n = 0f64;
+        for &r in rows {
+            let i = map[r].ok_or_else(|| StageError::Failed(format!("no descriptors for {}: run the descriptors stage again", self.features.track_ids[r])))?;
+            for (k, v) in t.values[i * d..(i + 1) * d].iter().enumerate() {
+                mean[k] += *v as f64;
+                sq[k] += (*v as f64).powi(2);
+            }
+            n += 1.0;
+        }
+        let mean: Vec<f64> = mean.iter().map(|m| m / n.max(1.0)).collect();
+        let std = sq.iter().zip(&mean).map(|(s, m)| (s / n.max(1.0) - m * m).max(0.0).sqrt() as f32).map(|s| if s > 1e-12 { s } else { 1.0 }).collect();
+        Ok((mean.into_iter().map(|m| m as f32).collect(), std))
+    }
+
+    /// The model inputs of `rows` for a run described by `c`, concatenated.
+    pub fn gather(&self, c: &Checkpoint, rows: &[usize]) -> Result<Vec<f32>, StageError> {
+        match c.input {
+            Input::Clip => Ok(gather(&self.features, rows, c.normalize_mean, c.normalize_std)),
+            Input::Crops => {
+                let full = self.full.as_ref().ok_or_else(|| StageError::Failed("features_full not loaded".into()))?;
+                Ok(gather(full, rows, c.normalize_mean, c.normalize_std))
+            }
+            Input::Stats => {
+                let (t, map) = self.stats.as_ref().ok_or_else(|| StageError::Failed("descriptors not loaded".into()))?;
+                let d = t.columns.len();
+                let mut out = Vec::with_capacity(rows.len() * d);
+                for &r in rows {
+                    let i = map[r].ok_or_else(|| StageError::Failed(format!("no descriptors for {}", self.features.track_ids[r])))?;
+                    out.extend(standardize(&t.values[i * d..(i + 1) * d], &c.stats_mean, &c.stats_std));
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// `(v - mean) / std`, column by column.
+pub fn standardize<'a>(v: &'a [f32], mean: &'a [f32], std: &'a [f32]) -> impl Iterator<Item = f32> + 'a {
+    v.iter().zip(mean).zip(std).map(|((v, m), s)| (v - m) / s)
+}
+
 pub fn run_dir(train_dir: &Path, run: &str) -> PathBuf {
     train_dir.join(run)
 }
 
-/// Fingerprint of a run's inputs (normalised values and labels of both parts).
+/// Fingerprint of a run's inputs (normalised values and labels of every part).
 fn data_hash(xs: &[&[f32]], ys: &[&[usize]]) -> String {
     let mut h = blake3::Hasher::new();
     for x in xs {
@@ -181,84 +433,127 @@ pub fn train(store_dir: &Path, train_dir: &Path, cfg: &TrainConfig, fresh: bool)
     if fresh && train_dir.exists() {
         std::fs::remove_dir_all(train_dir).map_err(|e| StageError::io(train_dir, e))?;
     }
-    if cfg.models.is_empty() || cfg.seeds == 0 || cfg.epochs == 0 || cfg.batch_size == 0 || cfg.normalize_std <= 0.0 {
-        return Err(StageError::Config("[train] needs models, seeds >= 1, epochs >= 1, batch_size >= 1 and normalize_std > 0".into()));
+    if cfg.models.is_empty() {
+        return Err(StageError::Config("[train] needs at least one model".into()));
     }
-    let features = read_features(&store_dir.join(names::FEATURES))?;
+    let mut kinds = vec![];
+    for m in &cfg.models {
+        cfg.for_model(m)?.check(m)?;
+        kinds.push(info(m).map_err(|e| StageError::Config(e.to_string()))?.input);
+    }
+    let inputs = Inputs::read(store_dir, &kinds)?;
+    let features = &inputs.features;
     let feature_config = feature_config_of(&features.meta)?;
     let (split_meta, split) = read_split(&store_dir.join(names::SPLIT))?;
     let protocol = split_meta.get("protocol").unwrap_or("study").to_string();
-    let (labels, y_all) = labels_of(&features);
-    let plans = plan_runs(&features, &split, &protocol, cfg)?;
+    let (labels, y_all) = labels_of(features);
+    let plans = plan_runs(features, &split, &protocol, cfg)?;
     let device = default_device();
 
     // Runs of models that are no longer configured are removed, so the folder holds this config's runs only.
     let wanted: std::collections::HashSet<&str> = plans.iter().map(|p| p.id.as_str()).collect();
     remove_unplanned(train_dir, &wanted);
 
-    let bar = crate::progress::bar((plans.len() * cfg.epochs) as u64, "train");
+    let total_epochs: usize = plans.iter().map(|p| cfg.for_model(&p.model).map_or(0, |c| c.epochs)).sum();
+    let bar = crate::progress::bar(total_epochs as u64, "train");
     let mut hist: Vec<(String, String, u64, Option<i32>, EpochRecord)> = vec![];
     for plan in &plans {
         let span = tracing::info_span!("run", run = %plan.id);
         let _enter = span.enter();
-        let spec = ModelSpec { name: plan.model.clone(), mels: features.n_mels, frames: features.n_frames, classes: labels.len() };
-        let xs_train = gather(&features, &plan.train, cfg.normalize_mean, cfg.normalize_std);
-        let ys_train: Vec<usize> = plan.train.iter().map(|&r| y_all[r]).collect();
-        let xs_test = gather(&features, &plan.test, cfg.normalize_mean, cfg.normalize_std);
-        let ys_test: Vec<usize> = plan.test.iter().map(|&r| y_all[r]).collect();
-        let settings = TrainSettings {
-            epochs: cfg.epochs,
-            learning_rate: cfg.learning_rate,
-            batch_size: cfg.batch_size,
-            eval_batch_size: cfg.eval_batch_size,
+        let mcfg = cfg.for_model(&plan.model)?;
+        let input = info(&plan.model).map_err(|e| StageError::Config(e.to_string()))?.input;
+        let recipe = mcfg.recipe(input);
+        let (mels, frames) = inputs.dims(input);
+        let model_frames = if input == Input::Crops { mcfg.crop_frames.min(frames) } else { frames };
+        let spec = ModelSpec { name: plan.model.clone(), mels, frames: model_frames, classes: labels.len() };
+        let (stats_mean, stats_std) = if input == Input::Stats { inputs.stats_norm(&plan.train)? } else { (vec![], vec![]) };
+        let mut ckpt = Checkpoint {
+            run: plan.id.clone(),
+            spec: spec.clone(),
             seed: plan.seed,
-            data: data_hash(&[&xs_train, &xs_test], &[&ys_train, &ys_test]),
+            fold: plan.fold,
+            labels: labels.clone(),
+            feature_config: feature_config.clone(),
+            normalize_mean: mcfg.normalize_mean,
+            normalize_std: mcfg.normalize_std,
+            settings: TrainSettings {
+                epochs: mcfg.epochs,
+                learning_rate: mcfg.learning_rate,
+                batch_size: mcfg.batch_size,
+                eval_batch_size: mcfg.eval_batch_size,
+                seed: plan.seed,
+                data: String::new(),
+                recipe,
+            },
+            protocol: protocol.clone(),
+            history: vec![],
+            input,
+            stats_mean,
+            stats_std,
+            weights: last_weights(),
+            selected_epoch: 0,
+            stopped_early: false,
+            valid_clips: plan.valid.len(),
         };
+        let xs_train = inputs.gather(&ckpt, &plan.train)?;
+        let xs_valid = inputs.gather(&ckpt, &plan.valid)?;
+        let xs_test = inputs.gather(&ckpt, &plan.test)?;
+        let ys = |rows: &[usize]| rows.iter().map(|&r| y_all[r]).collect::<Vec<usize>>();
+        let (ys_train, ys_valid, ys_test) = (ys(&plan.train), ys(&plan.valid), ys(&plan.test));
+        // Without a validation part the fingerprint is that of (train, test), as train stage v2
+        // computed it: identical runs of the study's recipe are recognised and kept.
+        ckpt.settings.data = if plan.valid.is_empty() {
+            data_hash(&[&xs_train, &xs_test], &[&ys_train, &ys_test])
+        } else {
+            data_hash(&[&xs_train, &xs_valid, &xs_test], &[&ys_train, &ys_valid, &ys_test])
+        };
+
         let dir = run_dir(train_dir, &plan.id);
         let ckpt_path = dir.join(CHECKPOINT);
         let done = std::fs::read(&ckpt_path).ok().and_then(|b| serde_json::from_slice::<Checkpoint>(&b).ok());
         let history = match done {
-            Some(c) if c.spec == spec && c.settings == settings && c.labels == labels && c.feature_config == feature_config && c.history.len() == cfg.epochs => {
-                bar.inc(cfg.epochs as u64);
+            Some(c) if c.spec == spec && c.settings == ckpt.settings && c.labels == labels && c.feature_config == feature_config && c.input == input && c.stats_mean == ckpt.stats_mean => {
+                bar.inc(mcfg.epochs as u64);
                 c.history
             }
             _ => {
-                let (_, history) = train_run(
+                let out = train_run(
                     &spec,
-                    &settings,
-                    Batchable { x: &xs_train, y: &ys_train, mels: spec.mels, frames: spec.frames },
-                    Batchable { x: &xs_test, y: &ys_test, mels: spec.mels, frames: spec.frames },
+                    &ckpt.settings,
+                    RunData {
+                        train: Batchable { x: &xs_train, y: &ys_train, mels, frames },
+                        valid: (!plan.valid.is_empty()).then_some(Batchable { x: &xs_valid, y: &ys_valid, mels, frames }),
+                        test: Batchable { x: &xs_test, y: &ys_test, mels, frames },
+                    },
                     &device,
                     &dir,
                     |r| {
                         bar.inc(1);
-                        tracing::debug!(epoch = r.epoch, train_loss = r.train_loss, test_acc = r.test_acc, "epoch");
+                        tracing::debug!(epoch = r.epoch, train_loss = r.train_loss, valid_loss = r.valid_loss, test_acc = r.test_acc, "epoch");
                     },
                 )
                 .map_err(|e| StageError::Failed(format!("run {}: {e}", plan.id)))?;
-                let last = history.last().expect("at least one epoch");
-                tracing::info!(train_acc = format!("{:.3}", last.train_acc), test_acc = format!("{:.3}", last.test_acc), "trained");
-                let ckpt = Checkpoint {
-                    run: plan.id.clone(),
-                    spec: spec.clone(),
-                    seed: plan.seed,
-                    fold: plan.fold,
-                    labels: labels.clone(),
-                    feature_config: feature_config.clone(),
-                    normalize_mean: cfg.normalize_mean,
-                    normalize_std: cfg.normalize_std,
-                    settings,
-                    protocol: protocol.clone(),
-                    history: history.clone(),
-                };
+                bar.inc((mcfg.epochs - out.history.len().min(mcfg.epochs)) as u64);
+                let last = out.history.last().expect("at least one epoch");
+                tracing::info!(
+                    train_acc = format!("{:.3}", last.train_acc),
+                    test_acc = format!("{:.3}", last.test_acc),
+                    selected_epoch = out.epoch,
+                    "trained"
+                );
+                ckpt.history = out.history.clone();
+                ckpt.weights = out.weights.to_string();
+                ckpt.selected_epoch = out.epoch;
+                ckpt.stopped_early = out.stopped_early;
                 genrelab_store::atomic::write_atomic(&ckpt_path, &serde_json::to_vec_pretty(&ckpt).expect("json"))?;
-                history
+                out.history
             }
         };
         hist.extend(history.into_iter().map(|r| (plan.id.clone(), plan.model.clone(), plan.seed, plan.fold, r)));
     }
     bar.finish_and_clear();
 
+    let opt = |f: fn(&EpochRecord) -> Option<f64>| Column::Float(hist.iter().map(|h| f(&h.4).unwrap_or(f64::NAN)).collect());
     write_columns(
         &store_dir.join("history.parquet"),
         &TableMeta::new("history").with("protocol", &protocol),
@@ -270,13 +565,16 @@ pub fn train(store_dir: &Path, train_dir: &Path, cfg: &TrainConfig, fresh: bool)
             ("epoch", Column::Int(hist.iter().map(|h| h.4.epoch as i64).collect())),
             ("train_loss", Column::Float(hist.iter().map(|h| h.4.train_loss).collect())),
             ("train_acc", Column::Float(hist.iter().map(|h| h.4.train_acc).collect())),
+            ("valid_loss", opt(|r| r.valid_loss)),
+            ("valid_acc", opt(|r| r.valid_acc)),
             ("test_loss", Column::Float(hist.iter().map(|h| h.4.test_loss).collect())),
             ("test_acc", Column::Float(hist.iter().map(|h| h.4.test_acc).collect())),
+            ("learning_rate", opt(|r| r.learning_rate)),
             ("seconds", Column::Float(hist.iter().map(|h| h.4.seconds).collect())),
         ],
     )?;
     let seconds: f64 = hist.iter().map(|h| h.4.seconds).sum();
-    Ok(serde_json::json!({"runs": plans.len(), "epochs": cfg.epochs, "protocol": protocol, "train_seconds": seconds}))
+    Ok(serde_json::json!({"runs": plans.len(), "protocol": protocol, "train_seconds": seconds}))
 }
 
 fn remove_unplanned(train_dir: &Path, wanted: &std::collections::HashSet<&str>) {

@@ -6,6 +6,7 @@
 //! |-----------------|-----------------|------------|---------------|
 //! | `features`      | decoded clip    | features   | the study's 64 x 100 log-mel (dB), plus clip facts |
 //! | `features_full` | decoded clip    | features   | the 128 x 1,291 log-mel before resizing |
+//! | `descriptors`   | decoded clip    | descriptors | hand-crafted statistics (MFCC, spectral shape, ZCR, chroma, tempo) |
 //! | `rejects`       | undecodable clip| features   | the clip and the reason it was skipped |
 //! | `split`         | clip            | split      | its part (`train` / `valid` / `test`) and/or fold |
 //!
@@ -25,14 +26,15 @@ pub mod tables;
 pub use atomic::AtomicFile;
 pub use error::StoreError;
 pub use tables::{
-    FeatureMatrix, FeatureRow, FeatureTableWriter, RejectRow, SplitRow, TableMeta, read_features,
-    read_rejects, read_split, read_table_meta, write_rejects, write_split,
+    FeatureMatrix, FeatureRow, FeatureTableWriter, FloatTable, RejectRow, SplitRow, TableMeta, read_features,
+    read_float_table, read_rejects, read_split, read_table_meta, write_rejects, write_split,
 };
 
 /// File names of the store's tables, in one place.
 pub mod names {
     pub const FEATURES: &str = "features.parquet";
     pub const FEATURES_FULL: &str = "features_full.parquet";
+    pub const DESCRIPTORS: &str = "descriptors.parquet";
     pub const REJECTS: &str = "rejects.parquet";
     pub const SPLIT: &str = "split.parquet";
 }

@@ -351,6 +351,41 @@ pub fn read_track_genres(path: &Path) -> Result<Vec<(String, String)>, StoreErro
     Ok(out)
 }
 
+/// A table of per-track float columns (`descriptors`): ids, genres, column names and a
+/// row-major `rows x columns` matrix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FloatTable {
+    pub meta: TableMeta,
+    pub track_ids: Vec<String>,
+    pub genres: Vec<String>,
+    pub columns: Vec<String>,
+    pub values: Vec<f32>,
+}
+
+/// Read a table of `track_id`, `genre` and Float64 columns.
+pub fn read_float_table(path: &Path) -> Result<FloatTable, StoreError> {
+    let meta = read_table_meta(path)?;
+    let reader = open_reader(path)?.with_batch_size(4096).build().map_err(parquet_err(path))?;
+    let mut t = FloatTable { meta, track_ids: vec![], genres: vec![], columns: vec![], values: vec![] };
+    for batch in reader {
+        let batch = batch.map_err(arrow_err(path))?;
+        let ids = column::<StringArray>(path, &batch, "track_id")?;
+        let genres = column::<StringArray>(path, &batch, "genre")?;
+        let schema = batch.schema();
+        let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).filter(|n| n != "track_id" && n != "genre").collect();
+        if t.columns.is_empty() {
+            t.columns = names.clone();
+        }
+        let cols = names.iter().map(|n| column::<Float64Array>(path, &batch, n)).collect::<Result<Vec<_>, _>>()?;
+        for i in 0..batch.num_rows() {
+            t.track_ids.push(ids.value(i).to_string());
+            t.genres.push(genres.value(i).to_string());
+            t.values.extend(cols.iter().map(|c| c.value(i) as f32));
+        }
+    }
+    Ok(t)
+}
+
 // ---------------------------------------------------------------------------------------------
 // rejects
 
