@@ -150,6 +150,17 @@ fn crop_and_descriptor_models_train_under_kfold_with_validation_selection() {
         assert!(tl.len() > 3 && tl.len() == p["windows"].as_u64().unwrap() as usize, "{p}");
         assert!((tl[1]["start"].as_f64().unwrap() - 0.5).abs() < 0.01);
     }
+
+    // Every format, any rate and channel count.
+    let formats = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/formats");
+    let files: Vec<String> = ["stereo44k.flac", "stereo44k.ogg", "stereo44k.mp3", "mono16k.flac"].iter().map(|f| format!("{formats}/{f}")).collect();
+    let mut args = vec!["predict", "--json", "--model", "resnet"];
+    args.extend(files.iter().map(String::as_str));
+    let o = genrelab(dir.path(), &args);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rates: Vec<i64> = v["predictions"].as_array().unwrap().iter().map(|p| p["sample_rate"].as_i64().unwrap()).collect();
+    assert_eq!(rates, [44_100, 44_100, 44_100, 16_000]);
 }
 
 /// A stereo 16-bit WAV: a tone on the left, its octave on the right.
