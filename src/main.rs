@@ -68,6 +68,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Search the `[tune]` space for one model on validation parts only (resumable; trials in the
+    /// store's `tune` table). Runs the stages it needs first.
+    Tune {
+        #[arg(long)]
+        json: bool,
+    },
     /// The comparison table of the last evaluation, and where the report is.
     Results {
         #[arg(long)]
@@ -117,11 +123,11 @@ fn run(cli: Cli) -> Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&outcomes)?);
             } else {
-                println!("{:<10} {:<8} {:>8}  why", "stage", "action", "time");
+                println!("{:<12} {:<8} {:>8}  why", "stage", "action", "time");
                 for o in &outcomes {
                     let time = if o.action == "ran" { format!("{:.2}s", o.seconds) } else { "-".into() };
                     let why = if o.reasons.is_empty() { "current".into() } else { o.reasons.join("; ") };
-                    println!("{:<10} {:<8} {:>8}  {}", o.stage, o.action, time, why);
+                    println!("{:<12} {:<8} {:>8}  {}", o.stage, o.action, time, why);
                 }
             }
         }
@@ -132,10 +138,10 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
                 println!("work folder: {}", cfg.workdir.display());
-                println!("{:<10} {:<8} {:<21} why", "stage", "state", "last run");
+                println!("{:<12} {:<8} {:<21} why", "stage", "state", "last run");
                 for s in &status {
                     let state = if s.current { "current" } else { "stale" };
-                    println!("{:<10} {:<8} {:<21} {}", s.stage, state, s.last_run.as_deref().unwrap_or("-"), s.reasons.join("; "));
+                    println!("{:<12} {:<8} {:<21} {}", s.stage, state, s.last_run.as_deref().unwrap_or("-"), s.reasons.join("; "));
                 }
             }
         }
@@ -189,6 +195,35 @@ fn run(cli: Cli) -> Result<()> {
             }
             if preds.iter().any(|p| p.error.is_some()) {
                 std::process::exit(2);
+            }
+        }
+        Command::Tune { json } => {
+            let cfg = load_config(&cli.config)?;
+            let paths = genrelab_pipeline::Paths::new(&cfg.workdir);
+            engine.run(&cfg, &["descriptors".to_string(), "split".to_string()], &[], std::io::stderr().is_terminal())?;
+            let trials = genrelab_stages::tune::tune(&paths.store_dir(), &cfg.workdir.join("tune"), &cfg.train, &cfg.tune)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&trials)?);
+            } else {
+                println!("tuning {} on validation parts (test parts unused), best first:", cfg.tune.model);
+                println!("{:<17} {:>10} {:>9} {:>6} {:>8}  values", "trial", "valid loss", "valid acc", "epoch", "time");
+                for t in &trials {
+                    println!(
+                        "{:<17} {:>10.4} {:>8.1}% {:>6.1} {:>7.0}s  {}",
+                        t.trial,
+                        t.valid_loss,
+                        100.0 * t.valid_acc,
+                        t.mean_epoch,
+                        t.seconds,
+                        serde_json::to_string(&t.params)?
+                    );
+                }
+                if let Some(best) = trials.first() {
+                    println!("\nbest values, as config:\n[train.model.{}]", cfg.tune.model);
+                    for (k, v) in &best.params {
+                        println!("{k} = {v}");
+                    }
+                }
             }
         }
         Command::Results { json } => {

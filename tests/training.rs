@@ -178,3 +178,49 @@ fn stereo_wav(seconds: f32, rate: u32) -> Vec<u8> {
     }
     cursor.into_inner()
 }
+
+/// `genrelab tune`: two trials on a tiny synthetic set, scored on validation folds, kept in the
+/// store and reused by a second call.
+#[test]
+fn tune_runs_two_trials_on_validation_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        &format!(
+            "[download]\nsource = \"synthetic\"\n[download.synthetic]\ngenres = 3\nclips_per_genre = 4\nseconds = 1.5\n{SMALL_FEATURES}\
+             [split]\nprotocol = \"kfold\"\nfolds = 4\n\
+             [train]\nmodels = [\"linear\"]\nepochs = 3\nbatch_size = 8\n\
+             [tune]\nmodel = \"logreg\"\ntrials = 2\n[tune.space]\nlearning_rate = [0.01, 0.1]\nweight_decay = [0.0]\n"
+        ),
+    );
+    let o = genrelab(dir.path(), &["tune", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let trials: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let trials = trials.as_array().unwrap();
+    assert_eq!(trials.len(), 2);
+    let mut lrs: Vec<f64> = trials.iter().map(|t| t["params"]["learning_rate"].as_f64().unwrap()).collect();
+    lrs.sort_by(f64::total_cmp);
+    assert_eq!(lrs, [0.01, 0.1]);
+    for t in trials {
+        assert_eq!(t["runs"], 4, "one run per fold");
+        let acc = t["valid_acc"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&acc) && t["valid_loss"].as_f64().unwrap() > 0.0, "{t}");
+    }
+    assert!(trials[0]["valid_loss"].as_f64() <= trials[1]["valid_loss"].as_f64(), "best first");
+    let table = query(dir.path(), "SELECT COUNT(*) AS n FROM tune");
+    assert_eq!(table[0]["n"], 2);
+    // The runs validated on the next fold and never trained on it.
+    let c: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join(format!("work/tune/{}/logreg/fold0-seed0/checkpoint.json", trials[0]["trial"].as_str().unwrap()))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(c["valid_clips"], 3);
+    assert_eq!(c["settings"]["recipe"]["select"], "best_valid");
+    // A second call reuses both trials: same figures, no training.
+    let o = genrelab(dir.path(), &["tune", "--json"]);
+    let again: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for (a, b) in again.as_array().unwrap().iter().zip(trials) {
+        assert_eq!(a["valid_loss"], b["valid_loss"]);
+        assert!(a["seconds"].as_f64().unwrap() < 1.0, "reused, not retrained: {a}");
+    }
+}

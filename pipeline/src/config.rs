@@ -8,6 +8,7 @@ use genrelab_stages::FeatureConfig;
 use genrelab_stages::download::DownloadConfig;
 use genrelab_stages::split::SplitConfig;
 use genrelab_stages::train::TrainConfig;
+use genrelab_stages::tune::TuneConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::PipelineError;
@@ -23,6 +24,8 @@ pub struct Config {
     pub features: FeatureConfig,
     pub split: SplitConfig,
     pub train: TrainConfig,
+    /// `genrelab tune`: the search space (not a stage: no stage reads it).
+    pub tune: TuneConfig,
 }
 
 impl Default for Config {
@@ -34,6 +37,7 @@ impl Default for Config {
             features: FeatureConfig::default(),
             split: SplitConfig::default(),
             train: TrainConfig::default(),
+            tune: TuneConfig::default(),
         }
     }
 }

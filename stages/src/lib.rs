@@ -25,6 +25,7 @@ pub mod source;
 pub mod split;
 pub mod synthetic;
 pub mod train;
+pub mod tune;
 
 pub use error::StageError;
 pub use logmel::{FeatureConfig, LogMel};

@@ -430,6 +430,11 @@ fn data_hash(xs: &[&[f32]], ys: &[&[usize]]) -> String {
 /// Run the stage. `fresh` discards every checkpoint first (`--force train`); otherwise runs whose
 /// checkpoint matches their model, recipe and data are kept and unfinished ones resume.
 pub fn train(store_dir: &Path, train_dir: &Path, cfg: &TrainConfig, fresh: bool) -> Result<serde_json::Value, StageError> {
+    train_into(store_dir, train_dir, cfg, fresh, Some(&store_dir.join("history.parquet")))
+}
+
+/// [`train`], writing the per-epoch history to `history` (when given).
+pub fn train_into(store_dir: &Path, train_dir: &Path, cfg: &TrainConfig, fresh: bool, history: Option<&Path>) -> Result<serde_json::Value, StageError> {
     if fresh && train_dir.exists() {
         std::fs::remove_dir_all(train_dir).map_err(|e| StageError::io(train_dir, e))?;
     }
@@ -553,9 +558,14 @@ pub fn train(store_dir: &Path, train_dir: &Path, cfg: &TrainConfig, fresh: bool)
     }
     bar.finish_and_clear();
 
+    let seconds: f64 = hist.iter().map(|h| h.4.seconds).sum();
+    let summary = serde_json::json!({"runs": plans.len(), "protocol": protocol, "train_seconds": seconds});
+    let Some(history) = history else {
+        return Ok(summary);
+    };
     let opt = |f: fn(&EpochRecord) -> Option<f64>| Column::Float(hist.iter().map(|h| f(&h.4).unwrap_or(f64::NAN)).collect());
     write_columns(
-        &store_dir.join("history.parquet"),
+        history,
         &TableMeta::new("history").with("protocol", &protocol),
         vec![
             ("run", Column::Str(hist.iter().map(|h| h.0.clone()).collect())),
@@ -573,8 +583,7 @@ pub fn train(store_dir: &Path, train_dir: &Path, cfg: &TrainConfig, fresh: bool)
             ("seconds", Column::Float(hist.iter().map(|h| h.4.seconds).collect())),
         ],
     )?;
-    let seconds: f64 = hist.iter().map(|h| h.4.seconds).sum();
-    Ok(serde_json::json!({"runs": plans.len(), "protocol": protocol, "train_seconds": seconds}))
+    Ok(summary)
 }
 
 fn remove_unplanned(train_dir: &Path, wanted: &std::collections::HashSet<&str>) {
