@@ -4,13 +4,16 @@ CONFIG ?= genrelab.toml
 CARGO ?= cargo
 GENRELAB = $(CARGO) run --quiet --bin genrelab -- --config $(CONFIG)
 
-.PHONY: all download features split train evaluate status results demo mini test bench parity build clean-work
+.PHONY: all download features descriptors split train evaluate status results tune demo mini test bench parity build clean-work
 
 all:
 	$(GENRELAB) run
 
-download features split train evaluate:
+download features descriptors split train evaluate:
 	$(GENRELAB) run $@
+
+tune:
+	$(GENRELAB) tune
 
 results:
 	$(GENRELAB) results

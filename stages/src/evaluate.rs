@@ -51,6 +51,15 @@ pub struct ModelSummary {
     pub study_test_acc: Option<f64>,
     /// Confusion matrix summed over runs.
     pub confusion: Vec<Vec<usize>>,
+    /// Epochs trained (configured) and how the weights were chosen.
+    #[serde(default)]
+    pub epochs: usize,
+    #[serde(default)]
+    pub selection: String,
+    /// Accuracy of the ensemble: each test clip's probabilities averaged over the seeds of its
+    /// fold (or split), pooled over all test clips. None with one seed.
+    #[serde(default)]
+    pub ensemble_accuracy: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,6 +90,8 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path) -> Result
 
     let mut runs = vec![];
     let mut predictions: Vec<(String, String, usize, usize, f64)> = vec![];
+    // (model, fold, row) -> summed probabilities and count, for the ensembles.
+    let mut ensemble: BTreeMap<(String, Option<i32>, usize), (Vec<f64>, usize)> = BTreeMap::new();
     for (dir, c) in &checkpoints {
         if c.labels != labels {
             return Err(StageError::Failed(format!("run {} was trained on other labels than the features table has; run train again", c.run)));
@@ -99,6 +110,9 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path) -> Result
         let test_loss = probs.chunks(k).zip(&y).map(|(p, &t)| -(p[t].max(1e-12) as f64).ln()).sum::<f64>() / y.len().max(1) as f64;
         for ((&row, &p), probs) in test.iter().zip(&pred).zip(probs.chunks(k)) {
             predictions.push((c.run.clone(), features.track_ids[row].clone(), y_all[row], p, probs[p] as f64));
+            let e = ensemble.entry((c.spec.name.clone(), c.fold, row)).or_insert_with(|| (vec![0.0; k], 0));
+            e.0.iter_mut().zip(probs).for_each(|(s, v)| *s += *v as f64);
+            e.1 += 1;
         }
         runs.push(RunResult {
             run: c.run.clone(),
@@ -136,7 +150,25 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path) -> Result
                 }
             }
             let study = STUDY.iter().find(|s| s.0 == m);
+            let members: Vec<_> = ensemble.iter().filter(|((model, _, _), _)| model == m).collect();
+            let ensemble_accuracy = members.iter().any(|(_, (_, n))| *n > 1).then(|| {
+                let right = members
+                    .iter()
+                    .filter(|((_, _, row), (p, _))| (0..k).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap_or(0) == y_all[*row])
+                    .count();
+                right as f64 / members.len().max(1) as f64
+            });
+            let cks: Vec<&Checkpoint> = checkpoints.iter().filter(|(_, c)| &c.spec.name == m).map(|(_, c)| c).collect();
+            let selection = if cks.iter().all(|c| c.weights == genrelab_models::train::WEIGHTS) {
+                "last epoch".to_string()
+            } else {
+                let mean = cks.iter().map(|c| c.selected_epoch as f64).sum::<f64>() / cks.len().max(1) as f64;
+                format!("best validation epoch (mean {mean:.0})")
+            };
             ModelSummary {
+                epochs: cks.first().map_or(0, |c| c.settings.epochs),
+                selection,
+                ensemble_accuracy,
                 model: m.clone(),
                 parameters,
                 runs: rs.len(),
@@ -241,8 +273,8 @@ pub fn comparison_table(e: &Evaluation) -> String {
         Some(f) => format!("{f} folds x {} seeds", e.seeds),
         None => format!("{} seeds", e.seeds),
     };
-    let _ = writeln!(s, "| model | parameters | train acc (mean +- std) | test acc (mean +- std) | 95% interval | balanced acc | macro-F1 | study (1 run): train / test |");
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "| model | parameters | epochs, weights | train acc (mean +- std) | test acc (mean +- std) | 95% interval | balanced acc | macro-F1 | ensemble of seeds | study (1 run): train / test |");
+    let _ = writeln!(s, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|");
     for m in &e.models {
         let study = match (m.study_train_acc, m.study_test_acc) {
             (Some(a), Some(b)) => format!("{} / {}", pct(a), pct(b)),
@@ -250,9 +282,11 @@ pub fn comparison_table(e: &Evaluation) -> String {
         };
         let _ = writeln!(
             s,
-            "| {} | {} | {} +- {} | {} +- {} | {} | {} | {} | {} |",
+            "| {} | {} | {}, {} | {} +- {} | {} +- {} | {} | {} | {} | {} | {} |",
             m.model,
             m.parameters,
+            m.epochs,
+            if m.selection.is_empty() { "last epoch" } else { &m.selection },
             pct(m.train_acc.mean),
             pct(m.train_acc.std),
             pct(m.accuracy.mean),
@@ -261,10 +295,16 @@ pub fn comparison_table(e: &Evaluation) -> String {
             m.accuracy.ci95.map_or("-".into(), |(lo, hi)| format!("{} - {}", pct(lo.max(0.0)), pct(hi.min(1.0)))),
             pct(m.balanced_accuracy.mean),
             pct(m.macro_f1.mean),
+            m.ensemble_accuracy.map_or("-".into(), pct),
             study
         );
     }
-    let _ = write!(s, "\nProtocol: {}, {runs} per model, {} epochs, {} classes.", e.protocol, e.epochs, e.labels.len());
+    let protocol = match e.protocol.as_str() {
+        "kfold" => "stratified k-fold cross-validation by track (each fold tested once; models that select weights validate on the next fold)",
+        "filtered" => "the fault-filtered split (Kereliuk, Sturm & Larsen 2015: train / valid / test by artist)",
+        _ => "the study's stratified hold-out by track (validation, when used, taken from the training part)",
+    };
+    let _ = write!(s, "\nProtocol: {} = {protocol}; {runs} per model, {} classes. Test parts never choose anything.", e.protocol, e.labels.len());
     s
 }
 
