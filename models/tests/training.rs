@@ -140,3 +140,34 @@ fn a_full_recipe_trains_on_crops_and_selects_on_validation() {
     let none = train_run(&spec, &settings, RunData { train, valid: None, test }, &device, tempfile::tempdir().unwrap().path(), |_| {});
     assert!(none.err().unwrap().to_string().contains("validation"));
 }
+
+/// Every model of the registry trains an epoch on its kind of input and predicts.
+#[test]
+fn every_registered_model_trains_a_step_and_predicts() {
+    use genrelab_models::{Input, registry};
+    let device = Device::flex();
+    for info in registry() {
+        let (mels, frames, crop) = match info.input {
+            Input::Clip => (32, 40, 0),
+            Input::Crops => (32, 48, 32),
+            Input::Stats => (1, 10, 0),
+        };
+        let n = 6;
+        let x: Vec<f32> = (0..n * mels * frames).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
+        let y: Vec<usize> = (0..n).map(|i| i % 3).collect();
+        let b = Batchable { x: &x, y: &y, mels, frames };
+        let recipe = Recipe { crop_frames: crop, window_hop: crop / 2, ..Recipe::default() };
+        let settings = TrainSettings { recipe, ..settings(1) };
+        let spec = ModelSpec { name: info.name.into(), mels, frames: if crop > 0 { crop } else { frames }, classes: 3 };
+        let dir = tempfile::tempdir().unwrap();
+        let out = train_run(&spec, &settings, RunData { train: b, valid: None, test: b }, &device, dir.path(), |_| {})
+            .unwrap_or_else(|e| panic!("{}: {e}", info.name));
+        assert_eq!(out.history.len(), 1, "{}", info.name);
+        assert!(out.history[0].train_loss.is_finite(), "{}", info.name);
+        let p = predict_proba(&out.model, b, settings.recipe.window(), 4, &device);
+        assert_eq!(p.len(), n * 3, "{}", info.name);
+        for row in p.chunks(3) {
+            assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-4, "{}: {row:?}", info.name);
+        }
+    }
+}

@@ -613,3 +613,61 @@ pub fn read_checkpoints(train_dir: &Path) -> Result<Vec<(PathBuf, Checkpoint)>, 
     out.sort_by(|a, b| a.1.run.cmp(&b.1.run));
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matrix(n: usize) -> FeatureMatrix {
+        FeatureMatrix {
+            meta: TableMeta::new("features"),
+            track_ids: (0..n).map(|i| format!("t{i:02}")).collect(),
+            genres: (0..n).map(|i| format!("g{}", i % 3)).collect(),
+            n_mels: 1,
+            n_frames: 1,
+            values: vec![0.0; n],
+        }
+    }
+
+    #[test]
+    fn no_track_is_in_two_parts_of_any_run() {
+        let f = matrix(30);
+        let clips: Vec<(String, String)> = f.track_ids.iter().cloned().zip(f.genres.iter().cloned()).collect();
+        let kfold = crate::split::stratified_kfold(&clips, 5, 1);
+        let study = crate::split::with_validation(crate::split::stratified_holdout(&clips, 0.2, 1), 0.1 / 0.8, 1);
+        for (protocol, split) in [("kfold", &kfold), ("study", &study)] {
+            for select in [Select::Last, Select::BestValid] {
+                let cfg = TrainConfig { models: vec!["resnet".into()], seeds: 1, select, ..TrainConfig::default() };
+                let plans = plan_runs(&f, split, protocol, &cfg).unwrap();
+                assert_eq!(plans.len(), if protocol == "kfold" { 5 } else { 1 });
+                for p in &plans {
+                    let mut all: Vec<usize> = p.train.iter().chain(&p.valid).chain(&p.test).copied().collect();
+                    all.sort();
+                    let n = all.len();
+                    all.dedup();
+                    assert_eq!(all.len(), n, "{protocol} {select:?} {}: a track in two parts", p.id);
+                    // The study split's `valid` part is not trained on, even when nothing selects on it.
+                    let expected = if protocol == "study" && select == Select::Last { 30 - 3 } else { 30 };
+                    assert_eq!(n, expected, "{protocol} {select:?}: tracks used");
+                    assert_eq!(p.valid.is_empty(), select == Select::Last, "{protocol}: validation only when selecting");
+                }
+            }
+        }
+        // Under k-fold every track is tested exactly once.
+        let cfg = TrainConfig { models: vec!["linear".into()], seeds: 1, ..TrainConfig::default() };
+        let mut tested: Vec<usize> = plan_runs(&f, &kfold, "kfold", &cfg).unwrap().into_iter().flat_map(|p| p.test).collect();
+        tested.sort();
+        assert_eq!(tested, (0..30).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn per_model_overrides_apply_to_that_model_only() {
+        let mut cfg = TrainConfig::default();
+        cfg.model.insert("resnet".into(), serde_json::json!({"learning_rate": 0.001, "seeds": 1}));
+        assert_eq!(cfg.for_model("resnet").unwrap().learning_rate, 0.001);
+        assert_eq!(cfg.for_model("resnet").unwrap().seeds, 1);
+        assert_eq!(cfg.for_model("linear").unwrap().learning_rate, 1e-4);
+        cfg.model.insert("logreg".into(), serde_json::json!({"learnig_rate": 0.1}));
+        assert!(cfg.for_model("logreg").unwrap_err().to_string().contains("learnig_rate"));
+    }
+}
