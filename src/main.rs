@@ -40,7 +40,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run SQL (polars) over the store: features, features_full, rejects, split, history, metrics, per_genre, predictions.
+    /// Run SQL (polars) over the store: features, features_full, descriptors, rejects, split, history, metrics, per_genre, predictions, tune.
     Query {
         sql: String,
         #[arg(long, conflicts_with = "csv")]

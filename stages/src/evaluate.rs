@@ -330,10 +330,20 @@ fn write_report(dir: &Path, e: &Evaluation, checkpoints: &[(std::path::PathBuf, 
             ("accuracy", |h| h.train_acc, |h| h.test_acc),
         ] {
             let name = format!("curves_{}_{what}.svg", m.model);
-            put(&name, &line_chart(&format!("{}: {what} (mean of {} runs)", m.model, m.runs), "epoch", what, &[
+            let mut series = vec![
                 Series { label: "train".into(), points: mean_curve(&m.model, train_f), dashed: false, color },
                 Series { label: "test".into(), points: mean_curve(&m.model, test_f), dashed: true, color },
-            ]))?;
+            ];
+            let valid_f: fn(&genrelab_models::train::EpochRecord) -> f64 = if what == "loss" {
+                |h| h.valid_loss.unwrap_or(f64::NAN)
+            } else {
+                |h| h.valid_acc.unwrap_or(f64::NAN)
+            };
+            let valid: Vec<(f64, f64)> = mean_curve(&m.model, valid_f).into_iter().filter(|p| p.1.is_finite()).collect();
+            if !valid.is_empty() {
+                series.push(Series { label: "validation".into(), points: valid, dashed: true, color: PALETTE[(i + 3) % PALETTE.len()] });
+            }
+            put(&name, &line_chart(&format!("{}: {what} (mean of {} runs)", m.model, m.runs), "epoch", what, &series))?;
             figures.push(name);
         }
         let name = format!("confusion_{}.svg", m.model);
