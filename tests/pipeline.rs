@@ -181,3 +181,30 @@ fn local_tarball_source_streams_clips_and_rejects_bad_members() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("not a readable tar(.gz) archive"), "{}", text(&o));
 }
+
+/// Every shipped configuration parses, names registered models only, and plans its runs.
+#[test]
+fn shipped_configurations_are_valid() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("genrelab.toml")];
+    for dir in ["configs", "experiments"] {
+        for e in std::fs::read_dir(root.join(dir)).unwrap().flatten() {
+            if e.path().extension().is_some_and(|x| x == "toml") {
+                files.push(e.path());
+            }
+        }
+    }
+    assert!(files.len() >= 6, "{files:?}");
+    for f in files {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_genrelab")).args(["--config", f.to_str().unwrap(), "config"]).output().unwrap();
+        assert!(o.status.success(), "{}: {}", f.display(), String::from_utf8_lossy(&o.stderr));
+        let cfg = genrelab_pipeline::Config::load(&f).unwrap();
+        for m in &cfg.train.models {
+            assert!(genrelab_models::info(m).is_ok(), "{}: unknown model {m}", f.display());
+            cfg.train.for_model(m).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        }
+        for m in cfg.train.model.keys() {
+            assert!(genrelab_models::info(m).is_ok(), "{}: [train.model.{m}] is not a registered model", f.display());
+        }
+    }
+}

@@ -441,6 +441,9 @@ pub fn train_into(store_dir: &Path, train_dir: &Path, cfg: &TrainConfig, fresh: 
     if cfg.models.is_empty() {
         return Err(StageError::Config("[train] needs at least one model".into()));
     }
+    for m in cfg.model.keys() {
+        info(m).map_err(|e| StageError::Config(format!("[train.model.{m}]: {e}")))?;
+    }
     let mut kinds = vec![];
     for m in &cfg.models {
         cfg.for_model(m)?.check(m)?;
