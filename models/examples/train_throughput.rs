@@ -2,7 +2,7 @@
 //! Adam step on batches of 128 random inputs (64 x 100 for the study's models, 128 x 128 crops
 //! for the crop models, 77 descriptors for logreg), after warm-up steps. Prints JSON lines.
 //!
-//!     cargo run --example train_throughput -p genrelab-models -- [steps]
+//!     cargo run --example train_throughput -p genrelab-models -- [steps] [batch] [model]
 //!
 //! `bench/train_bench.py` runs this beside the same models in PyTorch.
 
@@ -17,8 +17,9 @@ fn main() {
     let steps: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(10);
     let device = Device::flex().autodiff();
     device.seed(0);
-    let batch = 128;
-    for info in registry() {
+    let batch: usize = std::env::args().nth(2).and_then(|s| s.parse().ok()).unwrap_or(128);
+    let only = std::env::args().nth(3);
+    for info in registry().iter().filter(|m| only.as_deref().is_none_or(|o| o == m.name)) {
         let (mels, frames) = match info.input {
             Input::Clip => (64, 100),
             Input::Crops => (128, 128),
