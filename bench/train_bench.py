@@ -75,8 +75,11 @@ def torch_throughput(steps):
 def burn_throughput(steps):
     subprocess.run(["cargo", "build", "--quiet", "--example", "train_throughput", "-p", "genrelab-models"], cwd=ROOT, check=True)
     exe = os.path.join(ROOT, "target", "debug", "examples", "train_throughput")
-    lines = subprocess.run([exe, str(steps)], check=True, stdout=subprocess.PIPE, text=True).stdout.splitlines()
-    return {r["model"]: r for r in map(json.loads, lines)}
+    out = {}
+    for name in ["linear", "simple_cnn", "complex_cnn"]:
+        line = subprocess.run([exe, str(steps), "128", name], check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
+        out[name] = json.loads(line)
+    return out
 
 
 def main():
@@ -95,7 +98,7 @@ def main():
     torch2 = torch_throughput(args.steps) if have_torch else None
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = ["# Training throughput (CPU)", "", f"- date: {date}", f"- machine: {cpu_model()}, {os.cpu_count()} cores",
-             "- command: `python3 bench/train_bench.py` (alternating burn, PyTorch, burn, PyTorch; best of each); batch 128, forward + backward + Adam", "",
+             f"- command: `python3 bench/train_bench.py --steps {args.steps}` (alternating burn, PyTorch, burn, PyTorch; best of each); batch 128, forward + backward + Adam", "",
              "| model | burn flex (samples/s) | PyTorch (samples/s) | burn / PyTorch | study protocol, extrapolated (burn) |",
              "|---|---:|---:|---:|---:|"]
     for name in ["linear", "simple_cnn", "complex_cnn"]:
