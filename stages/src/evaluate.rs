@@ -269,9 +269,17 @@ pub fn read_evaluation(report_dir: &Path) -> Result<Evaluation, StageError> {
 /// The comparison table (markdown), as the terminal, the README and the report show it.
 pub fn comparison_table(e: &Evaluation) -> String {
     let mut s = String::new();
+    let per_fold = |m: &ModelSummary| m.runs / e.folds.unwrap_or(1).max(1);
+    let uniform = e.models.iter().all(|m| per_fold(m) == e.seeds);
+    let seeds = if uniform {
+        format!("{} seeds per model", e.seeds)
+    } else {
+        let each: Vec<String> = e.models.iter().map(|m| format!("{} {}", m.model, per_fold(m))).collect();
+        format!("seeds per model: {}", each.join(", "))
+    };
     let runs = match e.folds {
-        Some(f) => format!("{f} folds x {} seeds", e.seeds),
-        None => format!("{} seeds", e.seeds),
+        Some(f) => format!("{f} folds x {seeds}"),
+        None => seeds,
     };
     let _ = writeln!(s, "| model | parameters | epochs, weights | train acc (mean +- std) | test acc (mean +- std) | 95% interval | balanced acc | macro-F1 | ensemble of seeds | study (1 run): train / test |");
     let _ = writeln!(s, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|");
@@ -304,7 +312,7 @@ pub fn comparison_table(e: &Evaluation) -> String {
         "filtered" => "the fault-filtered split (Kereliuk, Sturm & Larsen 2015: train / valid / test by artist)",
         _ => "the study's stratified hold-out by track (validation, when used, taken from the training part)",
     };
-    let _ = write!(s, "\nProtocol: {} = {protocol}; {runs} per model, {} classes. Test parts never choose anything.", e.protocol, e.labels.len());
+    let _ = write!(s, "\nProtocol: {} = {protocol}; {runs}, {} classes. Test parts never choose anything.", e.protocol, e.labels.len());
     s
 }
 
