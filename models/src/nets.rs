@@ -48,6 +48,23 @@ impl ConvBlock {
     }
 }
 
+/// Conv blocks from 1 input channel through `widths`.
+fn conv_blocks(widths: &[usize], device: &Device) -> Vec<ConvBlock> {
+    let mut cin = 1;
+    widths
+        .iter()
+        .map(|&w| {
+            let b = ConvBlock::new(cin, w, device);
+            cin = w;
+            b
+        })
+        .collect()
+}
+
+fn run_blocks(blocks: &[ConvBlock], x: Tensor<4>) -> Tensor<4> {
+    blocks.iter().fold(x, |x, b| b.forward(x))
+}
+
 /// Three conv blocks, adaptive pool to 1 x 2, dropout, FC -> ReLU -> FC.
 #[derive(Module, Debug)]
 pub struct SimpleCnn {
@@ -61,11 +78,7 @@ pub struct SimpleCnn {
 
 impl SimpleCnn {
     pub fn new(channels: [usize; 3], hidden: usize, classes: usize, device: &Device) -> Self {
-        let blocks = vec![
-            ConvBlock::new(1, channels[0], device),
-            ConvBlock::new(channels[0], channels[1], device),
-            ConvBlock::new(channels[1], channels[2], device),
-        ];
+        let blocks = conv_blocks(&channels, device);
         SimpleCnn {
             blocks,
             squeeze: AdaptiveAvgPool2dConfig::new([1, 2]).init(),
@@ -76,10 +89,7 @@ impl SimpleCnn {
         }
     }
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let mut x = x;
-        for b in &self.blocks {
-            x = b.forward(x);
-        }
+        let x = run_blocks(&self.blocks, x);
         let x = self.dropout.forward(self.squeeze.forward(x).flatten(1, 3));
         self.fc2.forward(self.relu.forward(self.fc1.forward(x)))
     }
@@ -203,25 +213,16 @@ pub struct ShortChunkCnn {
 
 impl ShortChunkCnn {
     pub fn new(widths: [usize; 5], hidden: usize, classes: usize, device: &Device) -> Self {
-        let mut cin = 1;
-        let mut blocks = vec![];
-        for w in widths {
-            blocks.push(ConvBlock::new(cin, w, device));
-            cin = w;
-        }
         ShortChunkCnn {
-            blocks,
-            fc1: LinearConfig::new(cin, hidden).init(device),
+            blocks: conv_blocks(&widths, device),
+            fc1: LinearConfig::new(widths[4], hidden).init(device),
             dropout: DropoutConfig::new(0.5).init(),
             fc2: LinearConfig::new(hidden, classes).init(device),
             relu: Relu::new(),
         }
     }
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let mut x = x;
-        for b in &self.blocks {
-            x = b.forward(x);
-        }
+        let x = run_blocks(&self.blocks, x);
         let pooled: Tensor<2> = x.flatten::<3>(2, 3).max_dim(2).flatten(1, 2);
         self.fc2.forward(self.dropout.forward(self.relu.forward(self.fc1.forward(pooled))))
     }
