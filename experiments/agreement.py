@@ -15,7 +15,6 @@ import datetime
 import json
 import os
 import subprocess
-import tempfile
 
 import librosa
 import numpy as np
@@ -33,8 +32,8 @@ def clips():
     return out
 
 
-def predict(config, model, files):
-    cmd = [os.path.join(ROOT, "target", "debug", "genrelab"), "--config", config, "--quiet", "predict", "--json", "--top", "1"]
+def predict(bin, config, model, files):
+    cmd = [bin, "--config", config, "--quiet", "predict", "--json", "--top", "1"]
     if model:
         cmd += ["--model", model]
     out = subprocess.run(cmd + files, capture_output=True, text=True, cwd=ROOT)
@@ -48,29 +47,35 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", default="experiments/mini_accuracy.toml")
     ap.add_argument("--model")
+    ap.add_argument("--copies", default=os.path.join(ROOT, "work", "agreement-copies"), help="where the re-encoded copies are kept")
+    ap.add_argument("--bin", default=os.path.join(ROOT, "target", "debug", "genrelab"), help="the genrelab binary")
     args = ap.parse_args()
     files = clips()
-    tmp = tempfile.mkdtemp(prefix="genrelab-agreement-")
+    # The copies are made once and kept (work/ is not committed): later calls reuse them.
+    tmp = args.copies
+    os.makedirs(tmp, exist_ok=True)
     variants = {"16 kHz mono WAV": [], "44.1 kHz mono WAV": [], "44.1 kHz stereo WAV": [], "MP3 (22.05 kHz mono, libsndfile default quality)": []}
     for f in files:
+        name = os.path.splitext(os.path.basename(f))[0]
+        paths = [os.path.join(tmp, f"{name}.{k}") for k in ("16k.wav", "44k.wav", "stereo.wav", "mp3")]
+        for (k, _), p in zip(variants.items(), paths):
+            variants[k].append(p)
+        if all(os.path.exists(p) for p in paths):
+            continue
         y, sr = sf.read(f, dtype="float32")
         if y.ndim > 1:
             y = y.mean(axis=1)
-        name = os.path.splitext(os.path.basename(f))[0]
         y16 = librosa.resample(y, orig_sr=sr, target_sr=16000)
         y44 = librosa.resample(y, orig_sr=sr, target_sr=44100)
-        paths = [os.path.join(tmp, f"{name}.{k}") for k in ("16k.wav", "44k.wav", "stereo.wav", "mp3")]
         sf.write(paths[0], y16, 16000, subtype="PCM_16")
         sf.write(paths[1], y44, 44100, subtype="PCM_16")
         # Stereo: the clip on the left, the clip 2 dB quieter on the right.
         sf.write(paths[2], np.stack([y44, y44 * 10 ** (-2 / 20)], axis=1), 44100, subtype="PCM_16")
         sf.write(paths[3], y, sr, format="MP3")
-        for (k, _), p in zip(variants.items(), paths):
-            variants[k].append(p)
-    model, base = predict(args.config, args.model, files)
+    model, base = predict(args.bin, args.config, args.model, files)
     rows = []
     for k, paths in variants.items():
-        _, pred = predict(args.config, model, paths)
+        _, pred = predict(args.bin, args.config, model, paths)
         same = sum(a == b and a is not None for a, b in zip(base, pred))
         rows.append((k, same, len(files)))
         print(f"{k}: {same}/{len(files)} top-1 unchanged", flush=True)

@@ -89,7 +89,9 @@ fn crop_and_descriptor_models_train_under_kfold_with_validation_selection() {
              select = \"best_valid\"\npatience = 2\ncrop_frames = 16\nwindow_hop = 8\ncrops_per_epoch = 2\nmixup_alpha = 0.2\n\
              label_smoothing = 0.1\ngain_db = 3.0\ntime_masks = 1\ntime_mask_width = 3\nfreq_masks = 1\nfreq_mask_width = 2\n\
              schedule = \"cosine\"\nwarmup_epochs = 1\nweight_decay = 0.0001\n\
-             [train.model.logreg]\nepochs = 6\nlearning_rate = 0.01\nmixup_alpha = 0.0\n"
+             [train.model.logreg]\nepochs = 6\nlearning_rate = 0.01\nmixup_alpha = 0.0\n\
+             [train.model.resnet]\nmax_hz = 5000.0\n[descriptors]\nmax_hz = 7000.0\n\
+             [evaluate]\nensembles = [[\"resnet\", \"logreg\"]]\n"
         ),
     );
     let ran_stages = run_stages(dir.path(), &[]);
@@ -111,11 +113,14 @@ fn crop_and_descriptor_models_train_under_kfold_with_validation_selection() {
             if model == "resnet" {
                 assert_eq!(c["settings"]["recipe"]["crop_frames"], 16);
                 assert_eq!(c["spec"]["frames"], 16);
+                // 32 Slaney bands over 0 - 11,025 Hz: the lowest 24 end at or below 5 kHz.
+                assert_eq!((c["spec"]["mels"].as_u64(), c["max_hz"].as_f64()), (Some(24), Some(5000.0)));
                 assert!((c["settings"]["recipe"]["gain"].as_f64().unwrap() - 3.0 / 15.5).abs() < 1e-6);
             } else {
                 assert_eq!(c["settings"]["recipe"]["crop_frames"], 0);
                 assert_eq!(c["settings"]["recipe"]["mixup_alpha"], 0.0, "per-model override");
                 assert_eq!(c["spec"]["mels"], 1);
+                assert_eq!(c["max_hz"], 7000.0, "the descriptors' band limit travels with the run");
                 assert_eq!(c["stats_mean"].as_array().unwrap().len(), c["spec"]["frames"].as_u64().unwrap() as usize);
             }
         }
@@ -127,6 +132,16 @@ fn crop_and_descriptor_models_train_under_kfold_with_validation_selection() {
     let d = query(dir.path(), "SELECT COUNT(*) AS n, MIN(tempo) AS lo, MAX(tempo) AS hi FROM descriptors");
     assert_eq!(d[0]["n"], 15);
     assert!(d[0]["lo"].as_f64().unwrap() >= 30.0 && d[0]["hi"].as_f64().unwrap() <= 300.0, "{d}");
+
+    // The declared ensemble across models is scored per fold, and is what predict uses by name.
+    let ev: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("work/report/metrics.json")).unwrap()).unwrap();
+    let ens = &ev["ensembles"][0];
+    assert_eq!(ens["name"], "resnet+logreg");
+    assert_eq!(ens["parts"], 5);
+    let tested: u64 = ens["confusion"].as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap()).map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(tested, 15, "every clip scored once by the ensemble");
+    let report = std::fs::read_to_string(dir.path().join("work/report/report.md")).unwrap();
+    assert!(report.contains("| resnet+logreg | resnet, logreg |"), "{report}");
 
     // A recipe change of one model reruns train (only that model's runs retrain) and evaluate.
     let cfg = dir.path().join("genrelab.toml");
@@ -150,6 +165,20 @@ fn crop_and_descriptor_models_train_under_kfold_with_validation_selection() {
         assert!(tl.len() > 3 && tl.len() == p["windows"].as_u64().unwrap() as usize, "{p}");
         assert!((tl[1]["start"].as_f64().unwrap() - 0.5).abs() < 0.01);
     }
+
+    // The ensemble's probabilities are the mean of its members' (3 genres: --top 3 is all of them).
+    let probs = |model: &str| -> std::collections::BTreeMap<String, f64> {
+        let o = genrelab(dir.path(), &["predict", "--json", "--top", "3", "--model", model, wav.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", text(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["predictions"][0]["top"].as_array().unwrap().iter().map(|t| (t[0].as_str().unwrap().to_string(), t[1].as_f64().unwrap())).collect()
+    };
+    let (r, l, both) = (probs("resnet"), probs("logreg"), probs("resnet+logreg"));
+    for (genre, p) in &both {
+        assert!((p - (r[genre] + l[genre]) / 2.0).abs() < 1e-6, "{genre}: {p} vs {} and {}", r[genre], l[genre]);
+    }
+    let o = genrelab(dir.path(), &["predict", "--model", "resnet+nosuch", wav.to_str().unwrap()]);
+    assert!(!o.status.success() && text(&o).contains("no trained runs of model `nosuch`"), "{}", text(&o));
 
     // Every format, any rate and channel count.
     let formats = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/formats");

@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use genrelab_stages::FeatureConfig;
+use genrelab_stages::descriptors::DescriptorConfig;
 use genrelab_stages::download::DownloadConfig;
+use genrelab_stages::evaluate::EvaluateConfig;
 use genrelab_stages::split::SplitConfig;
 use genrelab_stages::train::TrainConfig;
 use genrelab_stages::tune::TuneConfig;
@@ -22,8 +24,10 @@ pub struct Config {
     pub threads: usize,
     pub download: DownloadConfig,
     pub features: FeatureConfig,
+    pub descriptors: DescriptorConfig,
     pub split: SplitConfig,
     pub train: TrainConfig,
+    pub evaluate: EvaluateConfig,
     /// `genrelab tune`: the search space (not a stage: no stage reads it).
     pub tune: TuneConfig,
 }
@@ -35,8 +39,10 @@ impl Default for Config {
             threads: 0,
             download: DownloadConfig::default(),
             features: FeatureConfig::default(),
+            descriptors: DescriptorConfig::default(),
             split: SplitConfig::default(),
             train: TrainConfig::default(),
+            evaluate: EvaluateConfig::default(),
             tune: TuneConfig::default(),
         }
     }

@@ -133,14 +133,14 @@ impl Stage for Descriptors {
         &["download"]
     }
     fn params(&self, cfg: &Config) -> Value {
-        json!(cfg.features)
+        json!({"features": cfg.features, "descriptors": cfg.descriptors})
     }
     fn outputs(&self, _cfg: &Config, paths: &Paths) -> Vec<PathBuf> {
         vec![paths.store_dir().join(names::DESCRIPTORS)]
     }
     fn run(&self, ctx: &mut Ctx) -> Result<Value, PipelineError> {
         let source = download::read_manifest(&ctx.paths.download_dir())?;
-        let s = descriptors::extract_descriptors(&source, &ctx.cfg.features, &ctx.paths.store_dir(), ctx.cfg.threads)?;
+        let s = descriptors::extract_descriptors(&source, &ctx.cfg.features, &ctx.cfg.descriptors, &ctx.paths.store_dir(), ctx.cfg.threads)?;
         Ok(json!(s))
     }
 }
@@ -222,16 +222,16 @@ impl Stage for Evaluate {
     fn deps(&self) -> &'static [&'static str] {
         &["features", "descriptors", "split", "train"]
     }
-    fn params(&self, _cfg: &Config) -> Value {
-        json!({})
+    fn params(&self, cfg: &Config) -> Value {
+        json!(cfg.evaluate)
     }
     fn outputs(&self, _cfg: &Config, paths: &Paths) -> Vec<PathBuf> {
         let s = paths.store_dir();
         vec![s.join("metrics.parquet"), s.join("per_genre.parquet"), s.join("predictions.parquet"), paths.report_dir()]
     }
     fn run(&self, ctx: &mut Ctx) -> Result<Value, PipelineError> {
-        let e = evaluate::evaluate(&ctx.paths.store_dir(), &ctx.paths.train_dir(), &ctx.paths.report_dir())?;
-        let best = e.best_model();
-        Ok(json!({"runs": e.runs.len(), "best_model": best.map(|m| &m.model), "best_accuracy": best.map(|m| m.accuracy.mean)}))
+        let e = evaluate::evaluate(&ctx.paths.store_dir(), &ctx.paths.train_dir(), &ctx.paths.report_dir(), &ctx.cfg.evaluate)?;
+        let best = e.best();
+        Ok(json!({"runs": e.runs.len(), "best_model": best.map(|b| b.0), "best_accuracy": best.map(|b| b.1)}))
     }
 }

@@ -121,7 +121,9 @@ pub fn decode_any(bytes: &[u8], extension: Option<&str>, target_rate: u32) -> Re
         hint.with_extension(e);
     }
     let probed = symphonia::default::get_probe()
-        .format(&hint, mss, &FormatOptions::default(), &MetadataOptions::default())
+        // Gapless: the encoder's delay and padding (MP3's LAME header, Vorbis/FLAC trims) are
+        // removed, so a re-encoded clip lines up with its source.
+        .format(&hint, mss, &FormatOptions { enable_gapless: true, ..Default::default() }, &MetadataOptions::default())
         .map_err(|e| AudioError::Decode(format!("not a supported audio format (WAV, FLAC, MP3, Ogg Vorbis): {e}")))?;
     let mut format = probed.format;
     let track = format

@@ -8,7 +8,9 @@
 //! bands, as `librosa.onset.onset_strength`), of the 12 chroma bins (each frame's pitch-class
 //! energy over its largest), and a tempo estimate (BPM: the onset envelope's autocorrelation
 //! peak between 30 and 300 BPM under a log-normal prior around 120, as librosa's).
-//! [`describe`] is the one function used by the stage and by `predict`.
+//! With `[descriptors] max_hz`, the clip is first cut to the band below it (an ideal low-pass,
+//! [`crate::logmel::lowpass`]), so the statistics mean the same for a 16 kHz recording, an MP3
+//! or a CD rip. [`describe`] is the one function used by the stage and by `predict`.
 
 use std::path::Path;
 use std::time::Instant;
@@ -16,14 +18,24 @@ use std::time::Instant;
 use genrelab_store::tables::{Column, write_columns};
 use genrelab_store::names;
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::StageError;
 use crate::audio::decode_wav;
-use crate::logmel::{FeatureConfig, LogMel, power_to_db};
+use crate::logmel::{FeatureConfig, LogMel, lowpass, power_to_db};
 use crate::source::SourceManifest;
 
 pub const N_MFCC: usize = 20;
+
+/// `[descriptors]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DescriptorConfig {
+    /// Describe only the band below this frequency (Hz); unset = up to half the sample rate.
+    /// 7000 keeps the statistics of a clip unchanged when it comes as a 16 kHz file or an MP3
+    /// (experiments/agreement.md).
+    pub max_hz: Option<f64>,
+}
 
 /// Column names, in the order [`describe`] returns the values.
 pub fn descriptor_names() -> Vec<String> {
@@ -64,9 +76,18 @@ impl Stat {
     }
 }
 
-/// The descriptors of one clip (samples at the configuration's rate), named by [`descriptor_names`].
-pub fn describe(lm: &LogMel, samples: &[f32]) -> Vec<f32> {
+/// The descriptors of one clip (samples at the configuration's rate), named by
+/// [`descriptor_names`], of the band below `max_hz` when given.
+pub fn describe(lm: &LogMel, samples: &[f32], max_hz: Option<f64>) -> Vec<f32> {
     let cfg = lm.config();
+    let limited;
+    let samples = match max_hz {
+        Some(hz) => {
+            limited = lowpass(samples, cfg.sample_rate, hz);
+            &limited[..]
+        }
+        None => samples,
+    };
     let (n_fft, hop, n_mels) = (cfg.n_fft, cfg.hop_length, cfg.n_mels);
     let sr = cfg.sample_rate as f64;
     let bin_hz: Vec<f64> = (0..n_fft / 2 + 1).map(|k| k as f64 * sr / n_fft as f64).collect();
@@ -179,6 +200,9 @@ pub fn estimate_tempo(envelope: &[f64], frame_rate: f64) -> f64 {
     best.0
 }
 
+/// The descriptors table's metadata key for `max_hz`.
+pub const MAX_HZ: &str = "max_hz";
+
 #[derive(Debug, Clone, Serialize)]
 pub struct DescriptorSummary {
     pub clips: usize,
@@ -189,7 +213,13 @@ pub struct DescriptorSummary {
 
 /// Run the stage: every clip of the source, in parallel, into the `descriptors` table. Clips
 /// that cannot be decoded are skipped (the features stage records them in `rejects`).
-pub fn extract_descriptors(source: &SourceManifest, cfg: &FeatureConfig, store_dir: &Path, threads: usize) -> Result<DescriptorSummary, StageError> {
+pub fn extract_descriptors(
+    source: &SourceManifest,
+    cfg: &FeatureConfig,
+    dcfg: &DescriptorConfig,
+    store_dir: &Path,
+    threads: usize,
+) -> Result<DescriptorSummary, StageError> {
     let lm = LogMel::new(cfg).map_err(StageError::Config)?;
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| StageError::Failed(format!("thread pool: {e}")))?;
     let start = Instant::now();
@@ -204,7 +234,7 @@ pub fn extract_descriptors(source: &SourceManifest, cfg: &FeatureConfig, store_d
                     .par_iter()
                     .map(|(entry, bytes)| {
                         let d = bytes.as_ref().map_err(Clone::clone).and_then(|b| {
-                            decode_wav(b, cfg.sample_rate).map_err(|e| e.to_string()).map(|a| describe(&lm, &a.samples))
+                            decode_wav(b, cfg.sample_rate).map_err(|e| e.to_string()).map(|a| describe(&lm, &a.samples, dcfg.max_hz))
                         });
                         (entry, d)
                     })
@@ -233,7 +263,10 @@ pub fn extract_descriptors(source: &SourceManifest, cfg: &FeatureConfig, store_d
     for (k, name) in names.iter().enumerate() {
         columns.push((name.as_str(), Column::Float(rows.iter().map(|r| r.2[k] as f64).collect())));
     }
-    let meta = crate::features::feature_table_meta("descriptors", cfg, &source.origin);
+    let mut meta = crate::features::feature_table_meta("descriptors", cfg, &source.origin);
+    if let Some(hz) = dcfg.max_hz {
+        meta = meta.with(MAX_HZ, hz.to_string());
+    }
     write_columns(&store_dir.join(names::DESCRIPTORS), &meta, columns)?;
     let seconds = start.elapsed().as_secs_f64();
     tracing::info!(clips = rows.len(), skipped, seconds = format!("{seconds:.2}"), "descriptors written");
@@ -251,7 +284,7 @@ mod tests {
     #[test]
     fn a_pure_tone_has_its_pitch_class_centroid_and_crossings() {
         let lm = LogMel::new(&FeatureConfig::default()).unwrap();
-        let d = describe(&lm, &tone(440.0, 3.0, 22_050.0));
+        let d = describe(&lm, &tone(440.0, 3.0, 22_050.0), None);
         let names = descriptor_names();
         assert_eq!(d.len(), names.len());
         let get = |n: &str| d[names.iter().position(|x| x == n).unwrap()];
@@ -261,6 +294,37 @@ mod tests {
         // A is pitch class 9, and it dominates every frame.
         assert!(get("chroma9_mean") > 0.95 && get("chroma0_mean") < 0.2);
         assert!((get("rms_mean") - 0.5 / 2f32.sqrt()).abs() < 0.05, "{}", get("rms_mean"));
+    }
+
+    #[test]
+    fn band_limited_descriptors_do_not_change_when_the_clip_comes_at_16_khz() {
+        let sr = 22_050.0;
+        // Tones up to 9.5 kHz under a slow amplitude envelope.
+        let clip: Vec<f32> = (0..(4.0 * sr) as usize)
+            .map(|i| {
+                let t = i as f64 / sr;
+                let env = 0.6 + 0.4 * (2.0 * std::f64::consts::PI * 2.0 * t).sin();
+                let s: f64 = [(220.0, 0.4), (1500.0, 0.2), (5000.0, 0.1), (9500.0, 0.15)]
+                    .iter()
+                    .map(|(f, a)| a * (2.0 * std::f64::consts::PI * f * t).sin())
+                    .sum();
+                (env * s) as f32
+            })
+            .collect();
+        let via_16k = crate::audio::resample(&crate::audio::resample(&clip, 22_050, 16_000).unwrap(), 16_000, 22_050).unwrap();
+        let lm = LogMel::new(&FeatureConfig::default()).unwrap();
+        let names = descriptor_names();
+        let col = |n: &str| names.iter().position(|x| x == n).unwrap();
+        let rel = |a: &[f32], b: &[f32], n: &str| ((a[col(n)] - b[col(n)]) / a[col(n)]).abs();
+        let (full, full_16k) = (describe(&lm, &clip, None), describe(&lm, &via_16k, None));
+        let (lim, lim_16k) = (describe(&lm, &clip, Some(7000.0)), describe(&lm, &via_16k, Some(7000.0)));
+        // Full band: the 9.5 kHz tone is gone from the 16 kHz copy and the centroid drops.
+        assert!(rel(&full, &full_16k, "centroid_mean") > 0.2, "{}", rel(&full, &full_16k, "centroid_mean"));
+        // Band-limited: the same statistics either way.
+        for n in ["centroid_mean", "rolloff_mean", "zcr_mean", "rms_mean", "mfcc1_mean", "mfcc5_mean"] {
+            assert!(rel(&lim, &lim_16k, n) < 0.01, "{n}: {} vs {}", lim[col(n)], lim_16k[col(n)]);
+        }
+        assert!(lim[col("centroid_mean")] < 5000.0);
     }
 
     #[test]
@@ -277,7 +341,7 @@ mod tests {
                 t += period;
             }
             let lm = LogMel::new(&FeatureConfig::default()).unwrap();
-            let d = describe(&lm, &s);
+            let d = describe(&lm, &s, None);
             let tempo = *d.last().unwrap() as f64;
             assert!((tempo - bpm).abs() / bpm < 0.04, "expected {bpm}, got {tempo}");
         }

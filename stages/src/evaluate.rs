@@ -62,6 +62,37 @@ pub struct ModelSummary {
     pub ensemble_accuracy: Option<f64>,
 }
 
+/// `[evaluate]`: what the evaluate stage computes beyond every run's scores.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvaluateConfig {
+    /// Ensembles across models, each a list of trained models, e.g. `[["resnet", "logreg"]]`: a
+    /// test clip's class probabilities are averaged over each member's runs on that test part
+    /// (its seeds), then over the members with equal weight. Named by joining the members with
+    /// `+` (`resnet+logreg`), the name `genrelab predict --model` takes. Declared before the run:
+    /// nothing here is chosen by a test score.
+    pub ensembles: Vec<Vec<String>>,
+}
+
+/// The name of an ensemble of models.
+pub fn ensemble_name(members: &[String]) -> String {
+    members.join("+")
+}
+
+/// An ensemble across models, scored per test part (fold, or the one test part).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnsembleSummary {
+    pub name: String,
+    pub members: Vec<String>,
+    /// Test parts scored (folds; 1 for a hold-out split).
+    pub parts: usize,
+    /// Over the test parts.
+    pub accuracy: Summary,
+    pub balanced_accuracy: Summary,
+    pub macro_f1: Summary,
+    pub confusion: Vec<Vec<usize>>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Evaluation {
     pub protocol: String,
@@ -71,15 +102,29 @@ pub struct Evaluation {
     pub folds: Option<usize>,
     pub models: Vec<ModelSummary>,
     pub runs: Vec<RunResult>,
+    /// Ensembles across models (`[evaluate] ensembles`).
+    #[serde(default)]
+    pub ensembles: Vec<EnsembleSummary>,
 }
 
 pub const METRICS_JSON: &str = "metrics.json";
 
 /// Run the stage.
-pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path) -> Result<Evaluation, StageError> {
+pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &EvaluateConfig) -> Result<Evaluation, StageError> {
     let checkpoints = read_checkpoints(train_dir)?;
     if checkpoints.is_empty() {
         return Err(StageError::Failed(format!("no trained runs in {}", train_dir.display())));
+    }
+    for members in &cfg.ensembles {
+        if members.len() < 2 {
+            return Err(StageError::Config(format!("[evaluate] ensembles: {members:?} needs at least two models")));
+        }
+        if let Some(m) = members.iter().find(|m| !checkpoints.iter().any(|(_, c)| &c.spec.name == *m)) {
+            return Err(StageError::Config(format!(
+                "[evaluate] ensembles: model `{m}` of {} has no trained runs (add it to [train] models)",
+                ensemble_name(members)
+            )));
+        }
     }
     let kinds: Vec<genrelab_models::Input> = checkpoints.iter().map(|(_, c)| c.input).collect();
     let inputs = Inputs::read(store_dir, &kinds)?;
@@ -100,7 +145,7 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path) -> Result
         let model = load_weights(dir, &c.weights, &c.spec, &device).map_err(|e| StageError::Failed(e.to_string()))?;
         let x = inputs.gather(c, &test)?;
         let y: Vec<usize> = test.iter().map(|&r| y_all[r]).collect();
-        let (mels, frames) = inputs.dims(c.input);
+        let (mels, frames) = inputs.shape(c);
         let probs = predict_proba(&model, Batchable { x: &x, y: &y, mels, frames }, c.settings.recipe.window(), c.settings.eval_batch_size, &device);
         let k = labels.len();
         let pred: Vec<usize> = probs
@@ -193,6 +238,7 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path) -> Result
     let mut seeds: Vec<u64> = checkpoints.iter().map(|(_, c)| c.seed).collect();
     seeds.sort();
     seeds.dedup();
+    let ensembles = cfg.ensembles.iter().map(|members| fuse(members, &ensemble, &y_all, labels.len())).collect();
     let eval = Evaluation {
         protocol: first.protocol.clone(),
         labels: labels.clone(),
@@ -201,10 +247,52 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path) -> Result
         folds,
         models,
         runs,
+        ensembles,
     };
     write_tables(store_dir, &eval, &predictions)?;
     write_report(report_dir, &eval, &checkpoints)?;
     Ok(eval)
+}
+
+/// Score an ensemble across models from each model's seed-averaged probabilities per
+/// (model, fold, row): members weigh equally; every test part is scored on its own.
+fn fuse(members: &[String], per_model: &BTreeMap<(String, Option<i32>, usize), (Vec<f64>, usize)>, y_all: &[usize], k: usize) -> EnsembleSummary {
+    // fold -> row -> (summed member probabilities, members seen)
+    let mut parts: BTreeMap<Option<i32>, BTreeMap<usize, (Vec<f64>, usize)>> = BTreeMap::new();
+    for ((model, fold, row), (sum, n)) in per_model {
+        if members.contains(model) {
+            let e = parts.entry(*fold).or_default().entry(*row).or_insert_with(|| (vec![0.0; k], 0));
+            e.0.iter_mut().zip(sum).for_each(|(a, b)| *a += b / *n as f64);
+            e.1 += 1;
+        }
+    }
+    let mut confusion = vec![vec![0; k]; k];
+    let mut per_part = vec![];
+    for rows in parts.values() {
+        // A clip counts only where every member was tested on it.
+        let (truth, pred): (Vec<usize>, Vec<usize>) = rows
+            .iter()
+            .filter(|(_, (_, n))| *n == members.len())
+            .map(|(row, (p, _))| (y_all[*row], (0..k).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap_or(0)))
+            .unzip();
+        let s = scores(&truth, &pred, k);
+        for (i, row) in s.confusion.iter().enumerate() {
+            for (j, v) in row.iter().enumerate() {
+                confusion[i][j] += v;
+            }
+        }
+        per_part.push(s);
+    }
+    let over = |f: fn(&Scores) -> f64| summarize(&per_part.iter().map(f).collect::<Vec<_>>());
+    EnsembleSummary {
+        name: ensemble_name(members),
+        members: members.to_vec(),
+        parts: per_part.len(),
+        accuracy: over(|s| s.accuracy),
+        balanced_accuracy: over(|s| s.balanced_accuracy),
+        macro_f1: over(|s| s.macro_f1),
+        confusion,
+    }
 }
 
 fn write_tables(store_dir: &Path, e: &Evaluation, predictions: &[(String, String, usize, usize, f64)]) -> Result<(), StageError> {
@@ -252,9 +340,11 @@ fn pct(x: f64) -> String {
 }
 
 impl Evaluation {
-    /// The model with the best mean test accuracy.
-    pub fn best_model(&self) -> Option<&ModelSummary> {
-        self.models.iter().max_by(|a, b| a.accuracy.mean.total_cmp(&b.accuracy.mean))
+    /// The model or ensemble across models with the best mean test accuracy, and that accuracy.
+    pub fn best(&self) -> Option<(&str, f64)> {
+        let models = self.models.iter().map(|m| (m.model.as_str(), m.accuracy.mean));
+        let ensembles = self.ensembles.iter().map(|x| (x.name.as_str(), x.accuracy.mean));
+        models.chain(ensembles).max_by(|a, b| a.1.total_cmp(&b.1))
     }
 }
 
@@ -307,6 +397,27 @@ pub fn comparison_table(e: &Evaluation) -> String {
             study
         );
     }
+    if !e.ensembles.is_empty() {
+        let parts = match e.folds {
+            Some(_) => "over folds",
+            None => "one test part",
+        };
+        let _ = writeln!(s, "\n| ensemble across models | members (seeds averaged, members weighted equally) | test acc (mean +- std {parts}) | 95% interval | balanced acc | macro-F1 |");
+        let _ = writeln!(s, "|---|---|---:|---:|---:|---:|");
+        for x in &e.ensembles {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} +- {} | {} | {} | {} |",
+                x.name,
+                x.members.join(", "),
+                pct(x.accuracy.mean),
+                pct(x.accuracy.std),
+                x.accuracy.ci95.map_or("-".into(), |(lo, hi)| format!("{} - {}", pct(lo.max(0.0)), pct(hi.min(1.0)))),
+                pct(x.balanced_accuracy.mean),
+                pct(x.macro_f1.mean),
+            );
+        }
+    }
     let protocol = match e.protocol.as_str() {
         "kfold" => "stratified k-fold cross-validation by track (each fold tested once; models that select weights validate on the next fold)",
         "filtered" => "the fault-filtered split (Kereliuk, Sturm & Larsen 2015: train / valid / test by artist)",
@@ -356,6 +467,11 @@ fn write_report(dir: &Path, e: &Evaluation, checkpoints: &[(std::path::PathBuf, 
         }
         let name = format!("confusion_{}.svg", m.model);
         put(&name, &confusion_chart(&format!("{}: confusion over {} runs", m.model, m.runs), &e.labels, &m.confusion))?;
+        figures.push(name);
+    }
+    for x in &e.ensembles {
+        let name = format!("confusion_{}.svg", x.name.replace('+', "_"));
+        put(&name, &confusion_chart(&format!("{}: confusion over {} test parts", x.name, x.parts), &e.labels, &x.confusion))?;
         figures.push(name);
     }
     for (what, f) in [("accuracy", (|h: &genrelab_models::train::EpochRecord| h.test_acc) as fn(&_) -> f64), ("loss", |h| h.test_loss)] {
@@ -439,4 +555,42 @@ fn markdown_to_html(md: &str, dir: &Path) -> String {
     }
     html.push_str("</body></html>\n");
     html
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ensemble_averages_seeds_then_members_and_scores_each_fold() {
+        // Two classes, two folds of two clips (rows 0, 1 in fold 0; rows 2, 3 in fold 1).
+        let y = [0, 1, 0, 1];
+        let mut m = BTreeMap::new();
+        let mut put = |model: &str, fold: i32, row: usize, sum: [f64; 2], n: usize| {
+            m.insert((model.to_string(), Some(fold), row), (sum.to_vec(), n));
+        };
+        // `a` (2 seeds, summed): row 0 0.9/0.1 right, row 1 0.6/0.4 wrong, row 2 0.4/0.6 wrong, row 3 0.2/0.8 right.
+        put("a", 0, 0, [1.8, 0.2], 2);
+        put("a", 0, 1, [1.2, 0.8], 2);
+        put("a", 1, 2, [0.8, 1.2], 2);
+        put("a", 1, 3, [0.4, 1.6], 2);
+        // `b` (1 seed): row 1 0.1/0.9 and row 2 0.7/0.3 confident and right; rows 0, 3 unsure.
+        put("b", 0, 0, [0.45, 0.55], 1);
+        put("b", 0, 1, [0.1, 0.9], 1);
+        put("b", 1, 2, [0.7, 0.3], 1);
+        put("b", 1, 3, [0.55, 0.45], 1);
+        // A model outside the ensemble changes nothing.
+        put("c", 0, 0, [0.0, 10.0], 1);
+        let e = fuse(&["a".into(), "b".into()], &m, &y, 2);
+        // Means: row 0 (0.675, 0.325) -> 0 right; row 1 (0.35, 0.65) -> 1 right;
+        // row 2 (0.55, 0.45) -> 0 right; row 3 (0.375, 0.625) -> 1 right.
+        assert_eq!(e.name, "a+b");
+        assert_eq!(e.parts, 2);
+        assert_eq!(e.accuracy.n, 2);
+        assert!((e.accuracy.mean - 1.0).abs() < 1e-12);
+        assert_eq!(e.confusion, vec![vec![2, 0], vec![0, 2]]);
+        // `a` alone: one right per fold.
+        let a = fuse(&["a".into()], &m, &y, 2);
+        assert!((a.accuracy.mean - 0.5).abs() < 1e-12 && a.accuracy.std == 0.0);
+    }
 }

@@ -90,6 +90,14 @@ impl FeatureConfig {
         self.fmax.unwrap_or(self.sample_rate as f64 / 2.0)
     }
 
+    /// How many of the lowest mel bands lie wholly at or below `hz` (their filter's upper edge):
+    /// a model that reads only these sees nothing above `hz`.
+    pub fn bands_below(&self, hz: f64) -> usize {
+        let (lo, hi) = (hz_to_mel(self.fmin), hz_to_mel(self.fmax()));
+        let point = |i: usize| mel_to_hz(lo + (hi - lo) * i as f64 / (self.n_mels + 1) as f64);
+        (0..self.n_mels).take_while(|&m| point(m + 2) <= hz + 1e-9).count()
+    }
+
     /// A stable hash of every field: equal hashes mean identical features.
     pub fn hash(&self) -> String {
         let json = serde_json::to_string(self).expect("config serialises");
@@ -283,6 +291,30 @@ pub fn hann_periodic(n: usize) -> Vec<f32> {
 }
 
 /// Slaney's mel scale (librosa `htk=False`): linear below 1 kHz, logarithmic above.
+/// Remove everything above `max_hz` (an ideal low-pass: the spectrum of the whole signal cut
+/// at `max_hz`). A source recorded at any rate whose band reaches `max_hz` gives the same result.
+pub fn lowpass(samples: &[f32], sample_rate: u32, max_hz: f64) -> Vec<f32> {
+    let n = samples.len();
+    if n == 0 || max_hz >= sample_rate as f64 / 2.0 {
+        return samples.to_vec();
+    }
+    let mut planner = RealFftPlanner::<f64>::new();
+    let fwd = planner.plan_fft_forward(n);
+    let inv = planner.plan_fft_inverse(n);
+    let mut x: Vec<f64> = samples.iter().map(|v| *v as f64).collect();
+    let mut spec = fwd.make_output_vec();
+    fwd.process(&mut x, &mut spec).expect("fft lengths match");
+    let keep = (max_hz * n as f64 / sample_rate as f64).floor() as usize + 1;
+    spec.iter_mut().skip(keep).for_each(|c| *c = Default::default());
+    // realfft wants the imaginary parts of the DC (and Nyquist) bins at zero.
+    spec[0].im = 0.0;
+    if let Some(last) = spec.last_mut().filter(|_| n % 2 == 0) {
+        last.im = 0.0;
+    }
+    inv.process(&mut spec, &mut x).expect("fft lengths match");
+    x.iter().map(|v| (v / n as f64) as f32).collect()
+}
+
 pub fn hz_to_mel(hz: f64) -> f64 {
     const F_SP: f64 = 200.0 / 3.0;
     const MIN_LOG_HZ: f64 = 1000.0;
@@ -410,6 +442,31 @@ mod tests {
     fn tone(freq: f64, sr: u32, seconds: f64, amp: f32) -> Vec<f32> {
         let n = (sr as f64 * seconds) as usize;
         (0..n).map(|i| amp * (2.0 * PI * freq * i as f64 / sr as f64).sin() as f32).collect()
+    }
+
+    #[test]
+    fn bands_below_counts_the_filters_that_end_below_a_frequency() {
+        let cfg = FeatureConfig::default();
+        // librosa.mel_frequencies(130, fmax=11025): band m spans points m .. m + 2; band 109
+        // ends at 6,830 Hz, band 110 at 7,014 Hz.
+        assert_eq!(cfg.bands_below(7000.0), 110);
+        assert_eq!(cfg.bands_below(11025.0), 128);
+        assert_eq!(cfg.bands_below(1.0), 0);
+        let fb = mel_filterbank(22050.0, cfg.n_fft, cfg.n_mels, 0.0, 11025.0);
+        let top_bin = |m: usize| fb[m].iter().rposition(|w| *w > 0.0).unwrap() as f64 * 22050.0 / cfg.n_fft as f64;
+        assert!(top_bin(109) <= 7000.0 && top_bin(110) > 7000.0, "{} {}", top_bin(109), top_bin(110));
+    }
+
+    #[test]
+    fn lowpass_keeps_what_is_below_and_removes_what_is_above() {
+        // Whole-second tones at whole hertz: exact FFT bins.
+        let low = tone(440.0, 22050, 1.0, 0.5);
+        let high = tone(9000.0, 22050, 1.0, 0.3);
+        let mix: Vec<f32> = low.iter().zip(&high).map(|(a, b)| a + b).collect();
+        let out = lowpass(&mix, 22050, 7000.0);
+        let err = out.iter().zip(&low).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(err < 1e-5, "{err}");
+        assert_eq!(lowpass(&mix, 22050, 11025.0), mix, "nothing to remove at the Nyquist frequency");
     }
 
     #[test]

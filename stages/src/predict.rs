@@ -46,14 +46,15 @@ pub struct Prediction {
     pub error: Option<String>,
 }
 
-/// The model to use: `name`, else the one with the best mean test accuracy in the last evaluation.
+/// The model to use: `name`, else the model or ensemble across models (`a+b`) with the best
+/// mean test accuracy in the last evaluation.
 pub fn choose_model(report_dir: &Path, name: Option<&str>) -> Result<String, StageError> {
     if let Some(n) = name {
         return Ok(n.to_string());
     }
     read_evaluation(report_dir)?
-        .best_model()
-        .map(|m| m.model.clone())
+        .best()
+        .map(|b| b.0.to_string())
         .ok_or_else(|| StageError::Source(format!("{}: no models", report_dir.display())))
 }
 
@@ -81,21 +82,36 @@ pub fn window_starts(n: usize, len: usize, hop: usize) -> Vec<usize> {
 
 pub struct Predictor {
     pub model: String,
-    runs: Vec<(genrelab_models::Model, Checkpoint)>,
+    /// Each run with its weight in the average.
+    runs: Vec<(genrelab_models::Model, Checkpoint, f64)>,
     lm: LogMel,
     device: burn::prelude::Device,
 }
 
 impl Predictor {
+    /// Load every run of `model`, or of each member of an ensemble across models `a+b` (each
+    /// member's runs averaged, then the members with equal weight, as evaluate scores it).
     pub fn load(train_dir: &Path, model: &str) -> Result<Predictor, StageError> {
         let device = default_device();
+        let checkpoints = read_checkpoints(train_dir)?;
+        let members: Vec<&str> = model.split('+').collect();
         let mut runs = vec![];
-        for (dir, c) in read_checkpoints(train_dir)?.into_iter().filter(|(_, c)| c.spec.name == model) {
-            let m = load_weights(&dir, &c.weights, &c.spec, &device).map_err(|e| StageError::Failed(e.to_string()))?;
-            runs.push((m, c));
+        for member in &members {
+            let mine: Vec<_> = checkpoints.iter().filter(|(_, c)| c.spec.name == *member).collect();
+            if mine.is_empty() {
+                return Err(StageError::Source(format!("no trained runs of model `{member}` in {}", train_dir.display())));
+            }
+            let weight = 1.0 / (members.len() * mine.len()) as f64;
+            for (dir, c) in mine {
+                let m = load_weights(dir, &c.weights, &c.spec, &device).map_err(|e| StageError::Failed(e.to_string()))?;
+                runs.push((m, c.clone(), weight));
+            }
         }
-        let first = runs.first().ok_or_else(|| StageError::Source(format!("no trained runs of model `{model}` in {}", train_dir.display())))?;
-        let lm = LogMel::new(&first.1.feature_config).map_err(StageError::Config)?;
+        let first = &runs[0].1;
+        if let Some((_, c, _)) = runs.iter().find(|(_, c, _)| c.labels != first.labels || c.feature_config != first.feature_config) {
+            return Err(StageError::Source(format!("run {} has other labels or features than run {}; train them again", c.run, first.run)));
+        }
+        let lm = LogMel::new(&first.feature_config).map_err(StageError::Config)?;
         Ok(Predictor { model: model.to_string(), runs, lm, device })
     }
 
@@ -114,28 +130,40 @@ impl Predictor {
         let len = cfg.window_samples();
         let starts = window_starts(samples.len(), len, if hop == 0 { len } else { hop });
         let wins: Vec<&[f32]> = starts.iter().map(|&s| &samples[s..(s + len).min(samples.len())]).collect();
-        let feats: Vec<_> = wins.iter().map(|w| self.lm.features(w)).collect();
-        let stats: Vec<Vec<f32>> = if self.runs.iter().any(|(_, c)| c.input == Input::Stats) {
-            wins.iter().map(|w| describe(&self.lm, w)).collect()
+        // Log-mel features only where a spectrogram model needs them.
+        let feats: Vec<_> = if self.runs.iter().any(|(_, c, _)| c.input != Input::Stats) {
+            wins.iter().map(|w| self.lm.features(w)).collect()
         } else {
             vec![]
         };
+        // Descriptors of every window, once per band limit the descriptor runs were trained with.
+        let mut stats: Vec<(Option<f64>, Vec<Vec<f32>>)> = vec![];
+        for (_, c, _) in self.runs.iter().filter(|(_, c, _)| c.input == Input::Stats) {
+            if !stats.iter().any(|(hz, _)| *hz == c.max_hz) {
+                stats.push((c.max_hz, wins.iter().map(|w| describe(&self.lm, w, c.max_hz)).collect()));
+            }
+        }
         let k = self.labels().len();
         let mut total = vec![vec![0f64; k]; wins.len()];
-        for (model, c) in &self.runs {
+        for (model, c, weight) in &self.runs {
             let norm = |v: &f32| (v - c.normalize_mean) / c.normalize_std;
             let (x, mels, frames): (Vec<f32>, usize, usize) = match c.input {
                 Input::Clip => (feats.iter().flat_map(|f| f.small.values.iter().map(norm)).collect(), cfg.out_mels, cfg.out_frames),
-                Input::Crops => (feats.iter().flat_map(|f| f.full.values.iter().map(norm)).collect(), cfg.n_mels, cfg.frames),
+                Input::Crops => {
+                    // The lowest `spec.mels` bands (all of them without a band limit).
+                    let bands = c.spec.mels.min(cfg.n_mels);
+                    (feats.iter().flat_map(|f| f.full.values[..bands * cfg.frames].iter().map(norm)).collect(), bands, cfg.frames)
+                }
                 Input::Stats => {
-                    (stats.iter().flat_map(|d| standardize(d, &c.stats_mean, &c.stats_std)).collect(), 1, c.stats_mean.len())
+                    let d = &stats.iter().find(|(hz, _)| *hz == c.max_hz).expect("computed above").1;
+                    (d.iter().flat_map(|d| standardize(d, &c.stats_mean, &c.stats_std)).collect(), 1, c.stats_mean.len())
                 }
             };
             let y = vec![0usize; wins.len()];
             let p = predict_proba(model, Batchable { x: &x, y: &y, mels, frames }, c.settings.recipe.window(), 16, &self.device);
             for (t, row) in total.iter_mut().zip(p.chunks(k)) {
                 for (t, v) in t.iter_mut().zip(row) {
-                    *t += *v as f64 / self.runs.len() as f64;
+                    *t += *v as f64 * weight;
                 }
             }
         }

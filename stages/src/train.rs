@@ -54,6 +54,10 @@ pub struct TrainConfig {
     pub crop_frames: usize,
     pub crops_per_epoch: usize,
     pub window_hop: usize,
+    /// Crop models: read only the mel bands that lie wholly below this frequency (Hz), so a
+    /// prediction does not depend on what a source holds above it (a 16 kHz file, an MP3's
+    /// low-pass, a resampler's roll-off). Unset = every band.
+    pub max_hz: Option<f64>,
     /// Per-model overrides of any key above except `models`: `[train.model.resnet]`.
     pub model: BTreeMap<String, serde_json::Value>,
 }
@@ -84,6 +88,7 @@ impl Default for TrainConfig {
             crop_frames: 128,
             crops_per_epoch: 1,
             window_hop: 64,
+            max_hz: None,
             model: BTreeMap::new(),
         }
     }
@@ -177,6 +182,10 @@ pub struct Checkpoint {
     /// Clips of the validation part (0: none).
     #[serde(default)]
     pub valid_clips: usize,
+    /// Crop models: the band limit they were trained with (they read the lowest `spec.mels`
+    /// bands). Descriptor models: the descriptors' `max_hz`.
+    #[serde(default)]
+    pub max_hz: Option<f64>,
 }
 
 impl Checkpoint {
@@ -327,6 +336,14 @@ pub struct Inputs {
     pub stats: Option<(FloatTable, Vec<Option<usize>>)>,
 }
 
+/// The `max_hz` a descriptors table was computed with.
+pub fn descriptors_max_hz(t: &FloatTable) -> Result<Option<f64>, StageError> {
+    t.meta
+        .get(crate::descriptors::MAX_HZ)
+        .map(|v| v.parse::<f64>().map_err(|e| StageError::Failed(format!("descriptors table: max_hz {v:?}: {e}"))))
+        .transpose()
+}
+
 impl Inputs {
     pub fn read(store_dir: &Path, kinds: &[Input]) -> Result<Inputs, StageError> {
         let features = read_features(&store_dir.join(names::FEATURES))?;
@@ -348,6 +365,13 @@ impl Inputs {
             None
         };
         Ok(Inputs { features, full, stats })
+    }
+
+    /// `(mels, frames)` a run reads: the stored input's, but crop models with a band limit
+    /// read only the lowest `spec.mels` bands.
+    pub fn shape(&self, c: &Checkpoint) -> (usize, usize) {
+        let (mels, frames) = self.dims(c.input);
+        if c.input == Input::Crops { (c.spec.mels.min(mels), frames) } else { (mels, frames) }
     }
 
     /// `(mels, frames)` of one stored input of `input`'s kind.
@@ -384,7 +408,13 @@ impl Inputs {
             Input::Clip => Ok(gather(&self.features, rows, c.normalize_mean, c.normalize_std)),
             Input::Crops => {
                 let full = self.full.as_ref().ok_or_else(|| StageError::Failed("features_full not loaded".into()))?;
-                Ok(gather(full, rows, c.normalize_mean, c.normalize_std))
+                let x = gather(full, rows, c.normalize_mean, c.normalize_std);
+                let (mels, frames) = self.shape(c);
+                if mels == full.n_mels {
+                    return Ok(x);
+                }
+                // Bands are rows of frames, the lowest first: keep the first `mels` of each clip.
+                Ok(x.chunks(full.n_mels * frames).flat_map(|clip| &clip[..mels * frames]).copied().collect())
             }
             Input::Stats => {
                 let (t, map) = self.stats.as_ref().ok_or_else(|| StageError::Failed("descriptors not loaded".into()))?;
@@ -471,7 +501,21 @@ pub fn train_into(store_dir: &Path, train_dir: &Path, cfg: &TrainConfig, fresh: 
         let mcfg = cfg.for_model(&plan.model)?;
         let input = info(&plan.model).map_err(|e| StageError::Config(e.to_string()))?.input;
         let recipe = mcfg.recipe(input);
-        let (mels, frames) = inputs.dims(input);
+        let (stored_mels, frames) = inputs.dims(input);
+        let (mels, max_hz) = match input {
+            Input::Crops => match mcfg.max_hz {
+                Some(hz) => {
+                    let bands = feature_config.bands_below(hz).min(stored_mels);
+                    if bands == 0 {
+                        return Err(StageError::Config(format!("[train] (model {}) max_hz = {hz}: no mel band lies below it", plan.model)));
+                    }
+                    (bands, Some(hz))
+                }
+                None => (stored_mels, None),
+            },
+            Input::Stats => (stored_mels, inputs.stats.as_ref().map(|(t, _)| descriptors_max_hz(t)).transpose()?.flatten()),
+            Input::Clip => (stored_mels, None),
+        };
         let model_frames = if input == Input::Crops { mcfg.crop_frames.min(frames) } else { frames };
         let spec = ModelSpec { name: plan.model.clone(), mels, frames: model_frames, classes: labels.len() };
         let (stats_mean, stats_std) = if input == Input::Stats { inputs.stats_norm(&plan.train)? } else { (vec![], vec![]) };
@@ -502,6 +546,7 @@ pub fn train_into(store_dir: &Path, train_dir: &Path, cfg: &TrainConfig, fresh: 
             selected_epoch: 0,
             stopped_early: false,
             valid_clips: plan.valid.len(),
+            max_hz,
         };
         let xs_train = inputs.gather(&ckpt, &plan.train)?;
         let xs_valid = inputs.gather(&ckpt, &plan.valid)?;
@@ -520,7 +565,7 @@ pub fn train_into(store_dir: &Path, train_dir: &Path, cfg: &TrainConfig, fresh: 
         let ckpt_path = dir.join(CHECKPOINT);
         let done = std::fs::read(&ckpt_path).ok().and_then(|b| serde_json::from_slice::<Checkpoint>(&b).ok());
         let history = match done {
-            Some(c) if c.spec == spec && c.settings == ckpt.settings && c.labels == labels && c.feature_config == feature_config && c.input == input && c.stats_mean == ckpt.stats_mean => {
+            Some(c) if c.spec == spec && c.settings == ckpt.settings && c.labels == labels && c.feature_config == feature_config && c.input == input && c.stats_mean == ckpt.stats_mean && c.max_hz == max_hz => {
                 bar.inc(mcfg.epochs as u64);
                 c.history
             }
