@@ -465,9 +465,13 @@ pub fn train(store_dir: &Path, train_dir: &Path, cfg: &TrainConfig, fresh: bool)
 
 /// [`train`], writing the per-epoch history to `history` (when given).
 pub fn train_into(store_dir: &Path, train_dir: &Path, cfg: &TrainConfig, fresh: bool, history: Option<&Path>) -> Result<serde_json::Value, StageError> {
-    if fresh && train_dir.exists() {
-        std::fs::remove_dir_all(train_dir).map_err(|e| StageError::io(train_dir, e))?;
-    }
+    let kinds = input_kinds(cfg)?;
+    let inputs = Inputs::read(store_dir, &kinds)?;
+    train_with(&inputs, store_dir, train_dir, cfg, fresh, history)
+}
+
+/// Check the config's models and recipes; the input kinds its models read.
+pub fn input_kinds(cfg: &TrainConfig) -> Result<Vec<Input>, StageError> {
     if cfg.models.is_empty() {
         return Err(StageError::Config("[train] needs at least one model".into()));
     }
@@ -479,7 +483,23 @@ pub fn train_into(store_dir: &Path, train_dir: &Path, cfg: &TrainConfig, fresh: 
         cfg.for_model(m)?.check(m)?;
         kinds.push(info(m).map_err(|e| StageError::Config(e.to_string()))?.input);
     }
-    let inputs = Inputs::read(store_dir, &kinds)?;
+    Ok(kinds)
+}
+
+/// [`train_into`] with the store's inputs already read (`genrelab tune` reads them once for
+/// all its trials); they must hold every input kind the config's models read.
+pub fn train_with(
+    inputs: &Inputs,
+    store_dir: &Path,
+    train_dir: &Path,
+    cfg: &TrainConfig,
+    fresh: bool,
+    history: Option<&Path>,
+) -> Result<serde_json::Value, StageError> {
+    input_kinds(cfg)?;
+    if fresh && train_dir.exists() {
+        std::fs::remove_dir_all(train_dir).map_err(|e| StageError::io(train_dir, e))?;
+    }
     let features = &inputs.features;
     let feature_config = feature_config_of(&features.meta)?;
     let (split_meta, split) = read_split(&store_dir.join(names::SPLIT))?;

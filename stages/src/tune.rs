@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::StageError;
-use crate::train::{TrainConfig, read_checkpoints, train_into};
+use crate::train::{Inputs, TrainConfig, read_checkpoints, train_with};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -96,6 +96,8 @@ pub fn tune(store_dir: &Path, tune_dir: &Path, train: &TrainConfig, cfg: &TuneCo
     }
     genrelab_models::info(&cfg.model).map_err(|e| StageError::Config(e.to_string()))?;
     let points: Vec<_> = grid(&cfg.space, cfg.seed).into_iter().take(cfg.trials).collect();
+    // The feature tables are read once for every trial.
+    let inputs = Inputs::read(store_dir, &[genrelab_models::info(&cfg.model).map_err(|e| StageError::Config(e.to_string()))?.input])?;
     let mut trials = vec![];
     for (i, params) in points.iter().enumerate() {
         let id = trial_id(params);
@@ -112,7 +114,7 @@ pub fn tune(store_dir: &Path, tune_dir: &Path, train: &TrainConfig, cfg: &TuneCo
         tc.model = BTreeMap::from([(cfg.model.clone(), Value::Object(over))]);
         let dir = tune_dir.join(&id);
         let start = Instant::now();
-        train_into(store_dir, &dir, &tc, false, None)?;
+        train_with(&inputs, store_dir, &dir, &tc, false, None)?;
         std::fs::write(dir.join("params.json"), serde_json::to_vec_pretty(params).expect("json")).map_err(|e| StageError::io(&dir, e))?;
         let ckpts = read_checkpoints(&dir)?;
         let sel: Vec<_> = ckpts.iter().filter_map(|(_, c)| c.selected().map(|r| (r.valid_loss, r.valid_acc, c.selected_epoch))).collect();
