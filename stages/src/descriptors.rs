@@ -17,13 +17,12 @@ use std::time::Instant;
 
 use genrelab_store::tables::{Column, write_columns};
 use genrelab_store::names;
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::StageError;
 use crate::audio::decode_wav;
 use crate::logmel::{FeatureConfig, LogMel, lowpass, power_to_db};
-use crate::source::SourceManifest;
+use crate::source::{ClipEntry, SourceManifest};
 
 pub const N_MFCC: usize = 20;
 
@@ -221,39 +220,22 @@ pub fn extract_descriptors(
     threads: usize,
 ) -> Result<DescriptorSummary, StageError> {
     let lm = LogMel::new(cfg).map_err(StageError::Config)?;
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| StageError::Failed(format!("thread pool: {e}")))?;
     let start = Instant::now();
-    let bar = crate::progress::bar(source.clips.len() as u64, "descriptors");
     let mut rows: Vec<(String, String, Vec<f32>)> = vec![];
     let mut skipped = 0;
-    let batch = (pool.current_num_threads() * 8).max(16);
-    source
-        .read_batches(batch, |items| {
-            let done: Vec<_> = pool.install(|| {
-                items
-                    .par_iter()
-                    .map(|(entry, bytes)| {
-                        let d = bytes.as_ref().map_err(Clone::clone).and_then(|b| {
-                            decode_wav(b, cfg.sample_rate).map_err(|e| e.to_string()).map(|a| describe(&lm, &a.samples, dcfg.max_hz))
-                        });
-                        (entry, d)
-                    })
-                    .collect()
-            });
-            for (entry, d) in done {
-                match d {
-                    Ok(v) => rows.push((entry.track_id.clone(), entry.genre.clone(), v)),
-                    Err(reason) => {
-                        skipped += 1;
-                        tracing::warn!(clip = %source.location(entry), %reason, "skipped");
-                    }
+    let describe_clip = |_: &ClipEntry, b: &[u8]| decode_wav(b, cfg.sample_rate).map_err(|e| e.to_string()).map(|a| describe(&lm, &a.samples, dcfg.max_hz));
+    source.par_map_clips(threads, "descriptors", describe_clip, |done| {
+        for (entry, d) in done {
+            match d {
+                Ok(v) => rows.push((entry.track_id, entry.genre, v)),
+                Err(reason) => {
+                    skipped += 1;
+                    tracing::warn!(clip = %source.location(&entry), %reason, "skipped");
                 }
             }
-            bar.inc(items.len() as u64);
-            Ok(())
-        })
-        .map_err(StageError::Source)?;
-    bar.finish_and_clear();
+        }
+        Ok(())
+    })?;
     rows.sort_by(|a, b| a.0.cmp(&b.0));
     let names = descriptor_names();
     let mut columns = vec![

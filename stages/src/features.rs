@@ -10,7 +10,6 @@ use std::path::Path;
 use std::time::Instant;
 
 use genrelab_store::{FeatureRow, FeatureTableWriter, RejectRow, TableMeta, names, write_rejects};
-use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::StageError;
@@ -75,11 +74,6 @@ pub fn extract_features(
     threads: usize,
 ) -> Result<FeatureSummary, StageError> {
     let lm = LogMel::new(cfg).map_err(StageError::Config)?;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| StageError::Failed(format!("thread pool: {e}")))?;
-    let threads = pool.current_num_threads();
     let start = Instant::now();
 
     let small = FeatureTableWriter::create(
@@ -95,8 +89,6 @@ pub fn extract_features(
         cfg.frames,
     )?;
     let mut rejects = Vec::new();
-    let bar = crate::progress::bar(source.clips.len() as u64, "features");
-    let batch = (threads * 8).max(16);
 
     // Compression and writing run on their own thread, overlapping the next batch's decoding.
     let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<FeatureRow>, Vec<FeatureRow>)>(1);
@@ -109,19 +101,7 @@ pub fn extract_features(
             }
             Ok((small, full))
         });
-        let mut n_batch = 0usize;
-        let read = source.read_batches(batch, |items| {
-            let span = tracing::debug_span!("batch", n = n_batch, clips = items.len());
-            let _enter = span.enter();
-            n_batch += 1;
-            let results: Vec<_> = pool.install(|| {
-                items
-                    .par_iter()
-                    .map(|(entry, bytes)| {
-                        (entry, bytes.as_ref().map_err(Clone::clone).and_then(|b| clip_features(&lm, entry, b)))
-                    })
-                    .collect()
-            });
+        let read = source.par_map_clips(threads, "features", |entry, b| clip_features(&lm, entry, b), |results| {
             let mut rows_small = Vec::with_capacity(results.len());
             let mut rows_full = Vec::with_capacity(results.len());
             for (entry, result) in results {
@@ -129,9 +109,9 @@ pub fn extract_features(
                     Ok((f, decoded, hash)) => {
                         let (mean_db, std_db) = f.full.mean_std();
                         let row = FeatureRow {
-                            track_id: entry.track_id.clone(),
-                            genre: entry.genre.clone(),
-                            source: source.location(entry),
+                            source: source.location(&entry),
+                            track_id: entry.track_id,
+                            genre: entry.genre,
                             audio_hash: hash,
                             sample_rate: decoded.source_rate,
                             n_samples: decoded.source_frames,
@@ -144,17 +124,11 @@ pub fn extract_features(
                         rows_small.push(row);
                     }
                     Err(reason) => {
-                        tracing::warn!(clip = %source.location(entry), %reason, "skipped");
-                        rejects.push(RejectRow {
-                            track_id: entry.track_id.clone(),
-                            genre: entry.genre.clone(),
-                            source: source.location(entry),
-                            reason,
-                        });
+                        tracing::warn!(clip = %source.location(&entry), %reason, "skipped");
+                        rejects.push(RejectRow { source: source.location(&entry), track_id: entry.track_id, genre: entry.genre, reason });
                     }
                 }
             }
-            bar.inc(items.len() as u64);
             tx.send((rows_small, rows_full)).map_err(|_| "the table writer stopped".to_string())
         });
         drop(tx);
@@ -165,8 +139,7 @@ pub fn extract_features(
             Err(e) => Err(e),
         }
     })?;
-    read.map_err(StageError::Source)?;
-    bar.finish_and_clear();
+    let threads = read?;
 
     let clips = small.rows();
     if clips == 0 {

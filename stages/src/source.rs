@@ -64,6 +64,48 @@ impl SourceManifest {
         g
     }
 
+    /// Every clip through `work` on a pool of `threads` workers (0 = every core), read and
+    /// processed in batches with a progress bar labelled `what`; `sink` receives each batch's
+    /// results in manifest order, a clip that could not be read or processed as `Err(reason)`.
+    /// Returns the number of workers.
+    pub fn par_map_clips<T: Send>(
+        &self,
+        threads: usize,
+        what: &str,
+        work: impl Fn(&ClipEntry, &[u8]) -> Result<T, String> + Sync,
+        mut sink: impl FnMut(Vec<(ClipEntry, Result<T, String>)>) -> Result<(), String>,
+    ) -> Result<usize, crate::StageError> {
+        use rayon::prelude::*;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .map_err(|e| crate::StageError::Failed(format!("thread pool: {e}")))?;
+        let threads = pool.current_num_threads();
+        let bar = crate::progress::bar(self.clips.len() as u64, what);
+        let mut n_batch = 0usize;
+        self.read_batches((threads * 8).max(16), |items| {
+            let span = tracing::debug_span!("batch", n = n_batch, clips = items.len());
+            let _enter = span.enter();
+            n_batch += 1;
+            let n = items.len() as u64;
+            let done: Vec<_> = pool.install(|| {
+                items
+                    .into_par_iter()
+                    .map(|(entry, bytes)| {
+                        let r = bytes.and_then(|b| work(&entry, &b));
+                        (entry, r)
+                    })
+                    .collect()
+            });
+            sink(done)?;
+            bar.inc(n);
+            Ok(())
+        })
+        .map_err(crate::StageError::Source)?;
+        bar.finish_and_clear();
+        Ok(threads)
+    }
+
     /// Read the clips' bytes in manifest order, `batch` clips at a time. A clip that cannot be
     /// read comes back as `Err(reason)` in its place; only a broken container is an error.
     pub fn read_batches(
