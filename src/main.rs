@@ -51,10 +51,12 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         rows: usize,
     },
-    /// Genres of audio files (WAV) with the trained models: top 3 per file.
+    /// Genres of audio files (WAV, FLAC, MP3, Ogg Vorbis; any rate and channel count) with the
+    /// trained models: top 3 per file.
     Predict {
         files: Vec<PathBuf>,
-        /// Model to use (default: the best of the last evaluation, all its seeds averaged).
+        /// Model to use, or an ensemble across models `a+b` (default: the best model or
+        /// `[evaluate]` ensemble of the last evaluation; every run of a model is averaged).
         #[arg(long)]
         model: Option<String>,
         #[arg(long, default_value_t = 3)]
@@ -177,7 +179,11 @@ fn run(cli: Cli) -> Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&serde_json::json!({"model": model, "predictions": preds}))?);
             } else {
-                println!("model: {model} (probabilities averaged over its runs and the file's windows)");
+                if model.contains('+') {
+                    println!("model: {model} (ensemble: each model's runs averaged, then the models, then the file's windows)");
+                } else {
+                    println!("model: {model} (probabilities averaged over its runs and the file's windows)");
+                }
                 for p in &preds {
                     match &p.error {
                         Some(e) => println!("{}: error: {e}", p.file),
@@ -185,6 +191,9 @@ fn run(cli: Cli) -> Result<()> {
                             let top: Vec<String> = p.top.iter().map(|(g, pr)| format!("{g} {:.1}%", 100.0 * pr)).collect();
                             let windows = if p.windows == 1 { "1 window".to_string() } else { format!("{} windows", p.windows) };
                             println!("{} ({:.1} s, {windows}): {}", p.file, p.seconds, top.join(", "));
+                            if let Some(w) = &p.warning {
+                                println!("  warning: {w}");
+                            }
                             for w in &p.timeline {
                                 let top: Vec<String> = w.top.iter().map(|(g, pr)| format!("{g} {:.0}%", 100.0 * pr)).collect();
                                 println!("  {:>7.1}-{:<7.1} s  {}", w.start, w.end, top.join(", "));

@@ -61,7 +61,8 @@ fn train_and_evaluate_stages_write_metrics_report_and_rerun_alone_on_a_training_
     std::fs::write(&long, clip_wav(1, 5, 300.0, 22050)).unwrap();
     let bad = dir.path().join("bad.wav");
     std::fs::write(&bad, b"definitely not a wav").unwrap();
-    let o = genrelab(dir.path(), &["predict", "--json", long.to_str().unwrap(), bad.to_str().unwrap()]);
+    let narrow = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/formats/mono16k.flac");
+    let o = genrelab(dir.path(), &["predict", "--json", long.to_str().unwrap(), bad.to_str().unwrap(), narrow]);
     assert_eq!(o.status.code(), Some(2), "a failed file makes the exit code 2: {}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let preds = v["predictions"].as_array().unwrap();
@@ -73,6 +74,9 @@ fn train_and_evaluate_stages_write_metrics_report_and_rerun_alone_on_a_training_
     let total: f64 = top.iter().map(|t| t[1].as_f64().unwrap()).sum();
     assert!((total - 1.0).abs() < 1e-4, "3 genres: the top 3 hold all the probability ({total})");
     assert!(preds[1]["error"].as_str().unwrap().contains("not a supported audio format"), "{}", preds[1]);
+    // These models read the whole band (to 11,025 Hz): a 16 kHz file is predicted, with a warning.
+    assert!(preds[0].get("warning").is_none(), "{}", preds[0]);
+    assert!(preds[2]["warning"].as_str().unwrap().contains("recorded at 16000 Hz: nothing above 8000 Hz"), "{}", preds[2]);
 }
 
 /// The models beyond the study (a crop model and the descriptor baseline) under 5-fold
@@ -190,6 +194,7 @@ fn crop_and_descriptor_models_train_under_kfold_with_validation_selection() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let rates: Vec<i64> = v["predictions"].as_array().unwrap().iter().map(|p| p["sample_rate"].as_i64().unwrap()).collect();
     assert_eq!(rates, [44_100, 44_100, 44_100, 16_000]);
+    assert!(v["predictions"][3].get("warning").is_none(), "the resnet reads below 5 kHz only: {}", v["predictions"][3]);
 }
 
 /// A stereo 16-bit WAV: a tone on the left, its octave on the right.

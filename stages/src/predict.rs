@@ -44,6 +44,10 @@ pub struct Prediction {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub timeline: Vec<WindowPrediction>,
     pub error: Option<String>,
+    /// Set when the file's band is narrower than what the models read (its sample rate's
+    /// Nyquist frequency below their highest frequency): the prediction is less reliable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 /// The model to use: `name`, else the model or ensemble across models (`a+b`) with the best
@@ -170,6 +174,18 @@ impl Predictor {
         starts.into_iter().zip(wins.iter().map(|w| w.len())).zip(total).map(|((s, l), p)| (s, l, p)).collect()
     }
 
+    /// The highest frequency any loaded run reads (its band limit, else the features' top).
+    pub fn highest_hz(&self) -> f64 {
+        let top = self.lm.config().fmax();
+        self.runs
+            .iter()
+            .map(|(_, c, _)| match c.input {
+                Input::Clip => top,
+                Input::Crops | Input::Stats => c.max_hz.map_or(top, |hz| hz.min(top)),
+            })
+            .fold(0.0, f64::max)
+    }
+
     fn ranked(&self, p: &[f64], top: usize) -> Vec<(String, f64)> {
         let mut ranked: Vec<(String, f64)> = self.labels().iter().cloned().zip(p.iter().copied()).collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -189,6 +205,7 @@ impl Predictor {
             top: vec![],
             timeline: vec![],
             error: Some(e),
+            warning: None,
         };
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
@@ -225,6 +242,14 @@ impl Predictor {
             top: self.ranked(&mean, opts.top),
             timeline,
             error: None,
+            warning: (decoded.source_rate as f64 / 2.0 < self.highest_hz() - 1.0).then(|| {
+                format!(
+                    "recorded at {} Hz: nothing above {:.0} Hz, but the models read up to {:.0} Hz (set max_hz when training for such sources)",
+                    decoded.source_rate,
+                    decoded.source_rate as f64 / 2.0,
+                    self.highest_hz()
+                )
+            }),
         }
     }
 }
