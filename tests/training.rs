@@ -79,6 +79,9 @@ fn train_and_evaluate_stages_write_metrics_report_and_rerun_alone_on_a_training_
     assert!(preds[2]["warning"].as_str().unwrap().contains("recorded at 16000 Hz: nothing above 8000 Hz"), "{}", preds[2]);
 }
 
+/// 32 Slaney bands over 0 - 11,025 Hz: the lowest this many end at or below 3 kHz (librosa).
+const BANDS_BELOW_3K: u64 = 19;
+
 /// The models beyond the study (a crop model and the descriptor baseline) under 5-fold
 /// cross-validation with validation-based selection and every recipe option, through the CLI.
 #[test]
@@ -94,7 +97,7 @@ fn crop_and_descriptor_models_train_under_kfold_with_validation_selection() {
              label_smoothing = 0.1\ngain_db = 3.0\ntime_masks = 1\ntime_mask_width = 3\nfreq_masks = 1\nfreq_mask_width = 2\n\
              schedule = \"cosine\"\nwarmup_epochs = 1\nweight_decay = 0.0001\n\
              [train.model.logreg]\nepochs = 6\nlearning_rate = 0.01\nmixup_alpha = 0.0\n\
-             [train.model.resnet]\nmax_hz = 5000.0\n[descriptors]\nmax_hz = 7000.0\n\
+             [train.model.resnet]\nmax_hz = 5000.0\nband_drop = 0.5\nband_drop_hz = 3000.0\n[descriptors]\nmax_hz = 7000.0\n\
              [evaluate]\nensembles = [[\"resnet\", \"logreg\"]]\n"
         ),
     );
@@ -119,6 +122,7 @@ fn crop_and_descriptor_models_train_under_kfold_with_validation_selection() {
                 assert_eq!(c["spec"]["frames"], 16);
                 // 32 Slaney bands over 0 - 11,025 Hz: the lowest 24 end at or below 5 kHz.
                 assert_eq!((c["spec"]["mels"].as_u64(), c["max_hz"].as_f64()), (Some(24), Some(5000.0)));
+                assert_eq!(c["settings"]["recipe"]["band_drop_from"], BANDS_BELOW_3K, "band drop from the bands above 3 kHz");
                 assert!((c["settings"]["recipe"]["gain"].as_f64().unwrap() - 3.0 / 15.5).abs() < 1e-6);
             } else {
                 assert_eq!(c["settings"]["recipe"]["crop_frames"], 0);

@@ -72,6 +72,11 @@ pub struct Recipe {
     pub time_mask_width: usize,
     pub freq_masks: usize,
     pub freq_mask_width: usize,
+    /// Band drop: with this probability per sample, every mel band from a random band
+    /// (`band_drop_from` or above) to the top is set to the sample's floor (its lowest value),
+    /// as when a source holds nothing above some frequency (a 16 kHz file, an MP3's low-pass).
+    pub band_drop: f32,
+    pub band_drop_from: usize,
     pub schedule: Schedule,
     pub warmup_epochs: usize,
     /// Stop when the validation loss has not improved for this many epochs.
@@ -96,6 +101,8 @@ impl Default for Recipe {
             time_mask_width: 0,
             freq_masks: 0,
             freq_mask_width: 0,
+            band_drop: 0.0,
+            band_drop_from: 0,
             schedule: Schedule::Constant,
             warmup_epochs: 0,
             patience: None,
@@ -192,6 +199,11 @@ impl Rng {
 
 /// SpecAugment and random gain, in place, on one `mels x frames` sample.
 pub fn augment(sample: &mut [f32], mels: usize, frames: usize, recipe: &Recipe, rng: &mut Rng) {
+    if recipe.band_drop > 0.0 && recipe.band_drop_from < mels && rng.uniform() < recipe.band_drop as f64 {
+        let cut = recipe.band_drop_from + rng.below(mels - recipe.band_drop_from);
+        let floor = sample.iter().copied().fold(f32::INFINITY, f32::min);
+        sample[cut * frames..mels * frames].iter_mut().for_each(|v| *v = floor);
+    }
     if recipe.gain > 0.0 {
         let g = ((rng.uniform() * 2.0 - 1.0) * recipe.gain as f64) as f32;
         sample.iter_mut().for_each(|v| *v += g);
@@ -631,6 +643,18 @@ mod tests {
             // At most 3 full mel rows and 2 x 5 full frame columns.
             assert!(zeros <= 3 * 20 + 2 * 5 * 8, "{zeros}");
             assert!(s.iter().all(|v| *v == 0.0 || *v == 1.0));
+        }
+        let drop = Recipe { band_drop: 1.0, band_drop_from: 5, ..Recipe::default() };
+        for _ in 0..20 {
+            // Band m holds m + 1 in every frame (band 0 the lowest).
+            let mut s: Vec<f32> = (0..8 * 4).map(|i| (i / 4 + 1) as f32).collect();
+            augment(&mut s, 8, 4, &drop, &mut rng);
+            let bands: Vec<f32> = s.chunks(4).map(|b| b[0]).collect();
+            assert!(s.chunks(4).all(|b| b.iter().all(|v| *v == b[0])), "whole bands");
+            let cut = (1..8).find(|&m| bands[m] == 1.0).unwrap_or(8);
+            assert!((5..8).contains(&cut), "cut at band 5, 6 or 7: {bands:?}");
+            assert!(bands[..cut].iter().enumerate().all(|(m, v)| *v == (m + 1) as f32), "bands below the cut kept: {bands:?}");
+            assert!(bands[cut..].iter().all(|v| *v == 1.0), "bands from the cut up at the floor: {bands:?}");
         }
         let gain = Recipe { gain: 0.5, ..Recipe::default() };
         let mut s = vec![1.0f32; 16];

@@ -108,6 +108,8 @@ fn a_full_recipe_trains_on_crops_and_selects_on_validation() {
         time_mask_width: 4,
         freq_masks: 1,
         freq_mask_width: 2,
+        band_drop: 0.5,
+        band_drop_from: 4,
         schedule: genrelab_models::train::Schedule::Cosine,
         warmup_epochs: 1,
         patience: Some(2),

@@ -54,6 +54,11 @@ pub struct TrainConfig {
     pub crop_frames: usize,
     pub crops_per_epoch: usize,
     pub window_hop: usize,
+    /// Band drop (spectrogram models): with probability `band_drop` per training example,
+    /// every band above a random cut-off between `band_drop_hz` and the top is set to the
+    /// example's floor, so the model also learns from clips without their highest band.
+    pub band_drop: f32,
+    pub band_drop_hz: f64,
     /// Crop models: read only the mel bands that lie wholly below this frequency (Hz), so a
     /// prediction does not depend on what a source holds above it (a 16 kHz file, an MP3's
     /// low-pass, a resampler's roll-off). Unset = every band.
@@ -88,6 +93,8 @@ impl Default for TrainConfig {
             crop_frames: 128,
             crops_per_epoch: 1,
             window_hop: 64,
+            band_drop: 0.0,
+            band_drop_hz: 7000.0,
             max_hz: None,
             model: BTreeMap::new(),
         }
@@ -124,6 +131,9 @@ impl TrainConfig {
             time_mask_width: self.time_mask_width,
             freq_masks: if input == Input::Stats { 0 } else { self.freq_masks },
             freq_mask_width: self.freq_mask_width,
+            band_drop: if input == Input::Stats { 0.0 } else { self.band_drop },
+            // Set from band_drop_hz by the train stage, which knows the mel bands.
+            band_drop_from: 0,
             schedule: self.schedule,
             warmup_epochs: self.warmup_epochs,
             patience: self.patience,
@@ -139,6 +149,9 @@ impl TrainConfig {
             return Err(StageError::Config(format!(
                 "[train] (model {name}) needs seeds >= 1, epochs >= 1, batch_size >= 1, learning_rate > 0 and normalize_std > 0"
             )));
+        }
+        if !(0.0..=1.0).contains(&self.band_drop) || !(self.band_drop_hz > 0.0) {
+            return Err(StageError::Config(format!("[train] (model {name}): band_drop in [0, 1] and band_drop_hz > 0")));
         }
         if !(0.0..1.0).contains(&self.label_smoothing) || self.mixup_alpha < 0.0 || self.gain_db < 0.0 || self.weight_decay < 0.0 {
             return Err(StageError::Config(format!("[train] (model {name}): label_smoothing in [0, 1), mixup_alpha, gain_db, weight_decay >= 0")));
@@ -520,7 +533,7 @@ pub fn train_with(
         let _enter = span.enter();
         let mcfg = cfg.for_model(&plan.model)?;
         let input = info(&plan.model).map_err(|e| StageError::Config(e.to_string()))?.input;
-        let recipe = mcfg.recipe(input);
+        let mut recipe = mcfg.recipe(input);
         let (stored_mels, frames) = inputs.dims(input);
         let (mels, max_hz) = match input {
             Input::Crops => match mcfg.max_hz {
@@ -536,6 +549,11 @@ pub fn train_with(
             Input::Stats => (stored_mels, inputs.stats.as_ref().map(|(t, _)| descriptors_max_hz(t)).transpose()?.flatten()),
             Input::Clip => (stored_mels, None),
         };
+        if recipe.band_drop > 0.0 {
+            // The study's models read the resized `out_mels` bands: the same frequency, scaled.
+            let bands = feature_config.bands_below(mcfg.band_drop_hz);
+            recipe.band_drop_from = if input == Input::Clip { bands * mels / feature_config.n_mels } else { bands };
+        }
         let model_frames = if input == Input::Crops { mcfg.crop_frames.min(frames) } else { frames };
         let spec = ModelSpec { name: plan.model.clone(), mels, frames: model_frames, classes: labels.len() };
         let (stats_mean, stats_std) = if input == Input::Stats { inputs.stats_norm(&plan.train)? } else { (vec![], vec![]) };
