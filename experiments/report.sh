@@ -1,0 +1,28 @@
+# Shared by the experiment scripts (source it): run a config through the pipeline and write its
+# results, with date, machine and wall time, to a markdown file.
+#   run_and_report CONFIG OUT TITLE COMMAND NOTE
+run_and_report() {
+  local cfg="$1" out="$2" title="$3" command="$4" note="$5"
+  local machine start wall
+  machine="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"
+  mkdir -p "$(dirname "$out")"
+  start=$(date +%s)
+  target/debug/genrelab --config "$cfg" --quiet run
+  wall=$(( $(date +%s) - start ))
+  {
+    echo "## ${title}"
+    echo
+    echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); machine: ${machine}"
+    echo "- command: \`${command}\` (config \`${cfg}\`); wall time of this run: ${wall} s"
+    echo "  (${note})"
+    echo
+    target/debug/genrelab --config "$cfg" --quiet results | sed '/^report:/d'
+    echo
+    echo "Training time per run and selected epochs (from the store's history table):"
+    echo
+    echo '```'
+    target/debug/genrelab --config "$cfg" --quiet query "SELECT model, COUNT(DISTINCT run) AS runs, ROUND(SUM(seconds) / COUNT(DISTINCT run), 1) AS seconds_per_run, MAX(epoch) AS max_epochs FROM history GROUP BY model ORDER BY seconds_per_run"
+    echo '```'
+  } > "$out"
+  cat "$out"
+}
