@@ -83,7 +83,7 @@ def main():
     with open(os.path.join(ROOT, "experiments", "results", "agreement.md"), "a") as out:
         out.write(f"## Agreement of top-1 predictions across formats, model `{model}`\n\n")
         out.write(f"- date: {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC; machine: {cpu}, {os.cpu_count()} cores\n")
-        out.write(f"- command: `python3 experiments/agreement.py --config {args.config}`; {len(files)} gtzan-mini clips\n\n")
+        out.write(f"- command: `python3 experiments/agreement.py --config {args.config} --model {model}`; {len(files)} gtzan-mini clips\n\n")
         out.write("| copy of the clip | top-1 unchanged |\n|---|---:|\n")
         for k, same, n in rows:
             out.write(f"| {k} | {same}/{n} = {100 * same / n:.0f}% |\n")

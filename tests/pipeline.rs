@@ -206,5 +206,8 @@ fn shipped_configurations_are_valid() {
         for m in cfg.train.model.keys() {
             assert!(genrelab_models::info(m).is_ok(), "{}: [train.model.{m}] is not a registered model", f.display());
         }
+        for m in cfg.evaluate.ensembles.iter().flatten() {
+            assert!(cfg.train.models.contains(m), "{}: ensemble member {m} is not trained", f.display());
+        }
     }
 }
