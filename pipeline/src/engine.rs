@@ -162,6 +162,19 @@ pub fn json_diff(prefix: &str, old: &Value, new: &Value, out: &mut Vec<String>) 
     }
 }
 
+/// `parameter <diff>` lines; a change of the parameters' shape (a new section) can touch dozens
+/// of keys, so past five the first four are named and the rest counted.
+fn parameter_reasons(diffs: Vec<String>) -> Vec<String> {
+    const SHOWN: usize = 4;
+    if diffs.len() <= SHOWN + 1 {
+        return diffs.into_iter().map(|d| format!("parameter {d}")).collect();
+    }
+    let more = diffs.len() - SHOWN;
+    let mut out: Vec<String> = diffs.into_iter().take(SHOWN).map(|d| format!("parameter {d}")).collect();
+    out.push(format!("... and {more} more parameters"));
+    out
+}
+
 impl Engine {
     pub fn new(stages: Vec<Box<dyn Stage>>) -> Self {
         Engine { stages }
@@ -261,7 +274,7 @@ impl Engine {
         }
         let mut diffs = vec![];
         json_diff(stage.name(), &stamp.params, &inputs.params, &mut diffs);
-        why.extend(diffs.into_iter().map(|d| format!("parameter {d}")));
+        why.extend(parameter_reasons(diffs));
         for (d, h) in &inputs.deps {
             if stamp.deps.get(d) != Some(h) {
                 why.push(format!("output of `{d}` changed"));
@@ -430,6 +443,15 @@ mod tests {
         assert_eq!(format_unix(0), "1970-01-01T00:00:00Z");
         assert_eq!(format_unix(1_795_478_400), "2026-11-24T00:00:00Z");
         assert_eq!(format_unix(951_782_400 + 3661), "2000-02-29T01:01:01Z");
+    }
+
+    #[test]
+    fn many_parameter_changes_are_summarised() {
+        let d = |n: usize| (0..n).map(|i| format!("k{i}: 1 -> 2")).collect::<Vec<_>>();
+        assert_eq!(parameter_reasons(d(5)).len(), 5);
+        let r = parameter_reasons(d(12));
+        assert_eq!(r.len(), 5);
+        assert_eq!((r[0].as_str(), r[4].as_str()), ("parameter k0: 1 -> 2", "... and 8 more parameters"));
     }
 
     #[test]
