@@ -16,7 +16,7 @@ use genrelab_store::{TableMeta, names, read_split};
 use serde::{Deserialize, Serialize};
 
 use crate::StageError;
-use crate::metrics::{Scores, Summary, scores, summarize};
+use crate::metrics::{Scores, Summary, add_confusion, argmax, scores, summarize};
 use crate::plots::{PALETTE, Series, confusion_chart, line_chart};
 use crate::train::{Checkpoint, Inputs, labels_of, read_checkpoints, test_rows};
 
@@ -150,7 +150,7 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &Eva
         let k = labels.len();
         let pred: Vec<usize> = probs
             .chunks(k)
-            .map(|p| (0..k).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap_or(0))
+            .map(argmax)
             .collect();
         let test_loss = probs.chunks(k).zip(&y).map(|(p, &t)| -(p[t].max(1e-12) as f64).ln()).sum::<f64>() / y.len().max(1) as f64;
         for ((&row, &p), probs) in test.iter().zip(&pred).zip(probs.chunks(k)) {
@@ -188,18 +188,14 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &Eva
             let k = labels.len();
             let mut confusion = vec![vec![0; k]; k];
             for r in &rs {
-                for (i, row) in r.scores.confusion.iter().enumerate() {
-                    for (j, v) in row.iter().enumerate() {
-                        confusion[i][j] += v;
-                    }
-                }
+                add_confusion(&mut confusion, &r.scores.confusion);
             }
             let study = STUDY.iter().find(|s| s.0 == m);
             let members: Vec<_> = ensemble.iter().filter(|((model, _, _), _)| model == m).collect();
             let ensemble_accuracy = members.iter().any(|(_, (_, n))| *n > 1).then(|| {
                 let right = members
                     .iter()
-                    .filter(|((_, _, row), (p, _))| (0..k).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap_or(0) == y_all[*row])
+                    .filter(|((_, _, row), (p, _))| argmax(p) == y_all[*row])
                     .count();
                 right as f64 / members.len().max(1) as f64
             });
@@ -273,14 +269,10 @@ fn fuse(members: &[String], per_model: &BTreeMap<(String, Option<i32>, usize), (
         let (truth, pred): (Vec<usize>, Vec<usize>) = rows
             .iter()
             .filter(|(_, (_, n))| *n == members.len())
-            .map(|(row, (p, _))| (y_all[*row], (0..k).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap_or(0)))
+            .map(|(row, (p, _))| (y_all[*row], argmax(p)))
             .unzip();
         let s = scores(&truth, &pred, k);
-        for (i, row) in s.confusion.iter().enumerate() {
-            for (j, v) in row.iter().enumerate() {
-                confusion[i][j] += v;
-            }
-        }
+        add_confusion(&mut confusion, &s.confusion);
         per_part.push(s);
     }
     let over = |f: fn(&Scores) -> f64| summarize(&per_part.iter().map(f).collect::<Vec<_>>());

@@ -11,6 +11,18 @@ pub fn confusion(truth: &[usize], predicted: &[usize], classes: usize) -> Vec<Ve
     m
 }
 
+/// Index of the largest value (the last on ties, as `Iterator::max_by`; 0 for an empty slice).
+pub fn argmax<T: Copy + Into<f64>>(v: &[T]) -> usize {
+    (0..v.len()).max_by(|&a, &b| v[a].into().total_cmp(&v[b].into())).unwrap_or(0)
+}
+
+/// `total += m`, cell by cell (confusion matrices of the same classes).
+pub fn add_confusion(total: &mut [Vec<usize>], m: &[Vec<usize>]) {
+    for (t, row) in total.iter_mut().zip(m) {
+        t.iter_mut().zip(row).for_each(|(a, b)| *a += b);
+    }
+}
+
 /// Per-class figures.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClassScores {
@@ -99,6 +111,16 @@ pub fn summarize(values: &[f64]) -> Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn argmax_takes_the_last_largest() {
+        assert_eq!(argmax(&[0.1, 0.7, 0.2, 0.7]), 3);
+        assert_eq!(argmax(&[0.1, 0.7, 0.2]), 1);
+        assert_eq!(argmax::<f32>(&[]), 0);
+        let mut total = vec![vec![1, 0], vec![0, 1]];
+        add_confusion(&mut total, &[vec![2, 3], vec![4, 5]]);
+        assert_eq!(total, vec![vec![3, 3], vec![4, 6]]);
+    }
 
     #[test]
     fn scores_match_hand_computed_values() {

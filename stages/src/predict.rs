@@ -186,6 +186,14 @@ impl Predictor {
             .fold(0.0, f64::max)
     }
 
+    /// A warning when a file recorded at `rate` holds no content in part of the band the models read.
+    fn band_warning(&self, rate: u32) -> Option<String> {
+        let (nyquist, read) = (rate as f64 / 2.0, self.highest_hz());
+        (nyquist < read - 1.0).then(|| {
+            format!("recorded at {rate} Hz: nothing above {nyquist:.0} Hz, but the models read up to {read:.0} Hz (set max_hz when training for such sources)")
+        })
+    }
+
     fn ranked(&self, p: &[f64], top: usize) -> Vec<(String, f64)> {
         let mut ranked: Vec<(String, f64)> = self.labels().iter().cloned().zip(p.iter().copied()).collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -242,14 +250,7 @@ impl Predictor {
             top: self.ranked(&mean, opts.top),
             timeline,
             error: None,
-            warning: (decoded.source_rate as f64 / 2.0 < self.highest_hz() - 1.0).then(|| {
-                format!(
-                    "recorded at {} Hz: nothing above {:.0} Hz, but the models read up to {:.0} Hz (set max_hz when training for such sources)",
-                    decoded.source_rate,
-                    decoded.source_rate as f64 / 2.0,
-                    self.highest_hz()
-                )
-            }),
+            warning: self.band_warning(decoded.source_rate),
         }
     }
 }

@@ -332,11 +332,13 @@ pub fn labels_of(features: &FeatureMatrix) -> (Vec<String>, Vec<usize>) {
     (labels, y)
 }
 
-/// The normalised input rows `rows` of a feature matrix, concatenated.
-pub fn gather(features: &FeatureMatrix, rows: &[usize], mean: f32, std: f32) -> Vec<f32> {
-    let mut out = Vec::with_capacity(rows.len() * features.n_mels * features.n_frames);
+/// The normalised input rows `rows` of a feature matrix, concatenated, each cut to its lowest
+/// `bands` mel bands (bands are rows of frames, the lowest first).
+pub fn gather(features: &FeatureMatrix, rows: &[usize], bands: usize, mean: f32, std: f32) -> Vec<f32> {
+    let d = bands.min(features.n_mels) * features.n_frames;
+    let mut out = Vec::with_capacity(rows.len() * d);
     for &r in rows {
-        out.extend(features.row(r).iter().map(|v| (v - mean) / std));
+        out.extend(features.row(r)[..d].iter().map(|v| (v - mean) / std));
     }
     out
 }
@@ -418,16 +420,10 @@ impl Inputs {
     /// The model inputs of `rows` for a run described by `c`, concatenated.
     pub fn gather(&self, c: &Checkpoint, rows: &[usize]) -> Result<Vec<f32>, StageError> {
         match c.input {
-            Input::Clip => Ok(gather(&self.features, rows, c.normalize_mean, c.normalize_std)),
+            Input::Clip => Ok(gather(&self.features, rows, self.features.n_mels, c.normalize_mean, c.normalize_std)),
             Input::Crops => {
                 let full = self.full.as_ref().ok_or_else(|| StageError::Failed("features_full not loaded".into()))?;
-                let x = gather(full, rows, c.normalize_mean, c.normalize_std);
-                let (mels, frames) = self.shape(c);
-                if mels == full.n_mels {
-                    return Ok(x);
-                }
-                // Bands are rows of frames, the lowest first: keep the first `mels` of each clip.
-                Ok(x.chunks(full.n_mels * frames).flat_map(|clip| &clip[..mels * frames]).copied().collect())
+                Ok(gather(full, rows, self.shape(c).0, c.normalize_mean, c.normalize_std))
             }
             Input::Stats => {
                 let (t, map) = self.stats.as_ref().ok_or_else(|| StageError::Failed("descriptors not loaded".into()))?;
