@@ -26,7 +26,7 @@ struct Cli {
 enum Command {
     /// Run the stages that are not current (all, or the named ones and what they need).
     Run {
-        /// Stages to bring up to date: download, features, split, train, evaluate. None = all.
+        /// Stages to bring up to date: download, features, descriptors, split, train, evaluate. None = all.
         stages: Vec<String>,
         /// Run this stage even if it is current (repeatable).
         #[arg(long)]
