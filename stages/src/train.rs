@@ -119,8 +119,29 @@ impl TrainConfig {
         serde_json::from_value(base).map_err(|e| StageError::Config(format!("[train.model.{name}]: {e}")))
     }
 
-    /// The recipe a model of input kind `input` trains with.
-    pub fn recipe(&self, input: Input) -> Recipe {
+    /// Whether this model's recipe needs a validation part.
+    pub fn needs_validation(&self) -> bool {
+        self.select == Select::BestValid || self.patience.is_some()
+    }
+
+    /// The mel bands a run of input kind `input` reads, and the band limit it records: crop
+    /// models with `max_hz` read only the bands wholly below it; descriptor models record the
+    /// `max_hz` their descriptors were computed with.
+    fn bands(&self, model: &str, input: Input, fc: &FeatureConfig, inputs: &Inputs) -> Result<(usize, Option<f64>), StageError> {
+        let (stored_mels, _) = inputs.dims(input);
+        match (input, self.max_hz) {
+            (Input::Crops, Some(hz)) => match fc.bands_below(hz).min(stored_mels) {
+                0 => Err(StageError::Config(format!("[train] (model {model}) max_hz = {hz}: no mel band lies below it"))),
+                bands => Ok((bands, Some(hz))),
+            },
+            (Input::Stats, _) => Ok((stored_mels, inputs.stats_max_hz)),
+            _ => Ok((stored_mels, None)),
+        }
+    }
+
+    /// The recipe a model of input kind `input` reading `mels` bands of features made with
+    /// `fc` trains with.
+    pub fn recipe(&self, input: Input, fc: &FeatureConfig, mels: usize) -> Recipe {
         let crops = input == Input::Crops;
         Recipe {
             weight_decay: self.weight_decay,
@@ -132,8 +153,13 @@ impl TrainConfig {
             freq_masks: if input == Input::Stats { 0 } else { self.freq_masks },
             freq_mask_width: self.freq_mask_width,
             band_drop: if input == Input::Stats { 0.0 } else { self.band_drop },
-            // Set from band_drop_hz by the train stage, which knows the mel bands.
-            band_drop_from: 0,
+            band_drop_from: match input {
+                _ if self.band_drop == 0.0 => 0,
+                Input::Stats => 0,
+                Input::Crops => fc.bands_below(self.band_drop_hz),
+                // The study's models read the resized `out_mels` bands: the same frequency, scaled.
+                Input::Clip => fc.bands_below(self.band_drop_hz) * mels / fc.n_mels,
+            },
             schedule: self.schedule,
             warmup_epochs: self.warmup_epochs,
             patience: self.patience,
@@ -292,7 +318,7 @@ pub fn plan_runs(features: &FeatureMatrix, split: &[SplitRow], protocol: &str, c
     let mut plans = vec![];
     for model in &cfg.models {
         let mcfg = cfg.for_model(model)?;
-        let needs_valid = mcfg.recipe(Input::Clip).needs_validation();
+        let needs_valid = mcfg.needs_validation();
         for fold in &folds {
             let train = train_rows(features, split, *fold, needs_valid);
             let valid = valid_rows(features, split, *fold, needs_valid);
@@ -349,6 +375,8 @@ pub struct Inputs {
     pub features: FeatureMatrix,
     pub full: Option<FeatureMatrix>,
     pub stats: Option<(FloatTable, Vec<Option<usize>>)>,
+    /// The `max_hz` the descriptors were computed with (None: the full band, or not loaded).
+    pub stats_max_hz: Option<f64>,
 }
 
 /// The `max_hz` a descriptors table was computed with.
@@ -379,7 +407,8 @@ impl Inputs {
         } else {
             None
         };
-        Ok(Inputs { features, full, stats })
+        let stats_max_hz = stats.as_ref().map(|(t, _)| descriptors_max_hz(t)).transpose()?.flatten();
+        Ok(Inputs { features, full, stats, stats_max_hz })
     }
 
     /// `(mels, frames)` a run reads: the stored input's, but crop models with a band limit
@@ -529,27 +558,9 @@ pub fn train_with(
         let _enter = span.enter();
         let mcfg = cfg.for_model(&plan.model)?;
         let input = info(&plan.model).map_err(|e| StageError::Config(e.to_string()))?.input;
-        let mut recipe = mcfg.recipe(input);
-        let (stored_mels, frames) = inputs.dims(input);
-        let (mels, max_hz) = match input {
-            Input::Crops => match mcfg.max_hz {
-                Some(hz) => {
-                    let bands = feature_config.bands_below(hz).min(stored_mels);
-                    if bands == 0 {
-                        return Err(StageError::Config(format!("[train] (model {}) max_hz = {hz}: no mel band lies below it", plan.model)));
-                    }
-                    (bands, Some(hz))
-                }
-                None => (stored_mels, None),
-            },
-            Input::Stats => (stored_mels, inputs.stats.as_ref().map(|(t, _)| descriptors_max_hz(t)).transpose()?.flatten()),
-            Input::Clip => (stored_mels, None),
-        };
-        if recipe.band_drop > 0.0 {
-            // The study's models read the resized `out_mels` bands: the same frequency, scaled.
-            let bands = feature_config.bands_below(mcfg.band_drop_hz);
-            recipe.band_drop_from = if input == Input::Clip { bands * mels / feature_config.n_mels } else { bands };
-        }
+        let (_, frames) = inputs.dims(input);
+        let (mels, max_hz) = mcfg.bands(&plan.model, input, &feature_config, inputs)?;
+        let recipe = mcfg.recipe(input, &feature_config, mels);
         let model_frames = if input == Input::Crops { mcfg.crop_frames.min(frames) } else { frames };
         let spec = ModelSpec { name: plan.model.clone(), mels, frames: model_frames, classes: labels.len() };
         let (stats_mean, stats_std) = if input == Input::Stats { inputs.stats_norm(&plan.train)? } else { (vec![], vec![]) };
@@ -699,6 +710,25 @@ pub fn read_checkpoints(train_dir: &Path) -> Result<Vec<(PathBuf, Checkpoint)>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_recipe_places_band_drop_at_the_configured_frequency_for_each_input() {
+        let fc = FeatureConfig::default(); // 128 bands, 110 of them wholly below 7 kHz
+        let cfg = TrainConfig { band_drop: 0.5, band_drop_hz: 7000.0, gain_db: 3.1, time_masks: 2, ..TrainConfig::default() };
+        assert_eq!(cfg.recipe(Input::Crops, &fc, 128).band_drop_from, 110);
+        // The study's models read 64 resized bands: the same frequency lies at 110 * 64 / 128.
+        assert_eq!(cfg.recipe(Input::Clip, &fc, 64).band_drop_from, 55);
+        let stats = cfg.recipe(Input::Stats, &fc, 1);
+        assert_eq!((stats.band_drop, stats.band_drop_from, stats.gain, stats.time_masks), (0.0, 0, 0.0, 0));
+        // Gain in input units: dB over the normalisation's deviation.
+        assert!((cfg.recipe(Input::Clip, &fc, 64).gain - 3.1 / cfg.normalize_std).abs() < 1e-6);
+        // Off: no cut-off recorded (so checkpoints without band drop stay as they were).
+        let off = TrainConfig { band_drop: 0.0, ..cfg.clone() };
+        assert_eq!(off.recipe(Input::Crops, &fc, 128).band_drop_from, 0);
+        // Crop models' windows come from the config; other inputs have none.
+        assert_eq!(cfg.recipe(Input::Crops, &fc, 128).window(), Some((128, 64)));
+        assert_eq!(cfg.recipe(Input::Clip, &fc, 64).window(), None);
+    }
 
     fn matrix(n: usize) -> FeatureMatrix {
         FeatureMatrix {
