@@ -214,7 +214,9 @@ impl Stage for Evaluate {
         "evaluate"
     }
     fn version(&self) -> u32 {
-        2
+        // 3: each model's seed ensemble scored per fold (mean +- std), and `predict`'s default
+        // model judged by it.
+        3
     }
     fn about(&self) -> &'static str {
         "score every run on its test part; summaries across seeds, the study's table, the report"

@@ -60,6 +60,10 @@ pub struct ModelSummary {
     /// fold (or split), pooled over all test clips. None with one seed.
     #[serde(default)]
     pub ensemble_accuracy: Option<f64>,
+    /// The same ensemble scored on each test part (fold) on its own: accuracy mean +- std over
+    /// the parts, as the ensembles across models are. None with one seed.
+    #[serde(default)]
+    pub seed_ensemble: Option<Summary>,
 }
 
 /// `[evaluate]`: what the evaluate stage computes beyond every run's scores.
@@ -199,6 +203,7 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &Eva
                     .count();
                 right as f64 / members.len().max(1) as f64
             });
+            let seed_ensemble = ensemble_accuracy.map(|_| fuse(std::slice::from_ref(m), &ensemble, &y_all, k).accuracy);
             let cks: Vec<&Checkpoint> = checkpoints.iter().filter(|(_, c)| &c.spec.name == m).map(|(_, c)| c).collect();
             let selection = if cks.iter().all(|c| c.weights == genrelab_models::train::WEIGHTS) {
                 "last epoch".to_string()
@@ -210,6 +215,7 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &Eva
                 epochs: cks.first().map_or(0, |c| c.settings.epochs),
                 selection,
                 ensemble_accuracy,
+                seed_ensemble,
                 model: m.clone(),
                 parameters,
                 runs: rs.len(),
@@ -332,9 +338,12 @@ fn pct(x: f64) -> String {
 }
 
 impl Evaluation {
-    /// The model or ensemble across models with the best mean test accuracy, and that accuracy.
+    /// The model or ensemble across models with the best mean test accuracy, and that accuracy,
+    /// as `predict` uses
+    /// it: a model predicts with all its seeds averaged, so its seed ensemble's accuracy counts
+    /// where it has several seeds.
     pub fn best(&self) -> Option<(&str, f64)> {
-        let models = self.models.iter().map(|m| (m.model.as_str(), m.accuracy.mean));
+        let models = self.models.iter().map(|m| (m.model.as_str(), m.seed_ensemble.as_ref().map_or(m.accuracy.mean, |s| s.mean)));
         let ensembles = self.ensembles.iter().map(|x| (x.name.as_str(), x.accuracy.mean));
         models.chain(ensembles).max_by(|a, b| a.1.total_cmp(&b.1))
     }
@@ -385,7 +394,11 @@ pub fn comparison_table(e: &Evaluation) -> String {
             m.accuracy.ci95.map_or("-".into(), |(lo, hi)| format!("{} - {}", pct(lo.max(0.0)), pct(hi.min(1.0)))),
             pct(m.balanced_accuracy.mean),
             pct(m.macro_f1.mean),
-            m.ensemble_accuracy.map_or("-".into(), pct),
+            match (&m.seed_ensemble, e.folds) {
+                (Some(x), Some(_)) => format!("{} +- {}", pct(x.mean), pct(x.std)),
+                (Some(x), None) => pct(x.mean),
+                (None, _) => m.ensemble_accuracy.map_or("-".into(), pct),
+            },
             study
         );
     }
@@ -584,5 +597,53 @@ mod tests {
         // `a` alone: one right per fold.
         let a = fuse(&["a".into()], &m, &y, 2);
         assert!((a.accuracy.mean - 0.5).abs() < 1e-12 && a.accuracy.std == 0.0);
+    }
+
+    #[test]
+    fn the_best_model_is_judged_by_what_predict_uses_its_seed_ensemble() {
+        let model = |name: &str, runs: &[f64], seeds: Option<&[f64]>| ModelSummary {
+            model: name.into(),
+            parameters: 1,
+            runs: runs.len(),
+            train_acc: summarize(runs),
+            accuracy: summarize(runs),
+            balanced_accuracy: summarize(runs),
+            macro_f1: summarize(runs),
+            study_train_acc: None,
+            study_test_acc: None,
+            confusion: vec![],
+            epochs: 1,
+            selection: String::new(),
+            ensemble_accuracy: seeds.map(|s| summarize(s).mean),
+            seed_ensemble: seeds.map(summarize),
+        };
+        let pair = EnsembleSummary {
+            name: "a+b".into(),
+            members: vec!["a".into(), "b".into()],
+            parts: 2,
+            accuracy: summarize(&[0.8, 0.86]),
+            balanced_accuracy: summarize(&[0.8, 0.86]),
+            macro_f1: summarize(&[0.8, 0.86]),
+            confusion: vec![],
+        };
+        let mut e = Evaluation {
+            protocol: "kfold".into(),
+            labels: vec![],
+            epochs: 1,
+            seeds: 3,
+            folds: Some(2),
+            // `a`: single runs 0.77 on average, its seeds averaged per fold 0.85 (above a+b's 0.83).
+            models: vec![model("a", &[0.7, 0.84], Some(&[0.8, 0.9])), model("b", &[0.75, 0.75], None)],
+            runs: vec![],
+            ensembles: vec![pair],
+        };
+        let (name, acc) = e.best().unwrap();
+        assert_eq!(name, "a");
+        assert!((acc - 0.85).abs() < 1e-12);
+        let table = comparison_table(&e);
+        assert!(table.contains("| 85.0% +- 7.1% |"), "{table}");
+        // With one seed, a model's runs are what predict uses.
+        e.models[0] = model("a", &[0.7, 0.84], None);
+        assert_eq!(e.best().unwrap().0, "a+b");
     }
 }
