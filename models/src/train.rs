@@ -53,6 +53,12 @@ pub enum Select {
     BestValid,
 }
 
+/// Whether choosing weights this way needs a validation part: selecting the best validation epoch
+/// or stopping early on it.
+pub fn needs_validation(select: Select, patience: Option<usize>) -> bool {
+    select == Select::BestValid || patience.is_some()
+}
+
 /// Recipe options beyond the study's plain Adam + cross-entropy. All off by default. Every value
 /// is in the checkpoint, so a run says how it was trained.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,7 +123,7 @@ impl Default for Recipe {
 impl Recipe {
     /// Whether the recipe needs a validation part.
     pub fn needs_validation(&self) -> bool {
-        self.select == Select::BestValid || self.patience.is_some()
+        needs_validation(self.select, self.patience)
     }
     fn soft_targets(&self) -> bool {
         self.label_smoothing > 0.0 || self.mixup_alpha > 0.0

@@ -195,15 +195,11 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &Eva
                 add_confusion(&mut confusion, &r.scores.confusion);
             }
             let study = STUDY.iter().find(|s| s.0 == m);
-            let members: Vec<_> = ensemble.iter().filter(|((model, _, _), _)| model == m).collect();
-            let ensemble_accuracy = members.iter().any(|(_, (_, n))| *n > 1).then(|| {
-                let right = members
-                    .iter()
-                    .filter(|((_, _, row), (p, _))| argmax(p) == y_all[*row])
-                    .count();
-                right as f64 / members.len().max(1) as f64
-            });
-            let seed_ensemble = ensemble_accuracy.map(|_| fuse(std::slice::from_ref(m), &ensemble, &y_all, k).accuracy);
+            // The ensemble of the model's seeds: an ensemble of one member, scored as the others.
+            let several_seeds = ensemble.iter().any(|((model, _, _), (_, n))| model == m && *n > 1);
+            let seeds = several_seeds.then(|| fuse(std::slice::from_ref(m), &ensemble, &y_all, k));
+            let ensemble_accuracy = seeds.as_ref().map(|s| pooled_accuracy(&s.confusion));
+            let seed_ensemble = seeds.map(|s| s.accuracy);
             let cks: Vec<&Checkpoint> = checkpoints.iter().filter(|(_, c)| &c.spec.name == m).map(|(_, c)| c).collect();
             let selection = if cks.iter().all(|c| c.weights == genrelab_models::train::WEIGHTS) {
                 "last epoch".to_string()
@@ -333,14 +329,20 @@ fn write_tables(store_dir: &Path, e: &Evaluation, predictions: &[(String, String
     Ok(())
 }
 
+/// Accuracy over every clip of a confusion matrix (its diagonal over its sum).
+fn pooled_accuracy(confusion: &[Vec<usize>]) -> f64 {
+    let total: usize = confusion.iter().flatten().sum();
+    let right: usize = confusion.iter().enumerate().map(|(i, row)| row[i]).sum();
+    right as f64 / total.max(1) as f64
+}
+
 fn pct(x: f64) -> String {
     if x.is_finite() { format!("{:.1}%", 100.0 * x) } else { "-".into() }
 }
 
 impl Evaluation {
-    /// The model or ensemble across models with the best mean test accuracy, and that accuracy,
-    /// as `predict` uses
-    /// it: a model predicts with all its seeds averaged, so its seed ensemble's accuracy counts
+    /// The model or ensemble across models with the best mean test accuracy, and that accuracy.
+    /// A model counts as `predict` runs it, its seeds averaged: by its seed ensemble's accuracy
     /// where it has several seeds.
     pub fn best(&self) -> Option<(&str, f64)> {
         let models = self.models.iter().map(|m| (m.model.as_str(), m.seed_ensemble.as_ref().map_or(m.accuracy.mean, |s| s.mean)));
@@ -597,6 +599,10 @@ mod tests {
         // `a` alone: one right per fold.
         let a = fuse(&["a".into()], &m, &y, 2);
         assert!((a.accuracy.mean - 0.5).abs() < 1e-12 && a.accuracy.std == 0.0);
+        // Pooled over both folds: rows 0 and 3 right of 4.
+        assert_eq!(a.confusion, vec![vec![1, 1], vec![1, 1]]);
+        assert!((pooled_accuracy(&a.confusion) - 0.5).abs() < 1e-12);
+        assert!((pooled_accuracy(&[vec![3, 1], vec![0, 4]]) - 0.875).abs() < 1e-12);
     }
 
     #[test]

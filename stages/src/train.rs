@@ -121,7 +121,7 @@ impl TrainConfig {
 
     /// Whether this model's recipe needs a validation part.
     pub fn needs_validation(&self) -> bool {
-        self.select == Select::BestValid || self.patience.is_some()
+        genrelab_models::train::needs_validation(self.select, self.patience)
     }
 
     /// The mel bands a run of input kind `input` reads, and the band limit it records: crop
