@@ -30,8 +30,17 @@ fn train_and_evaluate_stages_write_metrics_report_and_rerun_alone_on_a_training_
     assert_eq!(pg, serde_json::json!([{"n": 12, "s": 16}]), "4 runs x 3 genres; ceil(0.2 x 18) = 4 test clips per run");
 
     let report = dir.path().join("work/report");
-    for f in ["metrics.json", "report.md", "report.html", "curves_linear_accuracy.svg", "curves_all_test_accuracy.svg", "confusion_simple_cnn.svg"] {
+    for f in ["metrics.json", "report.md", "report.html", "curves_linear_accuracy.svg", "curves_all_test_accuracy.svg", "confusion_simple_cnn.svg", "confusion_simple_cnn_seeds.svg"] {
         assert!(report.join(f).is_file(), "missing {f}");
+    }
+    // Each model's two seeds averaged: scored on the one test part, every test clip once.
+    let metrics: serde_json::Value = serde_json::from_slice(&std::fs::read(report.join("metrics.json")).unwrap()).unwrap();
+    for m in metrics["models"].as_array().unwrap() {
+        let seeds = &m["seeds_averaged"];
+        assert_eq!(seeds["parts"], 1, "{m}");
+        let tested: u64 = seeds["confusion"].as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap()).map(|v| v.as_u64().unwrap()).sum();
+        assert_eq!(tested, 4, "{m}");
+        assert!((0.0..=1.0).contains(&seeds["macro_f1"]["mean"].as_f64().unwrap()), "{m}");
     }
     let md = std::fs::read_to_string(report.join("report.md")).unwrap();
     assert!(md.contains("| linear | 963 |"), "parameters of the linear model on 16 x 20 inputs, 3 classes:\n{md}");

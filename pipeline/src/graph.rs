@@ -215,8 +215,9 @@ impl Stage for Evaluate {
     }
     fn version(&self) -> u32 {
         // 3: each model's seed ensemble scored per fold (mean +- std), and `predict`'s default
-        // model judged by it.
-        3
+        // model judged by it. 4: the seed ensemble keeps balanced accuracy, macro-F1 and its
+        // confusion (metrics.json `seeds_averaged`), a row and a figure in the report.
+        4
     }
     fn about(&self) -> &'static str {
         "score every run on its test part; summaries across seeds, the study's table, the report"

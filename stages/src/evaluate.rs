@@ -56,14 +56,12 @@ pub struct ModelSummary {
     pub epochs: usize,
     #[serde(default)]
     pub selection: String,
-    /// Accuracy of the ensemble: each test clip's probabilities averaged over the seeds of its
-    /// fold (or split), pooled over all test clips. None with one seed.
+    /// The model's seeds averaged (each test clip's probabilities averaged over the runs of its
+    /// fold or split), what `predict` runs: an ensemble of one member, scored on each test part
+    /// like the ensembles across models (accuracy, balanced accuracy, macro-F1 mean +- std over
+    /// the parts, confusion summed). None with one seed.
     #[serde(default)]
-    pub ensemble_accuracy: Option<f64>,
-    /// The same ensemble scored on each test part (fold) on its own: accuracy mean +- std over
-    /// the parts, as the ensembles across models are. None with one seed.
-    #[serde(default)]
-    pub seed_ensemble: Option<Summary>,
+    pub seeds_averaged: Option<EnsembleSummary>,
 }
 
 /// `[evaluate]`: what the evaluate stage computes beyond every run's scores.
@@ -197,9 +195,7 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &Eva
             let study = STUDY.iter().find(|s| s.0 == m);
             // The ensemble of the model's seeds: an ensemble of one member, scored as the others.
             let several_seeds = ensemble.iter().any(|((model, _, _), (_, n))| model == m && *n > 1);
-            let seeds = several_seeds.then(|| fuse(std::slice::from_ref(m), &ensemble, &y_all, k));
-            let ensemble_accuracy = seeds.as_ref().map(|s| pooled_accuracy(&s.confusion));
-            let seed_ensemble = seeds.map(|s| s.accuracy);
+            let seeds_averaged = several_seeds.then(|| fuse(std::slice::from_ref(m), &ensemble, &y_all, k));
             let cks: Vec<&Checkpoint> = checkpoints.iter().filter(|(_, c)| &c.spec.name == m).map(|(_, c)| c).collect();
             let selection = if cks.iter().all(|c| c.weights == genrelab_models::train::WEIGHTS) {
                 "last epoch".to_string()
@@ -210,8 +206,7 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &Eva
             ModelSummary {
                 epochs: cks.first().map_or(0, |c| c.settings.epochs),
                 selection,
-                ensemble_accuracy,
-                seed_ensemble,
+                seeds_averaged,
                 model: m.clone(),
                 parameters,
                 runs: rs.len(),
@@ -329,13 +324,6 @@ fn write_tables(store_dir: &Path, e: &Evaluation, predictions: &[(String, String
     Ok(())
 }
 
-/// Accuracy over every clip of a confusion matrix (its diagonal over its sum).
-fn pooled_accuracy(confusion: &[Vec<usize>]) -> f64 {
-    let total: usize = confusion.iter().flatten().sum();
-    let right: usize = confusion.iter().enumerate().map(|(i, row)| row[i]).sum();
-    right as f64 / total.max(1) as f64
-}
-
 fn pct(x: f64) -> String {
     if x.is_finite() { format!("{:.1}%", 100.0 * x) } else { "-".into() }
 }
@@ -345,7 +333,7 @@ impl Evaluation {
     /// A model counts as `predict` runs it, its seeds averaged: by its seed ensemble's accuracy
     /// where it has several seeds.
     pub fn best(&self) -> Option<(&str, f64)> {
-        let models = self.models.iter().map(|m| (m.model.as_str(), m.seed_ensemble.as_ref().map_or(m.accuracy.mean, |s| s.mean)));
+        let models = self.models.iter().map(|m| (m.model.as_str(), m.seeds_averaged.as_ref().map_or(m.accuracy.mean, |s| s.accuracy.mean)));
         let ensembles = self.ensembles.iter().map(|x| (x.name.as_str(), x.accuracy.mean));
         models.chain(ensembles).max_by(|a, b| a.1.total_cmp(&b.1))
     }
@@ -396,27 +384,31 @@ pub fn comparison_table(e: &Evaluation) -> String {
             m.accuracy.ci95.map_or("-".into(), |(lo, hi)| format!("{} - {}", pct(lo.max(0.0)), pct(hi.min(1.0)))),
             pct(m.balanced_accuracy.mean),
             pct(m.macro_f1.mean),
-            match (&m.seed_ensemble, e.folds) {
-                (Some(x), Some(_)) => format!("{} +- {}", pct(x.mean), pct(x.std)),
-                (Some(x), None) => pct(x.mean),
-                (None, _) => m.ensemble_accuracy.map_or("-".into(), pct),
+            match (&m.seeds_averaged, e.folds) {
+                (Some(x), Some(_)) => format!("{} +- {}", pct(x.accuracy.mean), pct(x.accuracy.std)),
+                (Some(x), None) => pct(x.accuracy.mean),
+                (None, _) => "-".into(),
             },
             study
         );
     }
-    if !e.ensembles.is_empty() {
+    // Ensembles: each model's seeds averaged, then the ensembles across models.
+    let seeds_averaged = e.models.iter().filter_map(|m| m.seeds_averaged.as_ref().map(|x| (format!("{}, {} seeds averaged", m.model, per_fold(m)), x)));
+    let across = e.ensembles.iter().map(|x| (x.members.join(", "), x));
+    let rows: Vec<(String, &EnsembleSummary)> = seeds_averaged.chain(across).collect();
+    if !rows.is_empty() {
         let parts = match e.folds {
             Some(_) => "over folds",
             None => "one test part",
         };
-        let _ = writeln!(s, "\n| ensemble across models | members (seeds averaged, members weighted equally) | test acc (mean +- std {parts}) | 95% interval | balanced acc | macro-F1 |");
+        let _ = writeln!(s, "\n| ensemble | members (seeds averaged, members weighted equally) | test acc (mean +- std {parts}) | 95% interval | balanced acc | macro-F1 |");
         let _ = writeln!(s, "|---|---|---:|---:|---:|---:|");
-        for x in &e.ensembles {
+        for (members, x) in rows {
             let _ = writeln!(
                 s,
                 "| {} | {} | {} +- {} | {} | {} | {} |",
                 x.name,
-                x.members.join(", "),
+                members,
                 pct(x.accuracy.mean),
                 pct(x.accuracy.std),
                 x.accuracy.ci95.map_or("-".into(), |(lo, hi)| format!("{} - {}", pct(lo.max(0.0)), pct(hi.min(1.0)))),
@@ -476,9 +468,11 @@ fn write_report(dir: &Path, e: &Evaluation, checkpoints: &[(std::path::PathBuf, 
         put(&name, &confusion_chart(&format!("{}: confusion over {} runs", m.model, m.runs), &e.labels, &m.confusion))?;
         figures.push(name);
     }
-    for x in &e.ensembles {
-        let name = format!("confusion_{}.svg", x.name.replace('+', "_"));
-        put(&name, &confusion_chart(&format!("{}: confusion over {} test parts", x.name, x.parts), &e.labels, &x.confusion))?;
+    let seeds_averaged = e.models.iter().filter_map(|m| m.seeds_averaged.as_ref().map(|x| (format!("{}_seeds", m.model), format!("{}, seeds averaged", m.model), x)));
+    let across = e.ensembles.iter().map(|x| (x.name.replace('+', "_"), x.name.clone(), x));
+    for (file, title, x) in seeds_averaged.chain(across) {
+        let name = format!("confusion_{file}.svg");
+        put(&name, &confusion_chart(&format!("{title}: confusion over {} test parts", x.parts), &e.labels, &x.confusion))?;
         figures.push(name);
     }
     for (what, f) in [("accuracy", (|h: &genrelab_models::train::EpochRecord| h.test_acc) as fn(&_) -> f64), ("loss", |h| h.test_loss)] {
@@ -601,8 +595,6 @@ mod tests {
         assert!((a.accuracy.mean - 0.5).abs() < 1e-12 && a.accuracy.std == 0.0);
         // Pooled over both folds: rows 0 and 3 right of 4.
         assert_eq!(a.confusion, vec![vec![1, 1], vec![1, 1]]);
-        assert!((pooled_accuracy(&a.confusion) - 0.5).abs() < 1e-12);
-        assert!((pooled_accuracy(&[vec![3, 1], vec![0, 4]]) - 0.875).abs() < 1e-12);
     }
 
     #[test]
@@ -620,8 +612,15 @@ mod tests {
             confusion: vec![],
             epochs: 1,
             selection: String::new(),
-            ensemble_accuracy: seeds.map(|s| summarize(s).mean),
-            seed_ensemble: seeds.map(summarize),
+            seeds_averaged: seeds.map(|s| EnsembleSummary {
+                name: name.into(),
+                members: vec![name.into()],
+                parts: s.len(),
+                accuracy: summarize(s),
+                balanced_accuracy: summarize(s),
+                macro_f1: summarize(&s.iter().map(|x| x - 0.1).collect::<Vec<_>>()),
+                confusion: vec![],
+            }),
         };
         let pair = EnsembleSummary {
             name: "a+b".into(),
@@ -648,6 +647,10 @@ mod tests {
         assert!((acc - 0.85).abs() < 1e-12);
         let table = comparison_table(&e);
         assert!(table.contains("| 85.0% +- 7.1% |"), "{table}");
+        // The seed ensemble's own row: its macro-F1 and interval, before the ensembles across models.
+        let row = table.lines().find(|l| l.starts_with("| a | a, 1 seeds averaged |")).expect(&table);
+        assert!(row.ends_with("| 85.0% | 75.0% |"), "{row}");
+        assert!(table.find("| a | a, 1 seeds averaged |") < table.find("| a+b | a, b |"), "{table}");
         // With one seed, a model's runs are what predict uses.
         e.models[0] = model("a", &[0.7, 0.84], None);
         assert_eq!(e.best().unwrap().0, "a+b");
