@@ -637,8 +637,9 @@ mod tests {
             epochs: 1,
             seeds: 3,
             folds: Some(2),
-            // `a`: single runs 0.77 on average, its seeds averaged per fold 0.85 (above a+b's 0.83).
-            models: vec![model("a", &[0.7, 0.84], Some(&[0.8, 0.9])), model("b", &[0.75, 0.75], None)],
+            // `a`: 2 seeds x 2 folds, single runs 0.77 on average, its seeds averaged per fold 0.85
+            // (above a+b's 0.83).
+            models: vec![model("a", &[0.7, 0.84, 0.7, 0.84], Some(&[0.8, 0.9])), model("b", &[0.75, 0.75], None)],
             runs: vec![],
             ensembles: vec![pair],
         };
@@ -648,9 +649,9 @@ mod tests {
         let table = comparison_table(&e);
         assert!(table.contains("| 85.0% +- 7.1% |"), "{table}");
         // The seed ensemble's own row: its macro-F1 and interval, before the ensembles across models.
-        let row = table.lines().find(|l| l.starts_with("| a | a, 1 seeds averaged |")).expect(&table);
+        let row = table.lines().find(|l| l.starts_with("| a | a, 2 seeds averaged |")).expect(&table);
         assert!(row.ends_with("| 85.0% | 75.0% |"), "{row}");
-        assert!(table.find("| a | a, 1 seeds averaged |") < table.find("| a+b | a, b |"), "{table}");
+        assert!(table.find("| a | a, 2 seeds averaged |") < table.find("| a+b | a, b |"), "{table}");
         // With one seed, a model's runs are what predict uses.
         e.models[0] = model("a", &[0.7, 0.84], None);
         assert_eq!(e.best().unwrap().0, "a+b");
