@@ -337,6 +337,18 @@ impl Evaluation {
         let ensembles = self.ensembles.iter().map(|x| (x.name.as_str(), x.accuracy.mean));
         models.chain(ensembles).max_by(|a, b| a.1.total_cmp(&b.1))
     }
+
+    /// Every ensemble in report order: each model's seeds averaged (with its model), then the
+    /// ensembles across models (without).
+    fn all_ensembles(&self) -> impl Iterator<Item = (Option<&ModelSummary>, &EnsembleSummary)> {
+        let seeds = self.models.iter().filter_map(|m| m.seeds_averaged.as_ref().map(|x| (Some(m), x)));
+        seeds.chain(self.ensembles.iter().map(|x| (None, x)))
+    }
+}
+
+/// A 95 % interval of accuracies, clipped to [0, 1] for display (metrics.json keeps it raw).
+fn interval(s: &Summary) -> String {
+    s.ci95.map_or("-".into(), |(lo, hi)| format!("{} - {}", pct(lo.max(0.0)), pct(hi.min(1.0))))
 }
 
 /// The last evaluation, from `report_dir/metrics.json`.
@@ -380,8 +392,7 @@ pub fn comparison_table(e: &Evaluation) -> String {
             pct(m.train_acc.std),
             pct(m.accuracy.mean),
             pct(m.accuracy.std),
-            // Accuracy lives in [0, 1]: the t interval is shown clipped to it (metrics.json keeps it raw).
-            m.accuracy.ci95.map_or("-".into(), |(lo, hi)| format!("{} - {}", pct(lo.max(0.0)), pct(hi.min(1.0)))),
+            interval(&m.accuracy),
             pct(m.balanced_accuracy.mean),
             pct(m.macro_f1.mean),
             match (&m.seeds_averaged, e.folds) {
@@ -392,10 +403,10 @@ pub fn comparison_table(e: &Evaluation) -> String {
             study
         );
     }
-    // Ensembles: each model's seeds averaged, then the ensembles across models.
-    let seeds_averaged = e.models.iter().filter_map(|m| m.seeds_averaged.as_ref().map(|x| (format!("{}, {} seeds averaged", m.model, per_fold(m)), x)));
-    let across = e.ensembles.iter().map(|x| (x.members.join(", "), x));
-    let rows: Vec<(String, &EnsembleSummary)> = seeds_averaged.chain(across).collect();
+    let rows: Vec<(String, &EnsembleSummary)> = e
+        .all_ensembles()
+        .map(|(m, x)| (m.map_or_else(|| x.members.join(", "), |m| format!("{}, {} seeds averaged", m.model, per_fold(m))), x))
+        .collect();
     if !rows.is_empty() {
         let parts = match e.folds {
             Some(_) => "over folds",
@@ -411,7 +422,7 @@ pub fn comparison_table(e: &Evaluation) -> String {
                 members,
                 pct(x.accuracy.mean),
                 pct(x.accuracy.std),
-                x.accuracy.ci95.map_or("-".into(), |(lo, hi)| format!("{} - {}", pct(lo.max(0.0)), pct(hi.min(1.0)))),
+                interval(&x.accuracy),
                 pct(x.balanced_accuracy.mean),
                 pct(x.macro_f1.mean),
             );
@@ -468,9 +479,11 @@ fn write_report(dir: &Path, e: &Evaluation, checkpoints: &[(std::path::PathBuf, 
         put(&name, &confusion_chart(&format!("{}: confusion over {} runs", m.model, m.runs), &e.labels, &m.confusion))?;
         figures.push(name);
     }
-    let seeds_averaged = e.models.iter().filter_map(|m| m.seeds_averaged.as_ref().map(|x| (format!("{}_seeds", m.model), format!("{}, seeds averaged", m.model), x)));
-    let across = e.ensembles.iter().map(|x| (x.name.replace('+', "_"), x.name.clone(), x));
-    for (file, title, x) in seeds_averaged.chain(across) {
+    for (m, x) in e.all_ensembles() {
+        let (file, title) = match m {
+            Some(m) => (format!("{}_seeds", m.model), format!("{}, seeds averaged", m.model)),
+            None => (x.name.replace('+', "_"), x.name.clone()),
+        };
         let name = format!("confusion_{file}.svg");
         put(&name, &confusion_chart(&format!("{title}: confusion over {} test parts", x.parts), &e.labels, &x.confusion))?;
         figures.push(name);
