@@ -46,6 +46,16 @@ fn train_and_evaluate_stages_write_metrics_report_and_rerun_alone_on_a_training_
     assert!(md.contains("| linear | 963 |"), "parameters of the linear model on 16 x 20 inputs, 3 classes:\n{md}");
     let o = genrelab(dir.path(), &["results"]);
     assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("study (1 run)"), "{}", text(&o));
+    // The cost: a run's training time is the sum of its epochs' in the history, and the report
+    // says where the runs trained.
+    let cost = query(dir.path(), "SELECT m.run, MIN(m.train_seconds) AS t, SUM(h.seconds) AS s FROM metrics m JOIN history h ON m.run = h.run GROUP BY m.run");
+    assert_eq!(cost.as_array().unwrap().len(), 4, "{cost}");
+    for r in cost.as_array().unwrap() {
+        let (t, s) = (r["t"].as_f64().unwrap(), r["s"].as_f64().unwrap());
+        assert!(t > 0.0 && (t - s).abs() < 1e-9, "{r}");
+    }
+    let results = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(results.contains("Cost: ") && results.contains("for the 4 runs") && results.contains("on CPU (burn flex), "), "{results}");
 
     // A training parameter: only train and evaluate run again.
     let cfg = dir.path().join("genrelab.toml");

@@ -151,9 +151,30 @@ pub fn build(spec: &ModelSpec, device: &Device) -> Result<Model, ModelError> {
 /// The device to train on: CUDA when built with `cuda` and `GENRELAB_DEVICE` is not `cpu`,
 /// else burn's pure-Rust `flex` CPU backend.
 pub fn default_device() -> Device {
-    #[cfg(feature = "cuda")]
-    if std::env::var("GENRELAB_DEVICE").map_or(true, |d| d != "cpu") {
+    if uses_cuda() {
+        #[cfg(feature = "cuda")]
         return Device::cuda(0);
     }
     Device::flex()
+}
+
+fn uses_cuda() -> bool {
+    cfg!(feature = "cuda") && std::env::var("GENRELAB_DEVICE").map_or(true, |d| d != "cpu")
+}
+
+/// What [`default_device`] runs on, in words, for the cost figures of a report: the backend and,
+/// on the CPU, the processor (Linux: `/proc/cpuinfo`) and the cores burn's thread pool uses.
+pub fn device_description() -> String {
+    if uses_cuda() {
+        return "CUDA GPU 0 (burn cuda)".into();
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse::<usize>().ok()).filter(|&n| n > 0).unwrap_or(cores);
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_string()));
+    match cpu {
+        Some(cpu) => format!("CPU (burn flex), {cores} threads, {cpu}"),
+        None => format!("CPU (burn flex), {cores} threads"),
+    }
 }

@@ -217,7 +217,8 @@ impl Stage for Evaluate {
         // 3: each model's seed ensemble scored per fold (mean +- std), and `predict`'s default
         // model judged by it. 4: the seed ensemble keeps balanced accuracy, macro-F1 and its
         // confusion (metrics.json `seeds_averaged`), a row and a figure in the report.
-        4
+        // 5: the training cost (wall time per run, per ensemble and test part, in all; where).
+        5
     }
     fn about(&self) -> &'static str {
         "score every run on its test part; summaries across seeds, the study's table, the report"

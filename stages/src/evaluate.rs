@@ -35,6 +35,9 @@ pub struct RunResult {
     pub train_acc: f64,
     pub test_loss: f64,
     pub scores: Scores,
+    /// Wall time of the run's training (every epoch, its validation and test scoring included).
+    #[serde(default)]
+    pub train_seconds: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -62,6 +65,9 @@ pub struct ModelSummary {
     /// the parts, confusion summed). None with one seed.
     #[serde(default)]
     pub seeds_averaged: Option<EnsembleSummary>,
+    /// Mean training wall time of a run (one seed on one fold or split).
+    #[serde(default)]
+    pub seconds_per_run: f64,
 }
 
 /// `[evaluate]`: what the evaluate stage computes beyond every run's scores.
@@ -93,6 +99,10 @@ pub struct EnsembleSummary {
     pub balanced_accuracy: Summary,
     pub macro_f1: Summary,
     pub confusion: Vec<Vec<usize>>,
+    /// What the ensemble costs to train for one test part: the wall time of its members' runs
+    /// (every seed) divided by the test parts.
+    #[serde(default)]
+    pub seconds_per_part: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -107,6 +117,12 @@ pub struct Evaluation {
     /// Ensembles across models (`[evaluate] ensembles`).
     #[serde(default)]
     pub ensembles: Vec<EnsembleSummary>,
+    /// Training wall time of every run together, and where the runs trained (each distinct
+    /// description once; empty for checkpoints that did not record it).
+    #[serde(default)]
+    pub train_seconds: f64,
+    #[serde(default)]
+    pub trained_on: Vec<String>,
 }
 
 pub const METRICS_JSON: &str = "metrics.json";
@@ -170,6 +186,7 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &Eva
             train_acc: c.selected().map_or(f64::NAN, |h| h.train_acc),
             test_loss,
             scores: scores(&y, &pred, k),
+            train_seconds: c.train_seconds(),
         });
     }
 
@@ -195,7 +212,7 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &Eva
             let study = STUDY.iter().find(|s| s.0 == m);
             // The ensemble of the model's seeds: an ensemble of one member, scored as the others.
             let several_seeds = ensemble.iter().any(|((model, _, _), (_, n))| model == m && *n > 1);
-            let seeds_averaged = several_seeds.then(|| fuse(std::slice::from_ref(m), &ensemble, &y_all, k));
+            let seeds_averaged = several_seeds.then(|| with_cost(fuse(std::slice::from_ref(m), &ensemble, &y_all, k), &runs));
             let cks: Vec<&Checkpoint> = checkpoints.iter().filter(|(_, c)| &c.spec.name == m).map(|(_, c)| c).collect();
             let selection = if cks.iter().all(|c| c.weights == genrelab_models::train::WEIGHTS) {
                 "last epoch".to_string()
@@ -214,6 +231,7 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &Eva
                 accuracy: summarize(&rs.iter().map(|r| r.scores.accuracy).collect::<Vec<_>>()),
                 balanced_accuracy: summarize(&rs.iter().map(|r| r.scores.balanced_accuracy).collect::<Vec<_>>()),
                 macro_f1: summarize(&rs.iter().map(|r| r.scores.macro_f1).collect::<Vec<_>>()),
+                seconds_per_run: rs.iter().map(|r| r.train_seconds).sum::<f64>() / rs.len().max(1) as f64,
                 study_train_acc: study.map(|s| s.2),
                 study_test_acc: study.map(|s| s.3),
                 confusion,
@@ -231,7 +249,10 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &Eva
     let mut seeds: Vec<u64> = checkpoints.iter().map(|(_, c)| c.seed).collect();
     seeds.sort();
     seeds.dedup();
-    let ensembles = cfg.ensembles.iter().map(|members| fuse(members, &ensemble, &y_all, labels.len())).collect();
+    let ensembles = cfg.ensembles.iter().map(|members| with_cost(fuse(members, &ensemble, &y_all, labels.len()), &runs)).collect();
+    let mut trained_on: Vec<String> = checkpoints.iter().map(|(_, c)| c.trained_on.clone()).filter(|d| !d.is_empty()).collect();
+    trained_on.sort();
+    trained_on.dedup();
     let eval = Evaluation {
         protocol: first.protocol.clone(),
         labels: labels.clone(),
@@ -239,8 +260,10 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &Eva
         seeds: seeds.len(),
         folds,
         models,
+        train_seconds: runs.iter().map(|r| r.train_seconds).sum(),
         runs,
         ensembles,
+        trained_on,
     };
     write_tables(store_dir, &eval, &predictions)?;
     write_report(report_dir, &eval, &checkpoints)?;
@@ -281,7 +304,15 @@ fn fuse(members: &[String], per_model: &BTreeMap<(String, Option<i32>, usize), (
         balanced_accuracy: over(|s| s.balanced_accuracy),
         macro_f1: over(|s| s.macro_f1),
         confusion,
+        seconds_per_part: 0.0,
     }
+}
+
+/// `e` with its training cost per test part: the wall time of its members' runs over its parts.
+fn with_cost(mut e: EnsembleSummary, runs: &[RunResult]) -> EnsembleSummary {
+    let seconds: f64 = runs.iter().filter(|r| e.members.contains(&r.model)).map(|r| r.train_seconds).sum();
+    e.seconds_per_part = seconds / e.parts.max(1) as f64;
+    e
 }
 
 fn write_tables(store_dir: &Path, e: &Evaluation, predictions: &[(String, String, usize, usize, f64)]) -> Result<(), StageError> {
@@ -298,6 +329,7 @@ fn write_tables(store_dir: &Path, e: &Evaluation, predictions: &[(String, String
         ("balanced_accuracy", Column::Float(r.iter().map(|x| x.scores.balanced_accuracy).collect())),
         ("macro_f1", Column::Float(r.iter().map(|x| x.scores.macro_f1).collect())),
         ("test_loss", Column::Float(r.iter().map(|x| x.test_loss).collect())),
+        ("train_seconds", Column::Float(r.iter().map(|x| x.train_seconds).collect())),
     ])?;
     let mut pg: Vec<(&RunResult, usize)> = vec![];
     for run in r {
@@ -322,6 +354,17 @@ fn write_tables(store_dir: &Path, e: &Evaluation, predictions: &[(String, String
         ("probability", Column::Float(predictions.iter().map(|p| p.4).collect())),
     ])?;
     Ok(())
+}
+
+/// A wall time for people: seconds, minutes or hours.
+fn duration(seconds: f64) -> String {
+    match seconds {
+        s if !s.is_finite() => "-".into(),
+        s if s < 10.0 => format!("{s:.1} s"),
+        s if s < 90.0 => format!("{s:.0} s"),
+        s if s < 90.0 * 60.0 => format!("{:.1} min", s / 60.0),
+        s => format!("{:.1} h", s / 3600.0),
+    }
 }
 
 fn pct(x: f64) -> String {
@@ -374,8 +417,8 @@ pub fn comparison_table(e: &Evaluation) -> String {
         Some(f) => format!("{f} folds x {seeds}"),
         None => seeds,
     };
-    let _ = writeln!(s, "| model | parameters | epochs, weights | train acc (mean +- std) | test acc (mean +- std) | 95% interval | balanced acc | macro-F1 | ensemble of seeds | study (1 run): train / test |");
-    let _ = writeln!(s, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "| model | parameters | epochs, weights | train acc (mean +- std) | test acc (mean +- std) | 95% interval | balanced acc | macro-F1 | ensemble of seeds | training per run | study (1 run): train / test |");
+    let _ = writeln!(s, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for m in &e.models {
         let study = match (m.study_train_acc, m.study_test_acc) {
             (Some(a), Some(b)) => format!("{} / {}", pct(a), pct(b)),
@@ -383,7 +426,7 @@ pub fn comparison_table(e: &Evaluation) -> String {
         };
         let _ = writeln!(
             s,
-            "| {} | {} | {}, {} | {} +- {} | {} +- {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {}, {} | {} +- {} | {} +- {} | {} | {} | {} | {} | {} | {} |",
             m.model,
             m.parameters,
             m.epochs,
@@ -400,6 +443,7 @@ pub fn comparison_table(e: &Evaluation) -> String {
                 (Some(x), None) => pct(x.accuracy.mean),
                 (None, _) => "-".into(),
             },
+            duration(m.seconds_per_run),
             study
         );
     }
@@ -412,12 +456,16 @@ pub fn comparison_table(e: &Evaluation) -> String {
             Some(_) => "over folds",
             None => "one test part",
         };
-        let _ = writeln!(s, "\n| ensemble | members (seeds averaged, members weighted equally) | test acc (mean +- std {parts}) | 95% interval | balanced acc | macro-F1 |");
-        let _ = writeln!(s, "|---|---|---:|---:|---:|---:|");
+        let per_part = match e.folds {
+            Some(_) => "training per fold",
+            None => "training",
+        };
+        let _ = writeln!(s, "\n| ensemble | members (seeds averaged, members weighted equally) | test acc (mean +- std {parts}) | 95% interval | balanced acc | macro-F1 | {per_part} |");
+        let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|");
         for (members, x) in rows {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} +- {} | {} | {} | {} |",
+                "| {} | {} | {} +- {} | {} | {} | {} | {} |",
                 x.name,
                 members,
                 pct(x.accuracy.mean),
@@ -425,6 +473,7 @@ pub fn comparison_table(e: &Evaluation) -> String {
                 interval(&x.accuracy),
                 pct(x.balanced_accuracy.mean),
                 pct(x.macro_f1.mean),
+                duration(x.seconds_per_part),
             );
         }
     }
@@ -434,6 +483,13 @@ pub fn comparison_table(e: &Evaluation) -> String {
         _ => "the study's stratified hold-out by track (validation, when used, taken from the training part)",
     };
     let _ = write!(s, "\nProtocol: {} = {protocol}; {runs}, {} classes. Test parts never choose anything.", e.protocol, e.labels.len());
+    let machine = if e.trained_on.is_empty() { "a machine the checkpoints do not record".to_string() } else { e.trained_on.join("; ") };
+    let _ = write!(
+        s,
+        "\nCost: {} of training wall time for the {} runs (epochs with their validation and test scoring), on {machine}.",
+        duration(e.train_seconds),
+        e.runs.len()
+    );
     s
 }
 
@@ -611,6 +667,34 @@ mod tests {
     }
 
     #[test]
+    fn an_ensembles_cost_is_its_members_runs_per_test_part() {
+        let run = |model: &str, seconds: f64| RunResult {
+            run: String::new(),
+            model: model.into(),
+            seed: 0,
+            fold: None,
+            test_clips: 0,
+            train_acc: 0.0,
+            test_loss: 0.0,
+            scores: scores(&[], &[], 2),
+            train_seconds: seconds,
+        };
+        let runs = [run("a", 10.0), run("a", 30.0), run("b", 5.0), run("c", 100.0)];
+        let y = [0, 1];
+        let mut m = BTreeMap::new();
+        for (model, fold) in [("a", 0), ("a", 1), ("b", 0), ("b", 1)] {
+            m.insert((model.to_string(), Some(fold), fold as usize), (vec![1.0, 0.0], 1));
+        }
+        let e = with_cost(fuse(&["a".into(), "b".into()], &m, &y, 2), &runs);
+        assert_eq!(e.parts, 2);
+        assert!((e.seconds_per_part - 22.5).abs() < 1e-12, "{}", e.seconds_per_part);
+        assert_eq!(duration(22.4), "22 s");
+        assert_eq!(duration(4.26), "4.3 s");
+        assert_eq!(duration(171.0), "2.9 min");
+        assert_eq!(duration(3.0 * 3600.0), "3.0 h");
+    }
+
+    #[test]
     fn the_best_model_is_judged_by_what_predict_uses_its_seed_ensemble() {
         let model = |name: &str, runs: &[f64], seeds: Option<&[f64]>| ModelSummary {
             model: name.into(),
@@ -625,6 +709,7 @@ mod tests {
             confusion: vec![],
             epochs: 1,
             selection: String::new(),
+            seconds_per_run: 200.0,
             seeds_averaged: seeds.map(|s| EnsembleSummary {
                 name: name.into(),
                 members: vec![name.into()],
@@ -633,6 +718,7 @@ mod tests {
                 balanced_accuracy: summarize(s),
                 macro_f1: summarize(&s.iter().map(|x| x - 0.1).collect::<Vec<_>>()),
                 confusion: vec![],
+                seconds_per_part: 400.0,
             }),
         };
         let pair = EnsembleSummary {
@@ -643,6 +729,7 @@ mod tests {
             balanced_accuracy: summarize(&[0.8, 0.86]),
             macro_f1: summarize(&[0.8, 0.86]),
             confusion: vec![],
+            seconds_per_part: 0.5,
         };
         let mut e = Evaluation {
             protocol: "kfold".into(),
@@ -655,6 +742,8 @@ mod tests {
             models: vec![model("a", &[0.7, 0.84, 0.7, 0.84], Some(&[0.8, 0.9])), model("b", &[0.75, 0.75], None)],
             runs: vec![],
             ensembles: vec![pair],
+            train_seconds: 4.0 * 3600.0,
+            trained_on: vec!["CPU (burn flex), 2 threads".into()],
         };
         let (name, acc) = e.best().unwrap();
         assert_eq!(name, "a");
@@ -663,7 +752,11 @@ mod tests {
         assert!(table.contains("| 85.0% +- 7.1% |"), "{table}");
         // The seed ensemble's own row: its macro-F1 and interval, before the ensembles across models.
         let row = table.lines().find(|l| l.starts_with("| a | a, 2 seeds averaged |")).expect(&table);
-        assert!(row.ends_with("| 85.0% | 75.0% |"), "{row}");
+        assert!(row.ends_with("| 85.0% | 75.0% | 6.7 min |"), "{row}");
+        let row = table.lines().find(|l| l.starts_with("| a | 1 |")).expect(&table);
+        assert!(row.ends_with("| 85.0% +- 7.1% | 3.3 min | - |"), "{row}");
+        assert!(table.contains("| a+b | a, b |") && table.lines().any(|l| l.starts_with("| a+b |") && l.ends_with("| 0.5 s |")), "{table}");
+        assert!(table.ends_with("Cost: 4.0 h of training wall time for the 0 runs (epochs with their validation and test scoring), on CPU (burn flex), 2 threads."), "{table}");
         assert!(table.find("| a | a, 2 seeds averaged |") < table.find("| a+b | a, b |"), "{table}");
         // With one seed, a model's runs are what predict uses.
         e.models[0] = model("a", &[0.7, 0.84], None);

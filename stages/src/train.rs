@@ -225,9 +225,17 @@ pub struct Checkpoint {
     /// bands). Descriptor models: the descriptors' `max_hz`.
     #[serde(default)]
     pub max_hz: Option<f64>,
+    /// Where the run trained (backend, processor, threads): what its epochs' seconds mean.
+    #[serde(default)]
+    pub trained_on: String,
 }
 
 impl Checkpoint {
+    /// Wall time of the run's training, every epoch it ran (validation and test scoring included).
+    pub fn train_seconds(&self) -> f64 {
+        self.history.iter().map(|h| h.seconds).sum()
+    }
+
     /// The history record of the selected epoch (the last one when none was recorded).
     pub fn selected(&self) -> Option<&EpochRecord> {
         match self.selected_epoch {
@@ -545,6 +553,7 @@ pub fn train_with(
     let (labels, y_all) = labels_of(features);
     let plans = plan_runs(features, &split, &protocol, cfg)?;
     let device = default_device();
+    let trained_on = genrelab_models::device_description();
 
     // Runs of models that are no longer configured are removed, so the folder holds this config's runs only.
     let wanted: std::collections::HashSet<&str> = plans.iter().map(|p| p.id.as_str()).collect();
@@ -592,6 +601,7 @@ pub fn train_with(
             stopped_early: false,
             valid_clips: plan.valid.len(),
             max_hz,
+            trained_on: trained_on.clone(),
         };
         let xs_train = inputs.gather(&ckpt, &plan.train)?;
         let xs_valid = inputs.gather(&ckpt, &plan.valid)?;
