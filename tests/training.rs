@@ -56,6 +56,9 @@ fn train_and_evaluate_stages_write_metrics_report_and_rerun_alone_on_a_training_
     }
     let results = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(results.contains("Cost: ") && results.contains("for the 4 runs") && results.contains("on CPU (burn flex), "), "{results}");
+    // One test part: a seed ensemble's accuracy has no spread to show.
+    let row = results.lines().find(|l| l.starts_with("| linear | linear, 2 seeds averaged |")).expect(&results);
+    assert!(!row.contains("+-") && results.contains("| test acc (one test part) |"), "{results}");
 
     // A training parameter: only train and evaluate run again.
     let cfg = dir.path().join("genrelab.toml");

@@ -389,6 +389,15 @@ impl Evaluation {
     }
 }
 
+/// An ensemble's test accuracy: mean +- std over folds, or alone for one test part (which has no
+/// spread: "+- 0.0%" would read as none).
+fn ensemble_accuracy(x: &EnsembleSummary, folds: Option<usize>) -> String {
+    match folds {
+        Some(_) => format!("{} +- {}", pct(x.accuracy.mean), pct(x.accuracy.std)),
+        None => pct(x.accuracy.mean),
+    }
+}
+
 /// A 95 % interval of accuracies, clipped to [0, 1] for display (metrics.json keeps it raw).
 fn interval(s: &Summary) -> String {
     s.ci95.map_or("-".into(), |(lo, hi)| format!("{} - {}", pct(lo.max(0.0)), pct(hi.min(1.0))))
@@ -438,11 +447,7 @@ pub fn comparison_table(e: &Evaluation) -> String {
             interval(&m.accuracy),
             pct(m.balanced_accuracy.mean),
             pct(m.macro_f1.mean),
-            match (&m.seeds_averaged, e.folds) {
-                (Some(x), Some(_)) => format!("{} +- {}", pct(x.accuracy.mean), pct(x.accuracy.std)),
-                (Some(x), None) => pct(x.accuracy.mean),
-                (None, _) => "-".into(),
-            },
+            m.seeds_averaged.as_ref().map_or("-".into(), |x| ensemble_accuracy(x, e.folds)),
             duration(m.seconds_per_run),
             study
         );
@@ -452,24 +457,19 @@ pub fn comparison_table(e: &Evaluation) -> String {
         .map(|(m, x)| (m.map_or_else(|| x.members.join(", "), |m| format!("{}, {} seeds averaged", m.model, per_fold(m))), x))
         .collect();
     if !rows.is_empty() {
-        let parts = match e.folds {
-            Some(_) => "over folds",
-            None => "one test part",
+        let (acc_header, per_part) = match e.folds {
+            Some(_) => ("test acc (mean +- std over folds)", "training per fold"),
+            None => ("test acc (one test part)", "training"),
         };
-        let per_part = match e.folds {
-            Some(_) => "training per fold",
-            None => "training",
-        };
-        let _ = writeln!(s, "\n| ensemble | members (seeds averaged, members weighted equally) | test acc (mean +- std {parts}) | 95% interval | balanced acc | macro-F1 | {per_part} |");
+        let _ = writeln!(s, "\n| ensemble | members (seeds averaged, members weighted equally) | {acc_header} | 95% interval | balanced acc | macro-F1 | {per_part} |");
         let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|");
         for (members, x) in rows {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} +- {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} |",
                 x.name,
                 members,
-                pct(x.accuracy.mean),
-                pct(x.accuracy.std),
+                ensemble_accuracy(x, e.folds),
                 interval(&x.accuracy),
                 pct(x.balanced_accuracy.mean),
                 pct(x.macro_f1.mean),
