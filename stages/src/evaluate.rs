@@ -559,7 +559,7 @@ fn write_report(dir: &Path, e: &Evaluation, checkpoints: &[(std::path::PathBuf, 
     let table = comparison_table(e);
     let mut md = String::new();
     let _ = writeln!(md, "# genrelab report\n\n{table}\n");
-    let _ = writeln!(md, "Test figures are measured on each run's test part after its last epoch; the curves track the test part every epoch (as the study did) but no model or epoch is chosen by it. Intervals are 95% Student-t intervals of the mean over runs.\n");
+    let _ = writeln!(md, "Test figures are measured on each run's test part with the weights its recipe keeps (after the last epoch, or of the epoch with the lowest validation loss: the column \"epochs, weights\" says which); the curves track the test part every epoch (as the study did) but no model or epoch is chosen by it. Intervals are 95% Student-t intervals of the mean over runs (for ensembles, over test parts).\n");
     let _ = writeln!(md, "## Per genre (recall, mean over runs)\n");
     let _ = writeln!(md, "| genre | {} |", e.models.iter().map(|m| m.model.as_str()).collect::<Vec<_>>().join(" | "));
     let _ = writeln!(md, "|---|{}", "---:|".repeat(e.models.len()));
