@@ -4,7 +4,7 @@ CONFIG ?= genrelab.toml
 CARGO ?= cargo
 GENRELAB = $(CARGO) run --quiet --bin genrelab -- --config $(CONFIG)
 
-.PHONY: all download features descriptors split train evaluate status results tune demo mini test bench parity build clean-work
+.PHONY: all download features descriptors split train evaluate status results tune demo mini test lint bench parity build clean-work
 
 all:
 	$(GENRELAB) run
@@ -38,6 +38,9 @@ test:
 	else \
 	  $(CARGO) test --workspace --no-fail-fast; \
 	fi
+
+lint:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 bench:
 	python3 bench/features_bench.py

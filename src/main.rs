@@ -2,7 +2,7 @@
 //! `genrelab-pipeline` (the engine and the stage graph), `genrelab-stages` and `genrelab-store`.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -106,7 +106,7 @@ fn main() {
     }
 }
 
-fn load_config(path: &PathBuf) -> Result<Config> {
+fn load_config(path: &Path) -> Result<Config> {
     if !path.exists() {
         bail!(
             "no configuration file {} (use --config FILE; `configs/demo.toml` runs the synthetic demo)",
@@ -171,7 +171,7 @@ fn run(cli: Cli) -> Result<()> {
             if files.is_empty() {
                 bail!("name at least one audio file");
             }
-            if hop.is_some_and(|h| !(h > 0.0)) {
+            if hop.is_some_and(|h| h.is_nan() || h <= 0.0) {
                 bail!("--hop must be a positive number of seconds");
             }
             let opts = genrelab_stages::predict::PredictOptions { top, hop_seconds: hop, timeline };

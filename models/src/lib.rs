@@ -74,7 +74,9 @@ pub fn registry() -> &'static [ModelInfo] {
     ]
 }
 
-/// A built model of any registered kind.
+/// A built model of any registered kind. Built once per run and never moved in a hot loop, so
+/// the size difference between its variants costs nothing worth boxing for.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Model {
     Linear(LinearModel),

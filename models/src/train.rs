@@ -130,7 +130,7 @@ impl Recipe {
     }
     /// `(crop, hop)` when the model reads windows of its input.
     pub fn window(&self) -> Option<(usize, usize)> {
-        (self.crop_frames > 0).then(|| (self.crop_frames, if self.window_hop == 0 { self.crop_frames } else { self.window_hop }))
+        (self.crop_frames > 0).then_some((self.crop_frames, if self.window_hop == 0 { self.crop_frames } else { self.window_hop }))
     }
     /// Learning rate at `step` of `total` steps (`warmup` of them warming up).
     pub fn learning_rate(&self, base: f64, step: usize, total: usize, warmup: usize) -> f64 {
@@ -494,10 +494,10 @@ pub fn train_run(
         return Err(TrainError::NoValidation);
     }
     let window = recipe.window();
-    if let Some((crop, _)) = window {
-        if crop > train.frames {
-            return Err(TrainError::CropTooLong { crop, frames: train.frames });
-        }
+    if let Some((crop, _)) = window
+        && crop > train.frames
+    {
+        return Err(TrainError::CropTooLong { crop, frames: train.frames });
     }
     let width = window.map_or(train.frames, |w| w.0);
     std::fs::create_dir_all(dir).map_err(|e| ckpt_err(dir, e))?;
@@ -512,13 +512,15 @@ pub fn train_run(
     let mut progress = Progress { spec: spec.clone(), settings: settings.clone(), history: vec![], best: None, stopped: false };
 
     let progress_path = dir.join(PROGRESS);
-    if let Some(p) = std::fs::read(&progress_path).ok().and_then(|b| serde_json::from_slice::<Progress>(&b).ok()) {
-        if &p.spec == spec && &p.settings == settings && !p.history.is_empty() {
-            model = model.try_load_file(dir.join(WEIGHTS)).map_err(|e| ckpt_err(&dir.join(WEIGHTS), format!("{e:?}")))?;
-            optim = optim.load(dir.join(OPTIMIZER)).map_err(|e| ckpt_err(&dir.join(OPTIMIZER), format!("{e:?}")))?;
-            tracing::info!(model = %spec.name, epochs_done = p.history.len(), "resuming from the checkpoint");
-            progress = p;
-        }
+    if let Some(p) = std::fs::read(&progress_path).ok().and_then(|b| serde_json::from_slice::<Progress>(&b).ok())
+        && &p.spec == spec
+        && &p.settings == settings
+        && !p.history.is_empty()
+    {
+        model = model.try_load_file(dir.join(WEIGHTS)).map_err(|e| ckpt_err(&dir.join(WEIGHTS), format!("{e:?}")))?;
+        optim = optim.load(dir.join(OPTIMIZER)).map_err(|e| ckpt_err(&dir.join(OPTIMIZER), format!("{e:?}")))?;
+        tracing::info!(model = %spec.name, epochs_done = p.history.len(), "resuming from the checkpoint");
+        progress = p;
     }
 
     let loss_fn = CrossEntropyLossConfig::new().init(&ad);

@@ -49,10 +49,11 @@ impl HashCache {
         let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let mtime_ns = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
         let key = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-        if let Some(e) = self.entries.get(&key) {
-            if e.bytes == meta.len() && e.mtime_ns == mtime_ns {
-                return Ok((e.bytes, e.blake3.clone()));
-            }
+        if let Some(e) = self.entries.get(&key)
+            && e.bytes == meta.len()
+            && e.mtime_ns == mtime_ns
+        {
+            return Ok((e.bytes, e.blake3.clone()));
         }
         let blake3 = hash_file(path)?;
         self.entries.insert(key, Entry { bytes: meta.len(), mtime_ns, blake3: blake3.clone() });

@@ -61,6 +61,9 @@ impl Default for DownloadConfig {
 pub const MANIFEST: &str = "source.json";
 pub const SYNTHETIC_DIR: &str = "synthetic";
 
+/// A file's `(size in bytes, blake3 hex)`, or why it could not be read.
+pub type FileHash = Result<(u64, String), String>;
+
 /// Options that are not parameters of the result.
 pub struct DownloadOptions<'a> {
     /// Show a progress bar for hub downloads.
@@ -68,7 +71,7 @@ pub struct DownloadOptions<'a> {
     /// Ask the hub again even when the file is cached.
     pub refetch: bool,
     /// Hash a local file: `(size, blake3 hex)`; the engine passes one that remembers hashes.
-    pub hash_file: &'a mut dyn FnMut(&Path) -> Result<(u64, String), String>,
+    pub hash_file: &'a mut dyn FnMut(&Path) -> FileHash,
 }
 
 /// Run the stage: fetch or locate the clips and write `out_dir/source.json`.
@@ -127,7 +130,7 @@ fn tarball_manifest(path: &Path, origin: String) -> Result<SourceManifest, Stage
 fn folder_manifest(
     root: &Path,
     origin: String,
-    hash: &mut dyn FnMut(&Path) -> Result<(u64, String), String>,
+    hash: &mut dyn FnMut(&Path) -> FileHash,
 ) -> Result<SourceManifest, StageError> {
     let root = absolute(root)?;
     let (layout, clips) = scan_folder(&root, hash).map_err(StageError::Source)?;
@@ -157,10 +160,10 @@ fn fetch_from_hub(cfg: &DownloadConfig, progress: bool, refetch: bool) -> Result
     use hf_hub::{Repo, RepoType};
 
     let mut builder = ApiBuilder::from_env().with_progress(progress).with_retries(2);
-    if let Ok(token) = std::env::var("HF_TOKEN") {
-        if !token.is_empty() {
-            builder = builder.with_token(Some(token));
-        }
+    if let Ok(token) = std::env::var("HF_TOKEN")
+        && !token.is_empty()
+    {
+        builder = builder.with_token(Some(token));
     }
     let api = builder.build().map_err(|e| StageError::Config(format!("hub client: {e}")))?;
     let repo = api.repo(Repo::with_revision(cfg.repo.clone(), RepoType::Dataset, cfg.revision.clone()));

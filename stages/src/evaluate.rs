@@ -154,7 +154,7 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &Eva
     let mut runs = vec![];
     let mut predictions: Vec<(String, String, usize, usize, f64)> = vec![];
     // (model, fold, row) -> summed probabilities and count, for the ensembles.
-    let mut ensemble: BTreeMap<(String, Option<i32>, usize), (Vec<f64>, usize)> = BTreeMap::new();
+    let mut ensemble: SeedSums = BTreeMap::new();
     for (dir, c) in &checkpoints {
         if c.labels != labels {
             return Err(StageError::Failed(format!("run {} was trained on other labels than the features table has; run train again", c.run)));
@@ -270,11 +270,16 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &Eva
     Ok(eval)
 }
 
+/// Per (model, fold, test row): the probabilities summed over the model's seeds, and how many.
+type SeedSums = BTreeMap<(String, Option<i32>, usize), ProbSum>;
+/// Class probabilities summed over some members, and how many were summed.
+type ProbSum = (Vec<f64>, usize);
+
 /// Score an ensemble across models from each model's seed-averaged probabilities per
 /// (model, fold, row): members weigh equally; every test part is scored on its own.
-fn fuse(members: &[String], per_model: &BTreeMap<(String, Option<i32>, usize), (Vec<f64>, usize)>, y_all: &[usize], k: usize) -> EnsembleSummary {
+fn fuse(members: &[String], per_model: &SeedSums, y_all: &[usize], k: usize) -> EnsembleSummary {
     // fold -> row -> (summed member probabilities, members seen)
-    let mut parts: BTreeMap<Option<i32>, BTreeMap<usize, (Vec<f64>, usize)>> = BTreeMap::new();
+    let mut parts: BTreeMap<Option<i32>, BTreeMap<usize, ProbSum>> = BTreeMap::new();
     for ((model, fold, row), (sum, n)) in per_model {
         if members.contains(model) {
             let e = parts.entry(*fold).or_default().entry(*row).or_insert_with(|| (vec![0.0; k], 0));

@@ -107,7 +107,7 @@ impl FeatureConfig {
     pub fn validate(&self) -> Result<(), String> {
         let checks = [
             (self.sample_rate >= 1000, "sample_rate must be at least 1000 Hz"),
-            (self.n_fft >= 16 && self.n_fft % 2 == 0, "n_fft must be even and at least 16"),
+            (self.n_fft >= 16 && self.n_fft.is_multiple_of(2), "n_fft must be even and at least 16"),
             (self.hop_length >= 1, "hop_length must be at least 1"),
             (self.n_mels >= 1 && self.n_mels <= self.n_fft / 2, "n_mels must be between 1 and n_fft / 2"),
             (self.fmin >= 0.0 && self.fmin < self.fmax(), "need 0 <= fmin < fmax"),
@@ -308,7 +308,7 @@ pub fn lowpass(samples: &[f32], sample_rate: u32, max_hz: f64) -> Vec<f32> {
     spec.iter_mut().skip(keep).for_each(|c| *c = Default::default());
     // realfft wants the imaginary parts of the DC (and Nyquist) bins at zero.
     spec[0].im = 0.0;
-    if let Some(last) = spec.last_mut().filter(|_| n % 2 == 0) {
+    if let Some(last) = spec.last_mut().filter(|_| n.is_multiple_of(2)) {
         last.im = 0.0;
     }
     inv.process(&mut spec, &mut x).expect("fft lengths match");

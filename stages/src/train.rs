@@ -176,7 +176,7 @@ impl TrainConfig {
                 "[train] (model {name}) needs seeds >= 1, epochs >= 1, batch_size >= 1, learning_rate > 0 and normalize_std > 0"
             )));
         }
-        if !(0.0..=1.0).contains(&self.band_drop) || !(self.band_drop_hz > 0.0) {
+        if !(0.0..=1.0).contains(&self.band_drop) || self.band_drop_hz.is_nan() || self.band_drop_hz <= 0.0 {
             return Err(StageError::Config(format!("[train] (model {name}): band_drop in [0, 1] and band_drop_hz > 0")));
         }
         if !(0.0..1.0).contains(&self.label_smoothing) || self.mixup_alpha < 0.0 || self.gain_db < 0.0 || self.weight_decay < 0.0 {
