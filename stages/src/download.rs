@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::StageError;
-use crate::source::{Container, SourceManifest, scan_folder, scan_tarball};
+use crate::source::{Container, FileHash, SourceManifest, scan_folder, scan_tarball};
 use crate::synthetic::{self, SyntheticConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,9 +60,6 @@ impl Default for DownloadConfig {
 
 pub const MANIFEST: &str = "source.json";
 pub const SYNTHETIC_DIR: &str = "synthetic";
-
-/// A file's `(size in bytes, blake3 hex)`, or why it could not be read.
-pub type FileHash = Result<(u64, String), String>;
 
 /// Options that are not parameters of the result.
 pub struct DownloadOptions<'a> {

@@ -212,10 +212,13 @@ pub fn scan_tarball(path: &Path) -> Result<(Layout, Vec<ClipEntry>), String> {
     Ok((layout, clips))
 }
 
+/// A file's `(size in bytes, blake3 hex)`, or why it could not be read.
+pub type FileHash = Result<(u64, String), String>;
+
 /// List and hash the clips of a folder; `hash` may reuse known hashes (keyed by path, size, mtime).
 pub fn scan_folder(
     root: &Path,
-    mut hash: impl FnMut(&Path) -> Result<(u64, String), String>,
+    mut hash: impl FnMut(&Path) -> FileHash,
 ) -> Result<(Layout, Vec<ClipEntry>), String> {
     let layout = layout::detect_folder(root)?;
     let mut clips = vec![];
