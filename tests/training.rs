@@ -181,6 +181,40 @@ fn crop_and_descriptor_models_train_under_kfold_with_validation_selection() {
     let after = std::fs::metadata(dir.path().join("work/train/resnet/fold0-seed0/checkpoint.json")).unwrap().modified().unwrap();
     assert_eq!(before, after, "the resnet runs are reused");
 
+    // Every run is also scored on its validation part: with the run's own test windows, that is
+    // the validation loss of the epoch it selected, as training measured it.
+    let metrics = |dir: &std::path::Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(dir.join("work/report/metrics.json")).unwrap()).unwrap()
+    };
+    let ev = metrics(dir.path());
+    let runs = ev["runs"].as_array().unwrap();
+    for r in runs {
+        let p = dir.path().join(format!("work/train/{}/checkpoint.json", r["run"].as_str().unwrap()));
+        let c: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        let sel = &c["history"][c["selected_epoch"].as_u64().unwrap() as usize - 1];
+        assert_eq!(r["valid"]["clips"], 3, "{r}");
+        let (loss, acc) = (r["valid"]["loss"].as_f64().unwrap(), r["valid"]["accuracy"].as_f64().unwrap());
+        assert!((loss - sel["valid_loss"].as_f64().unwrap()).abs() < 1e-4, "{}: {loss} vs {}", r["run"], sel["valid_loss"]);
+        assert!((acc - sel["valid_acc"].as_f64().unwrap()).abs() < 1e-9, "{}: {acc} vs {}", r["run"], sel["valid_acc"]);
+    }
+    assert!(ev["window_hop"].is_null());
+    // The test windows' hop is an evaluation setting: only evaluate runs again, the crop model's
+    // scores change and the descriptor model's do not.
+    std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap().replace("[evaluate]\n", "[evaluate]\nwindow_hop = 3\n")).unwrap();
+    assert_eq!(ran(&run_stages(dir.path(), &[])), ["evaluate"]);
+    let ev2 = metrics(dir.path());
+    assert_eq!(ev2["window_hop"], 3);
+    let loss_of = |ev: &serde_json::Value, model: &str| -> Vec<f64> {
+        ev["runs"].as_array().unwrap().iter().filter(|r| r["model"] == model).map(|r| r["test_loss"].as_f64().unwrap()).collect()
+    };
+    assert_eq!(loss_of(&ev, "logreg"), loss_of(&ev2, "logreg"));
+    assert_ne!(loss_of(&ev, "resnet"), loss_of(&ev2, "resnet"), "resnet scored over windows 3 frames apart");
+    let report = std::fs::read_to_string(dir.path().join("work/report/report.md")).unwrap();
+    assert!(report.contains("windows: 3 frames apart (`[evaluate] window_hop`)"), "{report}");
+    std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap().replace("window_hop = 3\n", "window_hop = 0\n")).unwrap();
+    let o = genrelab(dir.path(), &["run"]);
+    assert!(!o.status.success() && text(&o).contains("window_hop must be at least 1"), "{}", text(&o));
+
     // Prediction with both models on a stereo 44.1 kHz FLAC-less WAV and a timeline.
     let wav = dir.path().join("stereo.wav");
     std::fs::write(&wav, stereo_wav(4.0, 44_100)).unwrap();

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::StageError;
 use crate::metrics::{Scores, Summary, add_confusion, argmax, scores, summarize};
 use crate::plots::{PALETTE, Series, confusion_chart, line_chart};
-use crate::train::{Checkpoint, Inputs, labels_of, read_checkpoints, test_rows};
+use crate::train::{Checkpoint, Inputs, labels_of, read_checkpoints, test_rows, valid_rows};
 
 /// The study's single-run figures (its report, table of results at epoch 150).
 pub const STUDY: [(&str, usize, f64, f64); 3] =
@@ -38,6 +38,19 @@ pub struct RunResult {
     /// Wall time of the run's training (every epoch, its validation and test scoring included).
     #[serde(default)]
     pub train_seconds: f64,
+    /// The run scored on its validation part with the selected weights and the evaluation's
+    /// test windows (what a choice of evaluation settings may look at): clips, accuracy and mean
+    /// cross-entropy. None for runs without a validation part.
+    #[serde(default)]
+    pub valid: Option<ValidScore>,
+}
+
+/// A run's score on its validation part.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ValidScore {
+    pub clips: usize,
+    pub accuracy: f64,
+    pub loss: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -68,6 +81,12 @@ pub struct ModelSummary {
     /// Mean training wall time of a run (one seed on one fold or split).
     #[serde(default)]
     pub seconds_per_run: f64,
+    /// Over the runs with a validation part: their validation accuracy and loss (None: no run
+    /// of the model validates).
+    #[serde(default)]
+    pub valid_accuracy: Option<Summary>,
+    #[serde(default)]
+    pub valid_loss: Option<Summary>,
 }
 
 /// `[evaluate]`: what the evaluate stage computes beyond every run's scores.
@@ -80,6 +99,12 @@ pub struct EvaluateConfig {
     /// `+` (`resnet+logreg`), the name `genrelab predict --model` takes. Declared before the run:
     /// nothing here is chosen by a test score.
     pub ensembles: Vec<Vec<String>>,
+    /// Crop models: the hop (frames) between the test windows whose probabilities make a clip's,
+    /// in place of the `window_hop` each run was trained and validated with; changing it re-runs
+    /// only this stage. Unset: each run's own. Choose it by the validation columns of the report
+    /// (every run that validates is also scored on its validation part), never by a test score.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window_hop: Option<usize>,
 }
 
 /// The name of an ensemble of models.
@@ -123,6 +148,9 @@ pub struct Evaluation {
     pub train_seconds: f64,
     #[serde(default)]
     pub trained_on: Vec<String>,
+    /// `[evaluate] window_hop`, when set: the test windows' hop of every crop model.
+    #[serde(default)]
+    pub window_hop: Option<usize>,
 }
 
 pub const METRICS_JSON: &str = "metrics.json";
@@ -132,6 +160,9 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &Eva
     let checkpoints = read_checkpoints(train_dir)?;
     if checkpoints.is_empty() {
         return Err(StageError::Failed(format!("no trained runs in {}", train_dir.display())));
+    }
+    if cfg.window_hop == Some(0) {
+        return Err(StageError::Config("[evaluate] window_hop must be at least 1 frame".into()));
     }
     for members in &cfg.ensembles {
         if members.len() < 2 {
@@ -161,16 +192,27 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &Eva
         }
         let test = test_rows(features, &split, c.fold);
         let model = load_weights(dir, &c.weights, &c.spec, &device).map_err(|e| StageError::Failed(e.to_string()))?;
-        let x = inputs.gather(c, &test)?;
-        let y: Vec<usize> = test.iter().map(|&r| y_all[r]).collect();
         let (mels, frames) = inputs.shape(c);
-        let probs = predict_proba(&model, Batchable { x: &x, y: &y, mels, frames }, c.settings.recipe.window(), c.settings.eval_batch_size, &device);
+        let window = c.settings.recipe.window().map(|(crop, hop)| (crop, cfg.window_hop.unwrap_or(hop)));
         let k = labels.len();
-        let pred: Vec<usize> = probs
-            .chunks(k)
-            .map(argmax)
-            .collect();
-        let test_loss = probs.chunks(k).zip(&y).map(|(p, &t)| -(p[t].max(1e-12) as f64).ln()).sum::<f64>() / y.len().max(1) as f64;
+        // Class probabilities of `rows` (k per row), their labels, and the mean cross-entropy.
+        let score = |rows: &[usize]| -> Result<(Vec<f32>, Vec<usize>, f64), StageError> {
+            let x = inputs.gather(c, rows)?;
+            let y: Vec<usize> = rows.iter().map(|&r| y_all[r]).collect();
+            let probs = predict_proba(&model, Batchable { x: &x, y: &y, mels, frames }, window, c.settings.eval_batch_size, &device);
+            let loss = probs.chunks(k).zip(&y).map(|(p, &t)| -(p[t].max(1e-12) as f64).ln()).sum::<f64>() / y.len().max(1) as f64;
+            Ok((probs, y, loss))
+        };
+        let (probs, y, test_loss) = score(&test)?;
+        let pred: Vec<usize> = probs.chunks(k).map(argmax).collect();
+        let valid_part = valid_rows(features, &split, c.fold, c.valid_clips > 0);
+        let valid = if valid_part.is_empty() {
+            None
+        } else {
+            let (vp, vy, loss) = score(&valid_part)?;
+            let right = vp.chunks(k).zip(&vy).filter(|(p, t)| argmax(p) == **t).count();
+            Some(ValidScore { clips: vy.len(), accuracy: right as f64 / vy.len() as f64, loss })
+        };
         for ((&row, &p), probs) in test.iter().zip(&pred).zip(probs.chunks(k)) {
             predictions.push((c.run.clone(), features.track_ids[row].clone(), y_all[row], p, probs[p] as f64));
             let e = ensemble.entry((c.spec.name.clone(), c.fold, row)).or_insert_with(|| (vec![0.0; k], 0));
@@ -187,6 +229,7 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &Eva
             test_loss,
             scores: scores(&y, &pred, k),
             train_seconds: c.train_seconds(),
+            valid,
         });
     }
 
@@ -232,6 +275,8 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &Eva
                 balanced_accuracy: summarize(&rs.iter().map(|r| r.scores.balanced_accuracy).collect::<Vec<_>>()),
                 macro_f1: summarize(&rs.iter().map(|r| r.scores.macro_f1).collect::<Vec<_>>()),
                 seconds_per_run: rs.iter().map(|r| r.train_seconds).sum::<f64>() / rs.len().max(1) as f64,
+                valid_accuracy: valid_summary(&rs, |v| v.accuracy),
+                valid_loss: valid_summary(&rs, |v| v.loss),
                 study_train_acc: study.map(|s| s.2),
                 study_test_acc: study.map(|s| s.3),
                 confusion,
@@ -264,10 +309,17 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &Eva
         runs,
         ensembles,
         trained_on,
+        window_hop: cfg.window_hop,
     };
     write_tables(store_dir, &eval, &predictions)?;
     write_report(report_dir, &eval, &checkpoints)?;
     Ok(eval)
+}
+
+/// A summary over the runs that have a validation score (None when none has).
+fn valid_summary(runs: &[&RunResult], f: fn(&ValidScore) -> f64) -> Option<Summary> {
+    let v: Vec<f64> = runs.iter().filter_map(|r| r.valid.as_ref().map(f)).collect();
+    (!v.is_empty()).then(|| summarize(&v))
 }
 
 /// Per (model, fold, test row): the probabilities summed over the model's seeds, and how many.
@@ -431,8 +483,8 @@ pub fn comparison_table(e: &Evaluation) -> String {
         Some(f) => format!("{f} folds x {seeds}"),
         None => seeds,
     };
-    let _ = writeln!(s, "| model | parameters | epochs, weights | train acc (mean +- std) | test acc (mean +- std) | 95% interval | balanced acc | macro-F1 | ensemble of seeds | training per run | study (1 run): train / test |");
-    let _ = writeln!(s, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "| model | parameters | epochs, weights | train acc (mean +- std) | valid acc / loss | test acc (mean +- std) | 95% interval | balanced acc | macro-F1 | ensemble of seeds | training per run | study (1 run): train / test |");
+    let _ = writeln!(s, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for m in &e.models {
         let study = match (m.study_train_acc, m.study_test_acc) {
             (Some(a), Some(b)) => format!("{} / {}", pct(a), pct(b)),
@@ -440,13 +492,17 @@ pub fn comparison_table(e: &Evaluation) -> String {
         };
         let _ = writeln!(
             s,
-            "| {} | {} | {}, {} | {} +- {} | {} +- {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {}, {} | {} +- {} | {} | {} +- {} | {} | {} | {} | {} | {} | {} |",
             m.model,
             m.parameters,
             m.epochs,
             if m.selection.is_empty() { "last epoch" } else { &m.selection },
             pct(m.train_acc.mean),
             pct(m.train_acc.std),
+            match (&m.valid_accuracy, &m.valid_loss) {
+                (Some(a), Some(l)) => format!("{} / {:.3}", pct(a.mean), l.mean),
+                _ => "-".into(),
+            },
             pct(m.accuracy.mean),
             pct(m.accuracy.std),
             interval(&m.accuracy),
@@ -488,6 +544,9 @@ pub fn comparison_table(e: &Evaluation) -> String {
         _ => "the study's stratified hold-out by track (validation, when used, taken from the training part)",
     };
     let _ = write!(s, "\nProtocol: {} = {protocol}; {runs}, {} classes. Test parts never choose anything.", e.protocol, e.labels.len());
+    if let Some(hop) = e.window_hop {
+        let _ = write!(s, " Crop models' test and validation windows: {hop} frames apart (`[evaluate] window_hop`), not the runs' own.");
+    }
     let machine = if e.trained_on.is_empty() { "a machine the checkpoints do not record".to_string() } else { e.trained_on.join("; ") };
     let _ = write!(
         s,
@@ -564,7 +623,7 @@ fn write_report(dir: &Path, e: &Evaluation, checkpoints: &[(std::path::PathBuf, 
     let table = comparison_table(e);
     let mut md = String::new();
     let _ = writeln!(md, "# genrelab report\n\n{table}\n");
-    let _ = writeln!(md, "Test figures are measured on each run's test part with the weights its recipe keeps (after the last epoch, or of the epoch with the lowest validation loss: the column \"epochs, weights\" says which); the curves track the test part every epoch (as the study did) but no model or epoch is chosen by it. Intervals are 95% Student-t intervals of the mean over runs (for ensembles, over test parts).\n");
+    let _ = writeln!(md, "Test figures are measured on each run's test part with the weights its recipe keeps (after the last epoch, or of the epoch with the lowest validation loss: the column \"epochs, weights\" says which); the curves track the test part every epoch (as the study did) but no model or epoch is chosen by it. Intervals are 95% Student-t intervals of the mean over runs (for ensembles, over test parts). \"valid acc / loss\": the same weights and test windows on each run's validation part (mean accuracy and cross-entropy over the runs that have one), what a choice of evaluation settings such as `[evaluate] window_hop` may look at.\n");
     let _ = writeln!(md, "## Per genre (recall, mean over runs)\n");
     let _ = writeln!(md, "| genre | {} |", e.models.iter().map(|m| m.model.as_str()).collect::<Vec<_>>().join(" | "));
     let _ = writeln!(md, "|---|{}", "---:|".repeat(e.models.len()));
@@ -683,6 +742,7 @@ mod tests {
             test_loss: 0.0,
             scores: scores(&[], &[], 2),
             train_seconds: seconds,
+            valid: None,
         };
         let runs = [run("a", 10.0), run("a", 30.0), run("b", 5.0), run("c", 100.0)];
         let y = [0, 1];
@@ -715,6 +775,8 @@ mod tests {
             epochs: 1,
             selection: String::new(),
             seconds_per_run: 200.0,
+            valid_accuracy: seeds.map(|_| summarize(&[0.7, 0.8])),
+            valid_loss: seeds.map(|_| summarize(&[0.5, 0.7])),
             seeds_averaged: seeds.map(|s| EnsembleSummary {
                 name: name.into(),
                 members: vec![name.into()],
@@ -749,6 +811,7 @@ mod tests {
             ensembles: vec![pair],
             train_seconds: 4.0 * 3600.0,
             trained_on: vec!["CPU (burn flex), 2 threads".into()],
+            window_hop: Some(32),
         };
         let (name, acc) = e.best().unwrap();
         assert_eq!(name, "a");
@@ -760,6 +823,11 @@ mod tests {
         assert!(row.ends_with("| 85.0% | 75.0% | 6.7 min |"), "{row}");
         let row = table.lines().find(|l| l.starts_with("| a | 1 |")).expect(&table);
         assert!(row.ends_with("| 85.0% +- 7.1% | 3.3 min | - |"), "{row}");
+        // Validation columns: a's runs validate (mean accuracy 75 %, loss 0.6), b's do not.
+        assert!(row.contains("| 75.0% / 0.600 | 77.0% +- "), "{row}");
+        let row = table.lines().find(|l| l.starts_with("| b | 1 |")).expect(&table);
+        assert!(row.contains("| - | 75.0% +- "), "{row}");
+        assert!(table.contains("test and validation windows: 32 frames apart (`[evaluate] window_hop`)"), "{table}");
         assert!(table.contains("| a+b | a, b |") && table.lines().any(|l| l.starts_with("| a+b |") && l.ends_with("| 0.5 s |")), "{table}");
         assert!(table.ends_with("Cost: 4.0 h of training wall time for the 0 runs (epochs with their validation and test scoring), on CPU (burn flex), 2 threads."), "{table}");
         assert!(table.find("| a | a, 2 seeds averaged |") < table.find("| a+b | a, b |"), "{table}");
