@@ -29,7 +29,7 @@ machine="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) 
   echo
 } > "$out"
 # One table row from the evaluation's metrics.json: the resnet's validation loss first.
-summary='
+summary="$(cat <<'PY'
 import json, sys
 e = json.load(open(sys.argv[1]))
 m = next(m for m in e["models"] if m["model"] == "resnet")
@@ -37,7 +37,8 @@ pm = lambda s: f"{100 * s['mean']:.1f}% +- {100 * s['std']:.1f}%"
 pair = [x for x in e["ensembles"] if x["name"] == "resnet+logreg"]
 print(" | ".join([f"{m['valid_loss']['mean']:.4f}", f"{100 * m['valid_accuracy']['mean']:.1f}%", pm(m["accuracy"]),
                   pm(m["seeds_averaged"]["accuracy"]), pm(pair[0]["accuracy"]) if pair else "-"]))
-'
+PY
+)"
 best=""; best_loss=""
 for hop in 128 64 32; do
   sed "s/^\[evaluate\]$/[evaluate]\nwindow_hop = ${hop}/" "$base" > "$tmp"
