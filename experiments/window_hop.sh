@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Test-time window hop of the 4-crop full-band resnet (experiments/mini_accuracy_long.toml), chosen
 # on validation folds only. A clip's prediction is the mean over windows of 128 frames (3 s); the
-# runs were trained and validated with windows 128 frames apart (10 per clip). `[evaluate]
-# window_hop` changes only the evaluate stage: no run retrains.
+# runs were trained and validated with windows 128 frames apart (11 per 30 s clip, the last one
+# aligned to its end). `[evaluate] window_hop` changes only the evaluate stage: no run retrains.
 #
 # Decision rule, written before the run (2026-11-25): evaluate the same 30 resnet runs with hops
 # 128 (the runs' own), 64 and 32; the hop with the lowest mean validation cross-entropy of the
