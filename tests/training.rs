@@ -211,9 +211,22 @@ fn crop_and_descriptor_models_train_under_kfold_with_validation_selection() {
     assert_ne!(loss_of(&ev, "resnet"), loss_of(&ev2, "resnet"), "resnet scored over windows 3 frames apart");
     let report = std::fs::read_to_string(dir.path().join("work/report/report.md")).unwrap();
     assert!(report.contains("windows: 3 frames apart (`[evaluate] window_hop`)"), "{report}");
+    // predict averages the crops as the last evaluation did.
+    let hop_wav = dir.path().join("hop.wav");
+    std::fs::write(&hop_wav, stereo_wav(2.0, 22_050)).unwrap();
+    let resnet_top = || -> serde_json::Value {
+        let o = genrelab(dir.path(), &["predict", "--json", "--top", "3", "--model", "resnet", hop_wav.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", text(&o));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["predictions"][0]["top"].clone()
+    };
+    let with_hop_3 = resnet_top();
     std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap().replace("window_hop = 3\n", "window_hop = 0\n")).unwrap();
     let o = genrelab(dir.path(), &["run"]);
     assert!(!o.status.success() && text(&o).contains("window_hop must be at least 1"), "{}", text(&o));
+    std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap().replace("window_hop = 0\n", "")).unwrap();
+    assert_eq!(ran(&run_stages(dir.path(), &[])), ["evaluate"]);
+    assert_eq!(loss_of(&metrics(dir.path()), "resnet"), loss_of(&ev, "resnet"), "the runs' own windows again");
+    assert_ne!(resnet_top(), with_hop_3);
 
     // Prediction with both models on a stereo 44.1 kHz FLAC-less WAV and a timeline.
     let wav = dir.path().join("stereo.wav");

@@ -193,7 +193,7 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &Eva
         let test = test_rows(features, &split, c.fold);
         let model = load_weights(dir, &c.weights, &c.spec, &device).map_err(|e| StageError::Failed(e.to_string()))?;
         let (mels, frames) = inputs.shape(c);
-        let window = c.settings.recipe.window().map(|(crop, hop)| (crop, cfg.window_hop.unwrap_or(hop)));
+        let window = c.test_window(cfg.window_hop);
         let k = labels.len();
         // Class probabilities of `rows` (k per row), their labels, and the mean cross-entropy.
         let score = |rows: &[usize]| -> Result<(Vec<f32>, Vec<usize>, f64), StageError> {

@@ -6,7 +6,7 @@
 //! clip length (1,291 frames = 29.98 s by default), `hop` apart (default: one window length);
 //! the last, shorter window counts when it is at least half as long (or is the only one) and is
 //! padded as training clips were. Crop models average their crops inside each window, as in
-//! evaluation. Class probabilities are averaged over the runs (seeds, folds) of the chosen
+//! evaluation (windows the runs' own hop apart, or the last evaluation's `[evaluate] window_hop`). Class probabilities are averaged over the runs (seeds, folds) of the chosen
 //! model, an ensemble, so no run is picked by its test score; the file's are the mean over its
 //! windows, and `--timeline` shows each window's.
 
@@ -90,6 +90,9 @@ pub struct Predictor {
     runs: Vec<(genrelab_models::Model, Checkpoint, f64)>,
     lm: LogMel,
     device: burn::prelude::Device,
+    /// Crop models: the hop between the windows inside each 30 s window, when the evaluation
+    /// set one (`[evaluate] window_hop`); None: each run's own.
+    window_hop: Option<usize>,
 }
 
 impl Predictor {
@@ -116,7 +119,14 @@ impl Predictor {
             return Err(StageError::Source(format!("run {} has other labels or features than run {}; train them again", c.run, first.run)));
         }
         let lm = LogMel::new(&first.feature_config).map_err(StageError::Config)?;
-        Ok(Predictor { model: model.to_string(), runs, lm, device })
+        Ok(Predictor { model: model.to_string(), runs, lm, device, window_hop: None })
+    }
+
+    /// Average crop models over windows `hop` frames apart (None: each run's own), as
+    /// `[evaluate] window_hop` makes evaluate do.
+    pub fn with_window_hop(mut self, hop: Option<usize>) -> Predictor {
+        self.window_hop = hop;
+        self
     }
 
     pub fn labels(&self) -> &[String] {
@@ -164,7 +174,7 @@ impl Predictor {
                 }
             };
             let y = vec![0usize; wins.len()];
-            let p = predict_proba(model, Batchable { x: &x, y: &y, mels, frames }, c.settings.recipe.window(), 16, &self.device);
+            let p = predict_proba(model, Batchable { x: &x, y: &y, mels, frames }, c.test_window(self.window_hop), 16, &self.device);
             for (t, row) in total.iter_mut().zip(p.chunks(k)) {
                 for (t, v) in t.iter_mut().zip(row) {
                     *t += *v as f64 * weight;
@@ -268,7 +278,9 @@ pub struct PredictOptions {
 /// Predict every file; the checkpoints are loaded once.
 pub fn predict_files(report_dir: &Path, train_dir: &Path, files: &[PathBuf], model: Option<&str>, opts: &PredictOptions) -> Result<(String, Vec<Prediction>), StageError> {
     let name = choose_model(report_dir, model)?;
-    let p = Predictor::load(train_dir, &name)?;
+    // Crop windows as the evaluation scored them.
+    let hop = read_evaluation(report_dir).ok().and_then(|e| e.window_hop);
+    let p = Predictor::load(train_dir, &name)?.with_window_hop(hop);
     Ok((name, files.iter().map(|f| p.predict_file(f, opts)).collect()))
 }
 

@@ -236,6 +236,13 @@ impl Checkpoint {
         self.history.iter().map(|h| h.seconds).sum()
     }
 
+    /// Crop models: the windows (frames, hop) a clip's prediction averages over, with `hop` in
+    /// place of the run's own when given (`[evaluate] window_hop`); None for other models. What
+    /// evaluate and predict both use.
+    pub fn test_window(&self, hop: Option<usize>) -> Option<(usize, usize)> {
+        self.settings.recipe.window().map(|(crop, own)| (crop, hop.unwrap_or(own)))
+    }
+
     /// The history record of the selected epoch (the last one when none was recorded).
     pub fn selected(&self) -> Option<&EpochRecord> {
         match self.selected_epoch {
