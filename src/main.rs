@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use genrelab_pipeline::config::with_overrides;
 use genrelab_pipeline::{Config, graph};
 use genrelab_store::query::{self, Format};
 
@@ -15,6 +16,11 @@ struct Cli {
     /// The configuration file (TOML). Relative paths inside it are relative to its folder.
     #[arg(short, long, global = true, default_value = "genrelab.toml", env = "GENRELAB_CONFIG")]
     config: PathBuf,
+    /// Override a config key for this command (repeatable): KEY is dotted
+    /// (`evaluate.window_hop=64`, `train.model.resnet.seeds=2`), VALUE a TOML value or a string.
+    /// Stages whose parameters change run again, as after editing the file.
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    sets: Vec<String>,
     /// Less output (warnings and errors only).
     #[arg(short, long, global = true)]
     quiet: bool,
@@ -106,21 +112,21 @@ fn main() {
     }
 }
 
-fn load_config(path: &Path) -> Result<Config> {
+fn load_config(path: &Path, sets: &[String]) -> Result<Config> {
     if !path.exists() {
         bail!(
             "no configuration file {} (use --config FILE; `configs/demo.toml` runs the synthetic demo)",
             path.display()
         );
     }
-    Ok(Config::load(path)?)
+    Ok(Config::load_with(path, sets)?)
 }
 
 fn run(cli: Cli) -> Result<()> {
     let engine = graph::engine();
     match cli.command {
         Command::Run { stages, force, json } => {
-            let cfg = load_config(&cli.config)?;
+            let cfg = load_config(&cli.config, &cli.sets)?;
             let outcomes = engine.run(&cfg, &stages, &force, std::io::stderr().is_terminal())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&outcomes)?);
@@ -134,7 +140,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Status { json } => {
-            let cfg = load_config(&cli.config)?;
+            let cfg = load_config(&cli.config, &cli.sets)?;
             let status = engine.status(&cfg, &[])?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
@@ -148,7 +154,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Query { sql, json, csv, rows } => {
-            let cfg = load_config(&cli.config)?;
+            let cfg = load_config(&cli.config, &cli.sets)?;
             let store = genrelab_pipeline::Paths::new(&cfg.workdir).store_dir();
             let mut df = query::sql(&store, &sql).with_context(|| format!("in store {}", store.display()))?;
             let format = if json { Format::Json } else if csv { Format::Csv } else { Format::Table };
@@ -166,7 +172,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Predict { files, model, top, hop, timeline, json } => {
-            let cfg = load_config(&cli.config)?;
+            let cfg = load_config(&cli.config, &cli.sets)?;
             let paths = genrelab_pipeline::Paths::new(&cfg.workdir);
             if files.is_empty() {
                 bail!("name at least one audio file");
@@ -207,7 +213,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Tune { json } => {
-            let cfg = load_config(&cli.config)?;
+            let cfg = load_config(&cli.config, &cli.sets)?;
             let paths = genrelab_pipeline::Paths::new(&cfg.workdir);
             engine.run(&cfg, &["descriptors".to_string(), "split".to_string()], &[], std::io::stderr().is_terminal())?;
             let trials = genrelab_stages::tune::tune(&paths.store_dir(), &cfg.workdir.join("tune"), &cfg.train, &cfg.tune)?;
@@ -236,7 +242,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Results { json } => {
-            let cfg = load_config(&cli.config)?;
+            let cfg = load_config(&cli.config, &cli.sets)?;
             let report = genrelab_pipeline::Paths::new(&cfg.workdir).report_dir();
             let e = genrelab_stages::evaluate::read_evaluation(&report)?;
             if json {
@@ -252,7 +258,10 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Config => {
-            let cfg = if cli.config.exists() { Config::load(&cli.config)? } else { Config::default() };
+            let cfg = match cli.config.exists() {
+                true => Config::load_with(&cli.config, &cli.sets)?,
+                false => Config::parse(&with_overrides("", &cli.sets, &cli.config)?, Path::new("."), &cli.config)?,
+            };
             print!("{}", cfg.to_toml());
         }
         Command::Stages => {

@@ -220,10 +220,12 @@ fn crop_and_descriptor_models_train_under_kfold_with_validation_selection() {
         serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["predictions"][0]["top"].clone()
     };
     let with_hop_3 = resnet_top();
-    std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap().replace("window_hop = 3\n", "window_hop = 0\n")).unwrap();
-    let o = genrelab(dir.path(), &["run"]);
+    // `--set` overrides the file for one command: the stages see the effective value.
+    let o = genrelab(dir.path(), &["--set", "evaluate.window_hop=5", "status", "--json"]);
+    assert!(o.status.success() && text(&o).contains("evaluate.window_hop: 3 -> 5"), "{}", text(&o));
+    let o = genrelab(dir.path(), &["--set", "evaluate.window_hop=0", "run"]);
     assert!(!o.status.success() && text(&o).contains("window_hop must be at least 1"), "{}", text(&o));
-    std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap().replace("window_hop = 0\n", "")).unwrap();
+    std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap().replace("window_hop = 3\n", "")).unwrap();
     assert_eq!(ran(&run_stages(dir.path(), &[])), ["evaluate"]);
     assert_eq!(loss_of(&metrics(dir.path()), "resnet"), loss_of(&ev, "resnet"), "the runs' own windows again");
     assert_ne!(resnet_top(), with_hop_3);

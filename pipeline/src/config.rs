@@ -51,16 +51,27 @@ impl Default for Config {
 impl Config {
     /// Read a config file; relative paths in it are taken relative to the file's folder.
     pub fn load(path: &Path) -> Result<Config, PipelineError> {
+        Self::load_with(path, &[])
+    }
+
+    /// Read a config file with `KEY=VALUE` overrides applied (`--set`, see [`with_overrides`]).
+    pub fn load_with(path: &Path, sets: &[String]) -> Result<Config, PipelineError> {
         let text = std::fs::read_to_string(path).map_err(|e| PipelineError::Config {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        Self::parse(&text, path.parent().unwrap_or(Path::new(".")), path)
+        Self::parse(&with_overrides(&text, sets, path)?, path.parent().unwrap_or(Path::new(".")), path)
     }
 
     pub fn parse(text: &str, base: &Path, name: &Path) -> Result<Config, PipelineError> {
-        let mut cfg: Config = toml::from_str(text)
-            .map_err(|e| PipelineError::Config { path: name.to_path_buf(), message: e.to_string() })?;
+        let mut cfg: Config = toml::from_str(text).map_err(|e| PipelineError::Config {
+            path: name.to_path_buf(),
+            message: match text.starts_with(OVERRIDDEN) {
+                // The snippet shows the overridden text, which names the key.
+                true => format!("{} (with the --set overrides applied)", e.to_string().trim_end()),
+                false => e.to_string(),
+            },
+        })?;
         let base = if base.as_os_str().is_empty() { Path::new(".") } else { base };
         let resolve = |p: &mut PathBuf| {
             if p.is_relative() {
@@ -84,6 +95,42 @@ impl Config {
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("config serialises")
     }
+}
+
+/// The first line of a config text that `--set` overrides were applied to.
+const OVERRIDDEN: &str = "# with --set overrides\n";
+
+/// A config text with `KEY=VALUE` overrides applied, in order: KEY is a dotted path into the
+/// tables (`evaluate.window_hop`, `train.model.resnet.seeds`), VALUE a TOML value (`64`,
+/// `[\"resnet\", \"logreg\"]`, `true`) or else taken as a string (`download.source=folder`).
+/// Paths in values are relative to the config file's folder, as in the file. The text is
+/// returned unchanged when there are none.
+pub fn with_overrides(text: &str, sets: &[String], name: &Path) -> Result<String, PipelineError> {
+    if sets.is_empty() {
+        return Ok(text.to_string());
+    }
+    let err = |message: String| PipelineError::Config { path: name.to_path_buf(), message };
+    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| err(e.to_string()))?;
+    for set in sets {
+        let (key, value) = set
+            .split_once('=')
+            .ok_or_else(|| err(format!("--set {set}: expected KEY=VALUE, e.g. --set evaluate.window_hop=64")))?;
+        let keys: Vec<&str> = key.trim().split('.').map(str::trim).collect();
+        if keys.iter().any(|k| k.is_empty()) {
+            return Err(err(format!("--set {set}: `{key}` is not a dotted key such as train.epochs")));
+        }
+        let raw = value.trim();
+        let value = format!("v = {raw}").parse::<toml::Table>().ok().and_then(|mut t| t.remove("v"));
+        let value = value.unwrap_or_else(|| toml::Value::String(raw.to_string()));
+        let (last, parents) = keys.split_last().expect("one key at least");
+        let mut t = &mut table;
+        for (i, k) in parents.iter().enumerate() {
+            let entry = t.entry(k.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            t = entry.as_table_mut().ok_or_else(|| err(format!("--set {set}: `{}` is a value, not a table", keys[..=i].join("."))))?;
+        }
+        t.insert(last.to_string(), value);
+    }
+    Ok(format!("{OVERRIDDEN}{}", toml::to_string(&table).map_err(|e| err(e.to_string()))?))
 }
 
 /// `a/b/../c` -> `a/c`, lexically (the path need not exist yet).
@@ -165,6 +212,55 @@ mod tests {
         assert!(err.contains("my.toml") && err.contains("n_mel"), "{err}");
         let err = Config::parse("[features]\nn_fft = 7\n", Path::new("."), Path::new("my.toml")).unwrap_err().to_string();
         assert!(err.contains("n_fft"), "{err}");
+    }
+
+    #[test]
+    fn set_overrides_keys_at_any_depth_with_typed_values() {
+        let file = "workdir = \"w\"\n[train]\nepochs = 30\n[train.model.resnet]\nseeds = 3\n";
+        let sets: Vec<String> = [
+            "evaluate.window_hop=64",
+            "train.epochs = 5",
+            "train.model.resnet.seeds=2",
+            "train.model.logreg.learning_rate=0.01",
+            "train.models=[\"resnet\", \"logreg\"]",
+            "download.source=folder",
+            "download.path=data/x",
+        ]
+        .map(String::from)
+        .to_vec();
+        let cfg = Config::parse(&with_overrides(file, &sets, Path::new("x.toml")).unwrap(), Path::new("/c"), Path::new("x.toml")).unwrap();
+        assert_eq!(cfg.evaluate.window_hop, Some(64));
+        assert_eq!(cfg.train.epochs, 5);
+        assert_eq!(cfg.train.models, ["resnet", "logreg"]);
+        assert_eq!(cfg.train.for_model("resnet").unwrap().seeds, 2);
+        assert_eq!(cfg.train.for_model("logreg").unwrap().learning_rate, 0.01);
+        assert_eq!(cfg.train.for_model("logreg").unwrap().epochs, 5);
+        assert_eq!(cfg.download.source, genrelab_stages::download::SourceKind::Folder);
+        assert_eq!(cfg.download.path, Some(PathBuf::from("/c/data/x")), "relative to the config's folder");
+        assert_eq!(cfg.workdir, PathBuf::from("/c/w"), "the file's other keys stay");
+        // A later --set wins; none at all leaves the text as it is.
+        let twice = ["train.epochs=5".to_string(), "train.epochs=7".to_string()];
+        assert!(with_overrides(file, &twice, Path::new("x.toml")).unwrap().contains("epochs = 7"));
+        assert_eq!(with_overrides(file, &[], Path::new("x.toml")).unwrap(), file);
+    }
+
+    #[test]
+    fn bad_overrides_are_errors_naming_the_set() {
+        let fail = |set: &str| {
+            let text = with_overrides("[train]\nepochs = 30\n", &[set.to_string()], Path::new("my.toml"))
+                .and_then(|t| Config::parse(&t, Path::new("."), Path::new("my.toml")));
+            text.unwrap_err().to_string()
+        };
+        let e = fail("train.epochs");
+        assert!(e.contains("my.toml") && e.contains("expected KEY=VALUE"), "{e}");
+        let e = fail("train..epochs=3");
+        assert!(e.contains("not a dotted key"), "{e}");
+        let e = fail("train.epochs.x=3");
+        assert!(e.contains("`train.epochs` is a value, not a table"), "{e}");
+        let e = fail("evaluate.window_hopp=64");
+        assert!(e.contains("window_hopp") && e.contains("--set"), "{e}");
+        let e = fail("train.epochs=many");
+        assert!(e.contains("epochs") && e.contains("--set"), "{e}");
     }
 
     #[test]
