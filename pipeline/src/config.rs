@@ -178,6 +178,11 @@ impl Paths {
     pub fn stamp(&self, stage: &str) -> PathBuf {
         self.state_dir().join("stamps").join(format!("{stage}.json"))
     }
+    /// Left by a stage's run until its stamp is written: when it started, and its error if it
+    /// failed (what `status` says of a stage without a stamp).
+    pub fn unfinished(&self, stage: &str) -> PathBuf {
+        self.state_dir().join("stamps").join(format!("{stage}.unfinished.json"))
+    }
     pub fn events(&self) -> PathBuf {
         self.state_dir().join("events.jsonl")
     }

@@ -253,7 +253,7 @@ impl Engine {
             .map(|d| format!("upstream `{d}` is stale"))
             .collect();
         let Some(stamp) = Stamp::load(&paths.stamp(stage.name())) else {
-            why.push("never run".into());
+            why.push(unfinished_reason(paths, stage.name()));
             return Ok(why);
         };
         let inputs = match self.inputs(stage, cfg, paths, hashes)? {
@@ -387,8 +387,14 @@ impl Engine {
             }
         }
         let _ = std::fs::remove_file(paths.stamp(stage.name()));
+        let unfinished = paths.unfinished(stage.name());
+        let mark = |error: Option<&str>| {
+            let json = serde_json::json!({ "started_at": now(), "error": error });
+            let _ = genrelab_store::atomic::write_atomic(&unfinished, json.to_string().as_bytes());
+        };
+        mark(None);
         let start = Instant::now();
-        let summary = stage.run(&mut Ctx { cfg, paths, hashes, forced, progress })?;
+        let summary = stage.run(&mut Ctx { cfg, paths, hashes, forced, progress }).inspect_err(|e| mark(Some(&e.to_string())))?;
         let seconds = start.elapsed().as_secs_f64();
 
         if std::env::var("GENRELAB_FAULT").is_ok_and(|f| f == format!("abort-before-stamp:{}", stage.name())) {
@@ -421,9 +427,24 @@ impl Engine {
         };
         let json = serde_json::to_vec_pretty(&stamp).expect("json");
         genrelab_store::atomic::write_atomic(paths.stamp(stage.name()), &json).map_err(|e| PipelineError::Failed(e.to_string()))?;
+        let _ = std::fs::remove_file(&unfinished);
         hashes.save();
         tracing::info!(seconds = format!("{seconds:.2}"), "done");
         Ok(StageOutcome { stage: stage.name().into(), action: "ran".into(), reasons: reasons.to_vec(), seconds, summary })
+    }
+}
+
+/// Why a stage without a stamp is stale: never run, or its last run failed (with the error) or
+/// did not finish (killed, or still running), from the marker a run leaves until its stamp.
+fn unfinished_reason(paths: &Paths, stage: &str) -> String {
+    let marker: Option<Value> = std::fs::read(paths.unfinished(stage)).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let Some(m) = marker else {
+        return "never run".into();
+    };
+    let started = m["started_at"].as_str().unwrap_or("?");
+    match m["error"].as_str() {
+        Some(e) => format!("last run failed (started {started}): {e}"),
+        None => format!("last run did not finish (started {started}; killed, or still running)"),
     }
 }
 
