@@ -98,7 +98,9 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(if cli.quiet { "warn" } else { "info" }));
+        // symphonia logs its probing of every format it tries (errors included) before
+        // predict reports what failed in one line; RUST_LOG shows them again.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(if cli.quiet { "warn,symphonia_core=off" } else { "info,symphonia_core=off" }));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -84,7 +84,17 @@ fn train_and_evaluate_stages_write_metrics_report_and_rerun_alone_on_a_training_
     let bad = dir.path().join("bad.wav");
     std::fs::write(&bad, b"definitely not a wav").unwrap();
     let narrow = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/formats/mono16k.flac");
-    let o = genrelab(dir.path(), &["predict", "--json", long.to_str().unwrap(), bad.to_str().unwrap(), narrow]);
+    // Half a training clip (0.45 s here) of sound, 0.4 s of sound, and a clip of digital silence.
+    let (half, short, silent) = (dir.path().join("half.wav"), dir.path().join("short.wav"), dir.path().join("silent.wav"));
+    std::fs::write(&half, clip_wav(1, 5, 0.46, 22050)).unwrap();
+    std::fs::write(&short, clip_wav(1, 5, 0.4, 22050)).unwrap();
+    std::fs::write(&silent, silence_wav(1.0, 22050, 0)).unwrap();
+    let quiet = dir.path().join("quiet.wav");
+    std::fs::write(&quiet, silence_wav(1.0, 22050, 1)).unwrap();
+    let files = [&long, &bad, std::path::Path::new(narrow), &half, &short, &silent, &quiet].map(|p| p.to_str().unwrap().to_string());
+    let mut args = vec!["predict", "--json"];
+    args.extend(files.iter().map(String::as_str));
+    let o = genrelab(dir.path(), &args);
     assert_eq!(o.status.code(), Some(2), "a failed file makes the exit code 2: {}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let preds = v["predictions"].as_array().unwrap();
@@ -99,6 +109,23 @@ fn train_and_evaluate_stages_write_metrics_report_and_rerun_alone_on_a_training_
     // These models read the whole band (to 11,025 Hz): a 16 kHz file is predicted, with a warning.
     assert!(preds[0].get("warning").is_none(), "{}", preds[0]);
     assert!(preds[2]["warning"].as_str().unwrap().contains("recorded at 16000 Hz: nothing above 8000 Hz"), "{}", preds[2]);
+    // Short and silent files are predicted, and say why the prediction means little.
+    assert!(preds[3].get("warning").is_none(), "at least half a clip: {}", preds[3]);
+    assert!(preds[4]["warning"].as_str().unwrap().contains("only 0.4 s of audio, padded to the models' 0.9 s clip"), "{}", preds[4]);
+    assert_eq!(preds[5]["warning"], "silent (digital silence): the prediction means nothing", "{}", preds[5]);
+    // One 16-bit step: 20 log10(1 / 32768) = -90.3 dBFS.
+    assert_eq!(preds[6]["warning"], "silent (peak -90 dBFS): the prediction means nothing", "{}", preds[6]);
+    assert!(preds[3..].iter().all(|p| p["top"].as_array().unwrap().len() == 3 && p["error"].is_null()));
+}
+
+/// A WAV of digital silence, or of a square wave of `level` (16-bit steps).
+fn silence_wav(seconds: f32, rate: u32, level: i16) -> Vec<u8> {
+    let spec = hound::WavSpec { channels: 1, sample_rate: rate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let mut c = std::io::Cursor::new(Vec::new());
+    let mut w = hound::WavWriter::new(&mut c, spec).unwrap();
+    (0..(seconds * rate as f32) as usize).for_each(|i| w.write_sample(if i % 2 == 0 { level } else { -level }).unwrap());
+    w.finalize().unwrap();
+    c.into_inner()
 }
 
 /// 32 Slaney bands over 0 - 11,025 Hz: the lowest this many end at or below 3 kHz (librosa).

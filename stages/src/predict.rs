@@ -44,8 +44,10 @@ pub struct Prediction {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub timeline: Vec<WindowPrediction>,
     pub error: Option<String>,
-    /// Set when the file's band is narrower than what the models read (its sample rate's
-    /// Nyquist frequency below their highest frequency): the prediction is less reliable.
+    /// Why the prediction is less reliable, when it is (several joined with "; "): the file's
+    /// band is narrower than what the models read (its Nyquist frequency below their highest
+    /// frequency), it is shorter than half a training clip (padded as short clips were), or it
+    /// is silent (peak below -80 dBFS: the features of silence are noise).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
 }
@@ -204,6 +206,24 @@ impl Predictor {
         })
     }
 
+    /// Every warning for a decoded file: its band, its length, silence.
+    fn warnings(&self, samples: &[f32], rate: u32) -> Option<String> {
+        let sr = self.sample_rate() as f64;
+        let clip = self.lm.config().window_samples();
+        let mut w: Vec<String> = self.band_warning(rate).into_iter().collect();
+        if samples.len() * 2 < clip {
+            let secs = samples.len() as f64 / sr;
+            let length = if secs < 0.1 { format!("{:.0} ms", secs * 1000.0) } else { format!("{secs:.1} s") };
+            w.push(format!("only {length} of audio, padded to the models' {:.1} s clip: too short to tell much", clip as f64 / sr));
+        }
+        let peak = samples.iter().fold(0f32, |m, x| m.max(x.abs()));
+        if peak < SILENT_PEAK {
+            let level = if peak > 0.0 { format!("peak {:.0} dBFS", 20.0 * peak.log10()) } else { "digital silence".into() };
+            w.push(format!("silent ({level}): the prediction means nothing"));
+        }
+        (!w.is_empty()).then(|| w.join("; "))
+    }
+
     fn ranked(&self, p: &[f64], top: usize) -> Vec<(String, f64)> {
         let mut ranked: Vec<(String, f64)> = self.labels().iter().cloned().zip(p.iter().copied()).collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -260,10 +280,14 @@ impl Predictor {
             top: self.ranked(&mean, opts.top),
             timeline,
             error: None,
-            warning: self.band_warning(decoded.source_rate),
+            warning: self.warnings(&decoded.samples, decoded.source_rate),
         }
     }
 }
+
+/// A file whose peak stays below -80 dBFS is silent: the features (dB relative to the clip's
+/// maximum, floored 80 dB below it) would turn its noise floor into a full-scale spectrogram.
+const SILENT_PEAK: f32 = 1e-4;
 
 /// How to predict.
 #[derive(Debug, Clone)]
