@@ -1,8 +1,10 @@
 # genrelab: `make demo` (synthetic set), `make test`, `make all` (real GTZAN from the hub).
 # CONFIG picks the configuration: make all CONFIG=configs/mini.toml
+# SET overrides keys of it for one run: make evaluate CONFIG=configs/mini.toml SET="evaluate.window_hop=64"
 CONFIG ?= genrelab.toml
+SET ?=
 CARGO ?= cargo
-GENRELAB = $(CARGO) run --quiet --bin genrelab -- --config $(CONFIG)
+GENRELAB = $(CARGO) run --quiet --bin genrelab -- --config $(CONFIG) $(foreach s,$(SET),--set '$(s)')
 
 .PHONY: all download features descriptors split train evaluate status results tune demo mini test lint bench parity build clean-work
 
