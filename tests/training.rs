@@ -359,4 +359,30 @@ fn tune_runs_two_trials_on_validation_and_resumes() {
         assert_eq!(a["valid_loss"], b["valid_loss"]);
         assert!(a["seconds"].as_f64().unwrap() < 1.0, "reused, not retrained: {a}");
     }
+
+    // `[tune] folds`: scored on the first 2 folds only, from the runs already trained...
+    let selected_loss = |trial: &str, fold: usize| -> f64 {
+        let p = dir.path().join(format!("work/tune/{trial}/logreg/fold{fold}-seed0/checkpoint.json"));
+        let c: serde_json::Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
+        c["history"][c["selected_epoch"].as_u64().unwrap() as usize - 1]["valid_loss"].as_f64().unwrap()
+    };
+    let o = genrelab(dir.path(), &["--set", "tune.folds=2", "tune", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let two: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for t in two.as_array().unwrap() {
+        let id = t["trial"].as_str().unwrap();
+        assert_eq!(t["runs"], 2, "{t}");
+        let mean = (selected_loss(id, 0) + selected_loss(id, 1)) / 2.0;
+        assert!((t["valid_loss"].as_f64().unwrap() - mean).abs() < 1e-12, "{t}: {mean}");
+        assert!(dir.path().join(format!("work/tune/{id}/logreg/fold3-seed0")).exists(), "other folds' runs are kept");
+    }
+    // ... and a new trial trains those folds alone.
+    let o = genrelab(dir.path(), &["--set", "tune.folds=2", "--set", "tune.space.learning_rate=[0.03]", "tune", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let new: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let id = new[0]["trial"].as_str().unwrap();
+    let runs: Vec<bool> = (0..4).map(|f| dir.path().join(format!("work/tune/{id}/logreg/fold{f}-seed0")).exists()).collect();
+    assert_eq!(runs, [true, true, false, false]);
+    let o = genrelab(dir.path(), &["--set", "tune.folds=5", "tune"]);
+    assert!(!o.status.success() && text(&o).contains("[tune] folds = 5: needs a k-fold split with at least that many folds (this split: kfold with 4 folds)"), "{}", text(&o));
 }

@@ -274,7 +274,7 @@ pub struct RunPlan {
 }
 
 /// Folds of a k-fold split, sorted.
-fn folds_of(split: &[SplitRow]) -> Vec<i32> {
+pub fn folds_of(split: &[SplitRow]) -> Vec<i32> {
     let mut folds: Vec<i32> = split.iter().filter_map(|r| r.fold).collect();
     folds.sort();
     folds.dedup();
@@ -520,7 +520,7 @@ pub fn train(store_dir: &Path, train_dir: &Path, cfg: &TrainConfig, fresh: bool)
 pub fn train_into(store_dir: &Path, train_dir: &Path, cfg: &TrainConfig, fresh: bool, history: Option<&Path>) -> Result<serde_json::Value, StageError> {
     let kinds = input_kinds(cfg)?;
     let inputs = Inputs::read(store_dir, &kinds)?;
-    train_with(&inputs, store_dir, train_dir, cfg, fresh, history)
+    train_with(&inputs, store_dir, train_dir, cfg, fresh, history, None)
 }
 
 /// Check the config's models and recipes; the input kinds its models read.
@@ -540,7 +540,8 @@ pub fn input_kinds(cfg: &TrainConfig) -> Result<Vec<Input>, StageError> {
 }
 
 /// [`train_into`] with the store's inputs already read (`genrelab tune` reads them once for
-/// all its trials); they must hold every input kind the config's models read.
+/// all its trials); they must hold every input kind the config's models read. `folds`: train
+/// only the runs of these folds (k-fold splits; the folder's runs of other folds are kept).
 pub fn train_with(
     inputs: &Inputs,
     store_dir: &Path,
@@ -548,6 +549,7 @@ pub fn train_with(
     cfg: &TrainConfig,
     fresh: bool,
     history: Option<&Path>,
+    folds: Option<&[i32]>,
 ) -> Result<serde_json::Value, StageError> {
     input_kinds(cfg)?;
     if fresh && train_dir.exists() {
@@ -565,6 +567,7 @@ pub fn train_with(
     // Runs of models that are no longer configured are removed, so the folder holds this config's runs only.
     let wanted: std::collections::HashSet<&str> = plans.iter().map(|p| p.id.as_str()).collect();
     remove_unplanned(train_dir, &wanted);
+    let plans: Vec<&RunPlan> = plans.iter().filter(|p| folds.is_none_or(|f| p.fold.is_some_and(|x| f.contains(&x)))).collect();
 
     let total_epochs: usize = plans.iter().map(|p| cfg.for_model(&p.model).map_or(0, |c| c.epochs)).sum();
     let bar = crate::progress::bar(total_epochs as u64, "train");

@@ -4,7 +4,7 @@
 //! The space (`[tune.space]`) maps any `[train]` key to a list of values; trials are drawn from
 //! their grid without repetition, in a seeded order. Every trial trains the model with those
 //! values, `select = "best_valid"` (unless the space sets it) and `tune.seeds` seeds, on every
-//! fold of the split, under `<workdir>/tune/<trial>/` - a trial is named by the hash of its
+//! fold of the split (or the first `tune.folds` of them), under `<workdir>/tune/<trial>/` - a trial is named by the hash of its
 //! values, so a rerun (or a killed search) reuses finished trials and resumes unfinished runs.
 //! Its score is the mean, over its runs, of the validation loss and accuracy at the selected
 //! epoch; test figures are never read. Trials go to the store's `tune` table, best first.
@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::StageError;
-use crate::train::{Inputs, TrainConfig, read_checkpoints, train_with};
+use crate::train::{Inputs, TrainConfig, folds_of, read_checkpoints, train_with};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -32,13 +32,17 @@ pub struct TuneConfig {
     pub seed: u64,
     /// Seeds per trial (and fold).
     pub seeds: usize,
+    /// k-fold splits: score trials on the first `folds` folds only (each run validating on the
+    /// next fold, as in training), to tune an expensive model for a fraction of the cost; 0 =
+    /// every fold. Raising it later reuses the runs already trained.
+    pub folds: usize,
     /// `[train]` key -> candidate values.
     pub space: BTreeMap<String, Vec<Value>>,
 }
 
 impl Default for TuneConfig {
     fn default() -> Self {
-        TuneConfig { model: "resnet".into(), trials: 8, seed: 0, seeds: 1, space: BTreeMap::new() }
+        TuneConfig { model: "resnet".into(), trials: 8, seed: 0, seeds: 1, folds: 0, space: BTreeMap::new() }
     }
 }
 
@@ -95,6 +99,21 @@ pub fn tune(store_dir: &Path, tune_dir: &Path, train: &TrainConfig, cfg: &TuneCo
         }
     }
     genrelab_models::info(&cfg.model).map_err(|e| StageError::Config(e.to_string()))?;
+    let folds: Option<Vec<i32>> = match cfg.folds {
+        0 => None,
+        n => {
+            let (meta, split) = genrelab_store::read_split(&store_dir.join(genrelab_store::names::SPLIT))?;
+            let all = folds_of(&split);
+            if meta.get("protocol") != Some("kfold") || n > all.len() {
+                return Err(StageError::Config(format!(
+                    "[tune] folds = {n}: needs a k-fold split with at least that many folds (this split: {} with {} folds)",
+                    meta.get("protocol").unwrap_or("study"),
+                    all.len()
+                )));
+            }
+            Some(all[..n].to_vec())
+        }
+    };
     let points: Vec<_> = grid(&cfg.space, cfg.seed).into_iter().take(cfg.trials).collect();
     // The feature tables are read once for every trial.
     let inputs = Inputs::read(store_dir, &[genrelab_models::info(&cfg.model).map_err(|e| StageError::Config(e.to_string()))?.input])?;
@@ -114,9 +133,10 @@ pub fn tune(store_dir: &Path, tune_dir: &Path, train: &TrainConfig, cfg: &TuneCo
         tc.model = BTreeMap::from([(cfg.model.clone(), Value::Object(over))]);
         let dir = tune_dir.join(&id);
         let start = Instant::now();
-        train_with(&inputs, store_dir, &dir, &tc, false, None)?;
+        train_with(&inputs, store_dir, &dir, &tc, false, None, folds.as_deref())?;
         std::fs::write(dir.join("params.json"), serde_json::to_vec_pretty(params).expect("json")).map_err(|e| StageError::io(&dir, e))?;
-        let ckpts = read_checkpoints(&dir)?;
+        let mut ckpts = read_checkpoints(&dir)?;
+        ckpts.retain(|(_, c)| folds.as_ref().is_none_or(|f| c.fold.is_some_and(|x| f.contains(&x))));
         let sel: Vec<_> = ckpts.iter().filter_map(|(_, c)| c.selected().map(|r| (r.valid_loss, r.valid_acc, c.selected_epoch))).collect();
         let n = sel.len().max(1) as f64;
         let trial = Trial {
