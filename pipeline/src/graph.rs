@@ -218,7 +218,9 @@ impl Stage for Evaluate {
         // model judged by it. 4: the seed ensemble keeps balanced accuracy, macro-F1 and its
         // confusion (metrics.json `seeds_averaged`), a row and a figure in the report.
         // 5: the training cost (wall time per run, per ensemble and test part, in all; where).
-        5
+        // 6: every run also scored on its validation part (the report's "valid acc / loss"
+        // column); `[evaluate] window_hop`.
+        6
     }
     fn about(&self) -> &'static str {
         "score every run on its test part; summaries across seeds, the study's table, the report"
