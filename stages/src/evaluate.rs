@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::Path;
 
-use genrelab_models::train::{Batchable, load_weights, predict_proba};
+use genrelab_models::train::{Batchable, evaluate as score_model, load_weights, predict_proba};
 use genrelab_models::default_device;
 use genrelab_store::tables::{Column, write_columns};
 use genrelab_store::{TableMeta, names, read_split};
@@ -195,23 +195,21 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &Eva
         let (mels, frames) = inputs.shape(c);
         let window = c.test_window(cfg.window_hop);
         let k = labels.len();
-        // Class probabilities of `rows` (k per row), their labels, and the mean cross-entropy.
-        let score = |rows: &[usize]| -> Result<(Vec<f32>, Vec<usize>, f64), StageError> {
-            let x = inputs.gather(c, rows)?;
-            let y: Vec<usize> = rows.iter().map(|&r| y_all[r]).collect();
-            let probs = predict_proba(&model, Batchable { x: &x, y: &y, mels, frames }, window, c.settings.eval_batch_size, &device);
-            let loss = probs.chunks(k).zip(&y).map(|(p, &t)| -(p[t].max(1e-12) as f64).ln()).sum::<f64>() / y.len().max(1) as f64;
-            Ok((probs, y, loss))
-        };
-        let (probs, y, test_loss) = score(&test)?;
+        // The inputs and labels of `rows`.
+        let data = |rows: &[usize]| -> Result<(Vec<f32>, Vec<usize>), StageError> { Ok((inputs.gather(c, rows)?, rows.iter().map(|&r| y_all[r]).collect())) };
+        let (x, y) = data(&test)?;
+        let probs = predict_proba(&model, Batchable { x: &x, y: &y, mels, frames }, window, c.settings.eval_batch_size, &device);
         let pred: Vec<usize> = probs.chunks(k).map(argmax).collect();
+        let test_loss = probs.chunks(k).zip(&y).map(|(p, &t)| -(p[t].max(1e-12) as f64).ln()).sum::<f64>() / y.len().max(1) as f64;
+        // The validation part, scored as training scores it each epoch.
         let valid_part = valid_rows(features, &split, c.fold, c.valid_clips > 0);
         let valid = if valid_part.is_empty() {
             None
         } else {
-            let (vp, vy, loss) = score(&valid_part)?;
-            let right = vp.chunks(k).zip(&vy).filter(|(p, t)| argmax(p) == **t).count();
-            Some(ValidScore { clips: vy.len(), accuracy: right as f64 / vy.len() as f64, loss })
+            let (vx, vy) = data(&valid_part)?;
+            let (loss, accuracy) =
+                score_model(&model, Batchable { x: &vx, y: &vy, mels, frames }, window, c.settings.eval_batch_size, &device);
+            Some(ValidScore { clips: vy.len(), accuracy, loss })
         };
         for ((&row, &p), probs) in test.iter().zip(&pred).zip(probs.chunks(k)) {
             predictions.push((c.run.clone(), features.track_ids[row].clone(), y_all[row], p, probs[p] as f64));

@@ -6,7 +6,8 @@
 //! clip length (1,291 frames = 29.98 s by default), `hop` apart (default: one window length);
 //! the last, shorter window counts when it is at least half as long (or is the only one) and is
 //! padded as training clips were. Crop models average their crops inside each window, as in
-//! evaluation (windows the runs' own hop apart, or the last evaluation's `[evaluate] window_hop`). Class probabilities are averaged over the runs (seeds, folds) of the chosen
+//! evaluation (windows the runs' own hop apart, or the last evaluation's `[evaluate]
+//! window_hop`). Class probabilities are averaged over the runs (seeds, folds) of the chosen
 //! model, an ensemble, so no run is picked by its test score; the file's are the mean over its
 //! windows, and `--timeline` shows each window's.
 
@@ -19,7 +20,7 @@ use serde::Serialize;
 use crate::StageError;
 use crate::audio::decode_any;
 use crate::descriptors::describe;
-use crate::evaluate::read_evaluation;
+use crate::evaluate::{Evaluation, read_evaluation};
 use crate::logmel::LogMel;
 use crate::train::{Checkpoint, read_checkpoints, standardize};
 
@@ -52,16 +53,10 @@ pub struct Prediction {
     pub warning: Option<String>,
 }
 
-/// The model to use: `name`, else the model or ensemble across models (`a+b`) with the best
-/// mean test accuracy in the last evaluation.
-pub fn choose_model(report_dir: &Path, name: Option<&str>) -> Result<String, StageError> {
-    if let Some(n) = name {
-        return Ok(n.to_string());
-    }
-    read_evaluation(report_dir)?
-        .best()
-        .map(|b| b.0.to_string())
-        .ok_or_else(|| StageError::Source(format!("{}: no models", report_dir.display())))
+/// The model or ensemble across models (`a+b`) with the best mean test accuracy in the last
+/// evaluation (read from `report_dir`): what predict uses when no model is named.
+pub fn best_model(evaluation: &Evaluation, report_dir: &Path) -> Result<String, StageError> {
+    evaluation.best().map(|b| b.0.to_string()).ok_or_else(|| StageError::Source(format!("{}: no models", report_dir.display())))
 }
 
 /// Start offsets of the windows of `len` samples, `hop` apart, over `n` samples (see the module doc).
@@ -301,9 +296,13 @@ pub struct PredictOptions {
 
 /// Predict every file; the checkpoints are loaded once.
 pub fn predict_files(report_dir: &Path, train_dir: &Path, files: &[PathBuf], model: Option<&str>, opts: &PredictOptions) -> Result<(String, Vec<Prediction>), StageError> {
-    let name = choose_model(report_dir, model)?;
+    let evaluation = read_evaluation(report_dir);
     // Crop windows as the evaluation scored them.
-    let hop = read_evaluation(report_dir).ok().and_then(|e| e.window_hop);
+    let hop = evaluation.as_ref().ok().and_then(|e| e.window_hop);
+    let name = match model {
+        Some(n) => n.to_string(),
+        None => best_model(&evaluation?, report_dir)?,
+    };
     let p = Predictor::load(train_dir, &name)?.with_window_hop(hop);
     Ok((name, files.iter().map(|f| p.predict_file(f, opts)).collect()))
 }

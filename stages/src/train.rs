@@ -273,6 +273,11 @@ pub struct RunPlan {
     pub test: Vec<usize>,
 }
 
+/// Whether a run of `fold` is among `folds` (None: every run is).
+pub fn in_folds(folds: Option<&[i32]>, fold: Option<i32>) -> bool {
+    folds.is_none_or(|f| fold.is_some_and(|x| f.contains(&x)))
+}
+
 /// Folds of a k-fold split, sorted.
 pub fn folds_of(split: &[SplitRow]) -> Vec<i32> {
     let mut folds: Vec<i32> = split.iter().filter_map(|r| r.fold).collect();
@@ -567,7 +572,7 @@ pub fn train_with(
     // Runs of models that are no longer configured are removed, so the folder holds this config's runs only.
     let wanted: std::collections::HashSet<&str> = plans.iter().map(|p| p.id.as_str()).collect();
     remove_unplanned(train_dir, &wanted);
-    let plans: Vec<&RunPlan> = plans.iter().filter(|p| folds.is_none_or(|f| p.fold.is_some_and(|x| f.contains(&x)))).collect();
+    let plans: Vec<&RunPlan> = plans.iter().filter(|p| in_folds(folds, p.fold)).collect();
 
     let total_epochs: usize = plans.iter().map(|p| cfg.for_model(&p.model).map_or(0, |c| c.epochs)).sum();
     let bar = crate::progress::bar(total_epochs as u64, "train");

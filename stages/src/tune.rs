@@ -4,8 +4,8 @@
 //! The space (`[tune.space]`) maps any `[train]` key to a list of values; trials are drawn from
 //! their grid without repetition, in a seeded order. Every trial trains the model with those
 //! values, `select = "best_valid"` (unless the space sets it) and `tune.seeds` seeds, on every
-//! fold of the split (or the first `tune.folds` of them), under `<workdir>/tune/<trial>/` - a trial is named by the hash of its
-//! values, so a rerun (or a killed search) reuses finished trials and resumes unfinished runs.
+//! fold of the split (or the first `tune.folds` of them), under `<workdir>/tune/<trial>/` - a
+//! trial is named by the hash of its values, so a rerun (or a killed search) reuses finished trials and resumes unfinished runs.
 //! Its score is the mean, over its runs, of the validation loss and accuracy at the selected
 //! epoch; test figures are never read. Trials go to the store's `tune` table, best first.
 
@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::StageError;
-use crate::train::{Inputs, TrainConfig, folds_of, read_checkpoints, train_with};
+use crate::train::{Inputs, TrainConfig, folds_of, in_folds, read_checkpoints, train_with};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -136,7 +136,7 @@ pub fn tune(store_dir: &Path, tune_dir: &Path, train: &TrainConfig, cfg: &TuneCo
         train_with(&inputs, store_dir, &dir, &tc, false, None, folds.as_deref())?;
         std::fs::write(dir.join("params.json"), serde_json::to_vec_pretty(params).expect("json")).map_err(|e| StageError::io(&dir, e))?;
         let mut ckpts = read_checkpoints(&dir)?;
-        ckpts.retain(|(_, c)| folds.as_ref().is_none_or(|f| c.fold.is_some_and(|x| f.contains(&x))));
+        ckpts.retain(|(_, c)| in_folds(folds.as_deref(), c.fold));
         let sel: Vec<_> = ckpts.iter().filter_map(|(_, c)| c.selected().map(|r| (r.valid_loss, r.valid_acc, c.selected_epoch))).collect();
         let n = sel.len().max(1) as f64;
         let trial = Trial {
