@@ -2,12 +2,15 @@
 """Training throughput: genrelab's models in burn (flex, CPU) against the same models in PyTorch.
 
     python3 bench/train_bench.py [--steps 10]      (needs: pip install torch)
+    python3 bench/train_bench.py --device cuda --burn-exe PATH   (a GPU; see bench/gpu_check.sh)
 
 Both sides: batches of 128 random 64 x 100 inputs, forward + cross-entropy + backward + Adam step,
 two warm-up steps, then `steps` timed steps, alternating frameworks in one run. Writes
-bench/results/train.md with samples/s, the burn / PyTorch ratio and the study's full protocol
-(799 training clips x 150 epochs x 5 seeds, plus 200 test clips evaluated every epoch)
-extrapolated from the measured training cost.
+bench/results/train.md (train_gpu.md with --device cuda) with samples/s, the burn / PyTorch ratio
+and the study's full protocol (799 training clips x 150 epochs x 5 seeds, plus 200 test clips
+evaluated every epoch) extrapolated from the measured training cost. With --device cuda, burn is
+the `train_throughput` example built with `--features cuda` (PATH), PyTorch runs on the GPU, and the
+crop models (burn only: 128 x 128 crops) are listed too.
 """
 import argparse
 import datetime
@@ -44,15 +47,16 @@ def torch_models():
     }
 
 
-def torch_throughput(steps):
+def torch_throughput(steps, device="cpu"):
     import torch
     out = {}
     for name, model in torch_models().items():
+        model = model.to(device)
         params = sum(p.numel() for p in model.parameters() if p.requires_grad)
         opt = torch.optim.Adam(model.parameters(), lr=1e-4)
         loss_fn = torch.nn.CrossEntropyLoss()
-        x = torch.randn(128, 1, 64, 100)
-        y = torch.arange(128) % 10
+        x = torch.randn(128, 1, 64, 100, device=device)
+        y = torch.arange(128, device=device) % 10
 
         def step():
             opt.zero_grad()
@@ -72,11 +76,12 @@ def torch_throughput(steps):
     return out
 
 
-def burn_throughput(steps):
-    subprocess.run(["cargo", "build", "--quiet", "--example", "train_throughput", "-p", "genrelab-models"], cwd=ROOT, check=True)
-    exe = os.path.join(ROOT, "target", "debug", "examples", "train_throughput")
+def burn_throughput(steps, exe=None, names=("linear", "simple_cnn", "complex_cnn")):
+    if exe is None:
+        subprocess.run(["cargo", "build", "--quiet", "--example", "train_throughput", "-p", "genrelab-models"], cwd=ROOT, check=True)
+        exe = os.path.join(ROOT, "target", "debug", "examples", "train_throughput")
     out = {}
-    for name in ["linear", "simple_cnn", "complex_cnn"]:
+    for name in names:
         line = subprocess.run([exe, str(steps), "128", name], check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
         out[name] = json.loads(line)
     return out
@@ -85,7 +90,11 @@ def burn_throughput(steps):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--burn-exe", help="a prebuilt train_throughput example (else cargo builds it)")
     args = ap.parse_args()
+    if args.device == "cuda":
+        return main_cuda(args)
     try:
         import torch  # noqa: F401
         have_torch = True
@@ -117,6 +126,46 @@ def main():
     text = "\n".join(lines) + "\n"
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
     with open(os.path.join(ROOT, "bench", "results", "train.md"), "w") as f:
+        f.write(text)
+    print(text)
+
+
+def gpu_name():
+    try:
+        return subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                              check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown GPU"
+
+
+def main_cuda(args):
+    import torch
+    study = ("linear", "simple_cnn", "complex_cnn")
+    crops = ("resnet", "short_chunk_cnn")
+    runs = [burn_throughput(args.steps, args.burn_exe, study + crops), torch_throughput(args.steps, "cuda"),
+            burn_throughput(args.steps, args.burn_exe, study + crops), torch_throughput(args.steps, "cuda")]
+    for name in study + crops:
+        fw = runs[0][name]["framework"]
+        if fw != "burn-cuda":
+            raise SystemExit(f"the burn example ran on {fw}, not CUDA: build it with --features cuda")
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = ["# Training throughput (GPU)", "", f"- date: {date}", f"- GPU: {gpu_name()}; host: {cpu_model()}, {os.cpu_count()} cores",
+             f"- command: `python3 bench/train_bench.py --device cuda --burn-exe ... --steps {args.steps}` (run by `bench/gpu_check.sh`; alternating burn, PyTorch, burn, PyTorch; best of each); batch 128, forward + backward + Adam, float32",
+             "", "| model | input | burn cuda (samples/s) | PyTorch cuda (samples/s) | burn / PyTorch | study protocol, extrapolated (burn) |",
+             "|---|---|---:|---:|---:|---:|"]
+    for name in study + crops:
+        b = max(runs[0][name]["samples_per_s"], runs[2][name]["samples_per_s"])
+        inp = runs[0][name]["input"]
+        if name in study:
+            t = max(runs[1][name]["samples_per_s"], runs[3][name]["samples_per_s"])
+            hours = 5 * 150 * (799 + 200 / 3) / b / 3600
+            lines.append(f"| {name} | {inp} | {b:.0f} | {t:.0f} | {b / t:.2f} | {hours * 60:.1f} min |")
+        else:
+            lines.append(f"| {name} | {inp} crops | {b:.0f} | not measured | - | - |")
+    lines += ["", f"PyTorch {torch.__version__} (CUDA {torch.version.cuda}), default settings (cuDNN, no AMP, no compile)."]
+    text = "\n".join(lines) + "\n"
+    os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
+    with open(os.path.join(ROOT, "bench", "results", "train_gpu.md"), "w") as f:
         f.write(text)
     print(text)
 

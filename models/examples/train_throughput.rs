@@ -1,8 +1,9 @@
-//! Training throughput of each registered model on the CPU (burn flex): forward + backward +
-//! Adam step on batches of 128 random inputs (64 x 100 for the study's models, 128 x 128 crops
+//! Training throughput of each registered model on the training device (burn flex on the CPU, or
+//! burn cuda when built with `--features cuda`): forward + backward + Adam step on batches of 128 random inputs (64 x 100 for the study's models, 128 x 128 crops
 //! for the crop models, 77 descriptors for logreg), after warm-up steps. Prints JSON lines.
 //!
 //!     cargo run --example train_throughput -p genrelab-models -- [steps] [batch] [model]
+//!     cargo run --example train_throughput -p genrelab-models --features cuda -- ...   (GPU)
 //!
 //! `bench/train_bench.py` runs this beside the same models in PyTorch.
 
@@ -15,7 +16,8 @@ use genrelab_models::{Input, ModelSpec, build, registry};
 
 fn main() {
     let steps: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(10);
-    let device = Device::flex().autodiff();
+    let device = genrelab_models::default_device().autodiff();
+    let framework = if genrelab_models::device_description().starts_with("CUDA") { "burn-cuda" } else { "burn-flex" };
     device.seed(0);
     let batch: usize = std::env::args().nth(2).and_then(|s| s.parse().ok()).unwrap_or(128);
     let only = std::env::args().nth(3);
@@ -46,7 +48,7 @@ fn main() {
         }
         let secs = start.elapsed().as_secs_f64();
         println!(
-            "{{\"framework\": \"burn-flex\", \"model\": \"{}\", \"input\": \"{mels}x{frames}\", \"batch\": {batch}, \"steps\": {steps}, \"ms_per_sample\": {:.4}, \"samples_per_s\": {:.1}}}",
+            "{{\"framework\": \"{framework}\", \"model\": \"{}\", \"input\": \"{mels}x{frames}\", \"batch\": {batch}, \"steps\": {steps}, \"ms_per_sample\": {:.4}, \"samples_per_s\": {:.1}}}",
             info.name,
             1000.0 * secs / (steps * batch) as f64,
             (steps * batch) as f64 / secs

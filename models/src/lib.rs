@@ -150,8 +150,9 @@ pub fn build(spec: &ModelSpec, device: &Device) -> Result<Model, ModelError> {
     }
 }
 
-/// The device to train on: CUDA when built with `cuda` and `GENRELAB_DEVICE` is not `cpu`,
-/// else burn's pure-Rust `flex` CPU backend.
+/// The device to train on: CUDA when built with `cuda`, a CUDA driver is installed and
+/// `GENRELAB_DEVICE` is not `cpu` (`GENRELAB_DEVICE=cuda` insists on the GPU), else burn's
+/// pure-Rust `flex` CPU backend.
 pub fn default_device() -> Device {
     if uses_cuda() {
         #[cfg(feature = "cuda")]
@@ -161,7 +162,44 @@ pub fn default_device() -> Device {
 }
 
 fn uses_cuda() -> bool {
-    cfg!(feature = "cuda") && std::env::var("GENRELAB_DEVICE").map_or(true, |d| d != "cpu")
+    if !cfg!(feature = "cuda") {
+        return false;
+    }
+    match std::env::var("GENRELAB_DEVICE").as_deref() {
+        Ok("cpu") => false,
+        Ok("cuda") => true,
+        _ => {
+            static PRESENT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+            *PRESENT.get_or_init(|| {
+                let present = cuda_driver_present();
+                if !present {
+                    tracing::warn!("built with CUDA, but no CUDA driver (libcuda) was found: using the CPU (GENRELAB_DEVICE=cuda insists on the GPU)");
+                }
+                present
+            })
+        }
+    }
+}
+
+/// Whether the CUDA driver library loads (what burn's CUDA backend opens first); without it a
+/// CUDA build would stop with a panic on its first tensor.
+#[cfg(all(feature = "cuda", target_os = "linux"))]
+fn cuda_driver_present() -> bool {
+    use std::ffi::{CString, c_char, c_int, c_void};
+    unsafe extern "C" {
+        fn dlopen(filename: *const c_char, flag: c_int) -> *mut c_void;
+    }
+    const RTLD_LAZY: c_int = 1;
+    ["libcuda.so.1", "libcuda.so"].iter().any(|name| {
+        let name = CString::new(*name).expect("no NUL in the name");
+        // SAFETY: dlopen takes a NUL-terminated path; the handle is kept (burn opens it again).
+        !unsafe { dlopen(name.as_ptr(), RTLD_LAZY) }.is_null()
+    })
+}
+
+#[cfg(not(all(feature = "cuda", target_os = "linux")))]
+fn cuda_driver_present() -> bool {
+    cfg!(feature = "cuda")
 }
 
 /// What [`default_device`] runs on, in words, for the cost figures of a report: the backend and,
