@@ -5,9 +5,9 @@
 #   bench/gpu_check.sh GENRELAB_BIN THROUGHPUT_BIN OUTDIR [AUDIO_FILE]
 #
 # GENRELAB_BIN and THROUGHPUT_BIN are `genrelab` and the `train_throughput` example built with
-# `--features cuda` (CUDARC_CUDA_VERSION=13000 where no nvcc is installed):
-#   CUDARC_CUDA_VERSION=13000 cargo build --features cuda --bin genrelab
-#   CUDARC_CUDA_VERSION=13000 cargo build --features cuda -p genrelab-models --example train_throughput
+# `--features cuda`: cuda/build.sh writes both (target/cuda/debug/genrelab,
+# target/cuda/debug/examples/train_throughput); with internet access `cargo build --features cuda`
+# and `cargo build --features cuda -p genrelab-models --example train_throughput` do too.
 # The machine needs the NVIDIA driver and CUDA's NVRTC library (burn compiles its kernels at run
 # time), python3 with PyTorch for the side-by-side throughput, nothing else: no cargo, no data.
 #

@@ -13,12 +13,15 @@
 # with cargo's `--config patch`, so the committed Cargo.toml and Cargo.lock stay as they are.
 # CUDA_VERSION picks cudarc's bindings where no `nvcc` is on the PATH (CUDARC_CUDA_VERSION).
 #
-# Writes target/debug/genrelab and target/debug/examples/train_throughput, built with
-# `--features cuda` (GENRELAB_DEVICE=cpu still selects the CPU). At run time the machine needs the
-# NVIDIA driver and CUDA's NVRTC library and headers (the CUDA toolkit, or its pip wheels).
+# Writes target/cuda/debug/genrelab and target/cuda/debug/examples/train_throughput, built with
+# `--features cuda` in their own target folder (CARGO_TARGET_DIR, default target/cuda), so that
+# `make` keeps building the CPU binary at target/debug/genrelab without the two rebuilding each
+# other. GENRELAB_DEVICE=cpu still selects the CPU. At run time the machine needs the NVIDIA driver
+# and CUDA's NVRTC library and headers (the CUDA toolkit, or its pip wheels).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CUDARC_CUDA_VERSION="${1:-${CUDARC_CUDA_VERSION:-13000}}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/cuda}"
 crate=cubecl-cuda-0.11.3
 cargo fetch --quiet
 src="$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"$crate" | head -1)"
@@ -57,4 +60,4 @@ trap 'cp target/cuda-patch/Cargo.lock.committed Cargo.lock' EXIT
 patch=(--config "patch.crates-io.cubecl-cuda.path=\"$PWD/$copy\"")
 cargo build "${patch[@]}" --features cuda --bin genrelab
 cargo build "${patch[@]}" --features cuda -p genrelab-models --example train_throughput
-echo "built with CUDA $CUDARC_CUDA_VERSION bindings: target/debug/genrelab, target/debug/examples/train_throughput"
+echo "built with CUDA $CUDARC_CUDA_VERSION bindings: $CARGO_TARGET_DIR/debug/genrelab, $CARGO_TARGET_DIR/debug/examples/train_throughput"

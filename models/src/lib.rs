@@ -181,6 +181,29 @@ fn uses_cuda() -> bool {
     }
 }
 
+/// The NVIDIA GPU model as the Linux driver reports it (`/proc/driver/nvidia/gpus/*/information`,
+/// "Model: NVIDIA H200"), for the cost figures: the model when every GPU is that model, else the
+/// list (CUDA's device 0 need not be the first listed); `None` elsewhere.
+fn gpu_model() -> Option<String> {
+    let mut models: Vec<String> = std::fs::read_dir("/proc/driver/nvidia/gpus")
+        .ok()?
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("information")).ok())
+        .filter_map(|info| gpu_model_line(&info))
+        .collect();
+    models.sort();
+    models.dedup();
+    match models.len() {
+        0 => None,
+        1 => models.pop(),
+        _ => Some(format!("one of {}", models.join(", "))),
+    }
+}
+
+/// The `Model:` line of the driver's `information` file.
+fn gpu_model_line(info: &str) -> Option<String> {
+    info.lines().find_map(|l| l.strip_prefix("Model:")).map(|m| m.trim().to_string()).filter(|m| !m.is_empty())
+}
+
 /// Whether the CUDA driver library loads (what burn's CUDA backend opens first); without it a
 /// CUDA build would stop with a panic on its first tensor.
 #[cfg(all(feature = "cuda", target_os = "linux"))]
@@ -206,7 +229,10 @@ fn cuda_driver_present() -> bool {
 /// on the CPU, the processor (Linux: `/proc/cpuinfo`) and the cores burn's thread pool uses.
 pub fn device_description() -> String {
     if uses_cuda() {
-        return "CUDA GPU 0 (burn cuda)".into();
+        return match gpu_model() {
+            Some(model) => format!("CUDA GPU 0, {model} (burn cuda)"),
+            None => "CUDA GPU 0 (burn cuda)".into(),
+        };
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let cores = std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse::<usize>().ok()).filter(|&n| n > 0).unwrap_or(cores);
@@ -216,5 +242,26 @@ pub fn device_description() -> String {
     match cpu {
         Some(cpu) => format!("CPU (burn flex), {cores} threads, {cpu}"),
         None => format!("CPU (burn flex), {cores} threads"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gpu_model_is_read_from_the_drivers_information_file() {
+        // As /proc/driver/nvidia/gpus/<bus id>/information reads on an H200 (driver 580).
+        let info = "Model: \t\t NVIDIA H200\nIRQ:   \t\t 0\nGPU UUID: \t GPU-182f9ad1-ac8b-4eac-ced3-b28e0ea145e0\nVideo BIOS: \t 96.00.af.00.01\n";
+        assert_eq!(gpu_model_line(info).as_deref(), Some("NVIDIA H200"));
+        assert_eq!(gpu_model_line("Model: \t \nIRQ: 0\n"), None);
+        assert_eq!(gpu_model_line("IRQ: 0\n"), None);
+    }
+
+    #[test]
+    fn a_cpu_build_describes_the_cpu() {
+        if !cfg!(feature = "cuda") {
+            assert!(device_description().starts_with("CPU (burn flex), "), "{}", device_description());
+        }
     }
 }
