@@ -125,20 +125,14 @@ s=$(date +%s)
 GENRELAB_DEVICE=cpu timeout "$(left 200)" "$bin" "${shape[@]}" --set workdir="$w/cpu" --set train.model.resnet.epochs=2 \
     --set train.model.resnet.warmup_epochs=0 --quiet run train >"$out/cpu_run.log" 2>&1 \
   || say "CPU run FAILED or timed out (rc $?); the runs that finished:"
-python3 - "$w/cpu" <<'PY' | tee -a "$summary"
-import json, glob, statistics as st
-# every run's checkpoint.json holds its history with seconds per epoch
-secs = []
-for p in glob.glob(f"{__import__('sys').argv[1]}/train/resnet/*/checkpoint.json"):
-    h = json.load(open(p)).get("history", [])
-    secs += [e["seconds"] for e in h]
-print(f"- CPU: {len(secs)} epochs, seconds per epoch mean {st.mean(secs):.2f}" if secs else "- CPU: no per-epoch history found")
-PY
-python3 - "$w/gpu" <<'PY' | tee -a "$summary"
+epoch_seconds() { # LABEL WORKDIR: mean seconds per epoch over the runs' histories (checkpoint.json)
+  python3 - "$@" <<'PY' | tee -a "$summary"
 import json, glob, statistics as st, sys
-secs = []
-for p in glob.glob(f"{sys.argv[1]}/train/resnet/*/checkpoint.json"):
-    secs += [e["seconds"] for e in json.load(open(p)).get("history", [])]
-print(f"- GPU: {len(secs)} epochs, seconds per epoch mean {st.mean(secs):.2f}" if secs else "- GPU: no per-epoch history found")
+label, workdir = sys.argv[1:]
+secs = [e["seconds"] for p in glob.glob(f"{workdir}/train/resnet/*/checkpoint.json") for e in json.load(open(p)).get("history", [])]
+print(f"- {label}: {len(secs)} epochs, seconds per epoch mean {st.mean(secs):.2f}" if secs else f"- {label}: no per-epoch history found")
 PY
+}
+epoch_seconds CPU "$w/cpu"
+epoch_seconds GPU "$w/gpu"
 say "done: $(date -u '+%H:%M:%S')"

@@ -17,7 +17,7 @@ use genrelab_models::{Input, ModelSpec, build, registry};
 fn main() {
     let steps: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(10);
     let device = genrelab_models::default_device().autodiff();
-    let framework = if genrelab_models::device_description().starts_with("CUDA") { "burn-cuda" } else { "burn-flex" };
+    let framework = if genrelab_models::uses_cuda() { "burn-cuda" } else { "burn-flex" };
     device.seed(0);
     let batch: usize = std::env::args().nth(2).and_then(|s| s.parse().ok()).unwrap_or(128);
     let only = std::env::args().nth(3);

@@ -161,7 +161,8 @@ pub fn default_device() -> Device {
     Device::flex()
 }
 
-fn uses_cuda() -> bool {
+/// Whether [`default_device`] is the GPU (see there).
+pub fn uses_cuda() -> bool {
     if !cfg!(feature = "cuda") {
         return false;
     }
