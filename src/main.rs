@@ -121,7 +121,9 @@ fn load_config(path: &Path, sets: &[String]) -> Result<Config> {
             path.display()
         );
     }
-    Ok(Config::load_with(path, sets)?)
+    let cfg = Config::load_with(path, sets)?;
+    genrelab_models::use_threads(cfg.threads);
+    Ok(cfg)
 }
 
 fn run(cli: Cli) -> Result<()> {

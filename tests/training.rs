@@ -139,7 +139,7 @@ fn crop_and_descriptor_models_train_under_kfold_with_validation_selection() {
     write_config(
         dir.path(),
         &format!(
-            "[download]\nsource = \"synthetic\"\n[download.synthetic]\ngenres = 3\nclips_per_genre = 5\nseconds = 1.5\n{SMALL_FEATURES}\
+            "threads = 1\n[download]\nsource = \"synthetic\"\n[download.synthetic]\ngenres = 3\nclips_per_genre = 5\nseconds = 1.5\n{SMALL_FEATURES}\
              [split]\nprotocol = \"kfold\"\nfolds = 5\n\
              [train]\nmodels = [\"resnet\", \"logreg\"]\nseeds = 1\nepochs = 4\nlearning_rate = 0.003\nbatch_size = 8\n\
              select = \"best_valid\"\npatience = 2\ncrop_frames = 16\nwindow_hop = 8\ncrops_per_epoch = 2\nmixup_alpha = 0.2\n\
@@ -166,6 +166,9 @@ fn crop_and_descriptor_models_train_under_kfold_with_validation_selection() {
             assert_eq!(sel as u64, best["epoch"].as_u64().unwrap(), "selected on validation loss, not on test");
             assert_eq!(c["weights"], "best.bpk");
             assert_eq!(c["settings"]["recipe"]["select"], "best_valid");
+            // `threads = 1` sizes the pool burn flex trains on, and the checkpoint records it.
+            let on = c["trained_on"].as_str().unwrap();
+            assert!(on == "CPU (burn flex), 1 thread" || on.starts_with("CPU (burn flex), 1 thread, "), "{on}");
             if model == "resnet" {
                 assert_eq!(c["settings"]["recipe"]["crop_frames"], 16);
                 assert_eq!(c["spec"]["frames"], 16);

@@ -161,6 +161,18 @@ pub fn default_device() -> Device {
     Device::flex()
 }
 
+/// Size rayon's global pool, on which burn flex runs its kernels (and the stages their parallel
+/// loops): `threads` workers, 0 = rayon's default (`RAYON_NUM_THREADS`, else every core). Call it
+/// before any parallel work: a pool already running keeps its size, and a warning says so.
+pub fn use_threads(threads: usize) {
+    if threads == 0 {
+        return;
+    }
+    if rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().is_err() && rayon::current_num_threads() != threads {
+        tracing::warn!(threads, running = rayon::current_num_threads(), "the thread pool was already running: `threads` not applied");
+    }
+}
+
 /// Whether [`default_device`] is the GPU (see there).
 pub fn uses_cuda() -> bool {
     if !cfg!(feature = "cuda") {
@@ -235,14 +247,15 @@ pub fn device_description() -> String {
             None => "CUDA GPU 0 (burn cuda)".into(),
         };
     }
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let cores = std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse::<usize>().ok()).filter(|&n| n > 0).unwrap_or(cores);
+    // burn flex's kernels run on rayon's global pool (`use_threads`).
+    let cores = rayon::current_num_threads();
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_string()));
+    let threads = if cores == 1 { "1 thread".to_string() } else { format!("{cores} threads") };
     match cpu {
-        Some(cpu) => format!("CPU (burn flex), {cores} threads, {cpu}"),
-        None => format!("CPU (burn flex), {cores} threads"),
+        Some(cpu) => format!("CPU (burn flex), {threads}, {cpu}"),
+        None => format!("CPU (burn flex), {threads}"),
     }
 }
 

@@ -20,7 +20,8 @@ use crate::PipelineError;
 pub struct Config {
     /// Where stage outputs, the store and the stamps live (relative to the config file).
     pub workdir: PathBuf,
-    /// Worker threads for parallel stages; 0 = every core. Not a parameter of any result.
+    /// Worker threads for parallel stages and for training and prediction on the CPU (burn flex's
+    /// kernels); 0 = every core (or `RAYON_NUM_THREADS`). Not a parameter of any result.
     pub threads: usize,
     pub download: DownloadConfig,
     pub features: FeatureConfig,
