@@ -1,6 +1,7 @@
 # genrelab: `make demo` (synthetic set), `make test`, `make all` (real GTZAN from the hub).
 # CONFIG picks the configuration: make all CONFIG=configs/mini.toml
 # SET overrides keys of it for one run: make evaluate CONFIG=configs/mini.toml SET="evaluate.window_hop=64"
+# (several separated by spaces, none inside one: SET='train.seeds=2 train.models=["linear","resnet"]')
 CONFIG ?= genrelab.toml
 SET ?=
 CARGO ?= cargo

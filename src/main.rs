@@ -249,6 +249,17 @@ fn run(cli: Cli) -> Result<()> {
             let cfg = load_config(&cli.config, &cli.sets)?;
             let report = genrelab_pipeline::Paths::new(&cfg.workdir).report_dir();
             let e = genrelab_stages::evaluate::read_evaluation(&report)?;
+            // The report is the last evaluation that completed: say so when it no longer
+            // matches the config or its inputs (or the last evaluate failed).
+            let status = engine.status(&cfg, &["evaluate".to_string()])?;
+            if let Some(eval) = status.iter().find(|s| s.stage == "evaluate" && !s.current) {
+                let why: Vec<String> = status.iter().filter(|s| !s.current).map(|s| format!("{}: {}", s.stage, s.reasons.join(", "))).collect();
+                eprintln!(
+                    "warning: these results are from the last evaluation that completed ({}); evaluate is stale now ({}). `genrelab run` brings them up to date",
+                    eval.last_run.as_deref().unwrap_or("time unknown"),
+                    why.join("; ")
+                );
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&e)?);
             } else {

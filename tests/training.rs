@@ -66,7 +66,13 @@ fn train_and_evaluate_stages_write_metrics_report_and_rerun_alone_on_a_training_
     let st = status(dir.path());
     assert_eq!(st.iter().map(|s| s.1).collect::<Vec<_>>(), [true, true, true, true, false, false], "{st:?}");
     assert_eq!(st[4].2, ["parameter train.epochs: 3 -> 2"]);
+    // `results` still shows the last evaluation, and says it is stale and why.
+    let o = genrelab(dir.path(), &["results"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.contains("evaluate is stale now") && err.contains("train.epochs: 3 -> 2"), "{}", text(&o));
     assert_eq!(ran(&run_stages(dir.path(), &[])), ["train", "evaluate"]);
+    let o = genrelab(dir.path(), &["results"]);
+    assert!(o.status.success() && !String::from_utf8_lossy(&o.stderr).contains("stale"), "{}", text(&o));
     let hist = query(dir.path(), "SELECT MAX(epoch) AS last FROM history");
     assert_eq!(hist[0]["last"], 2);
 
