@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use genrelab_pipeline::config::with_overrides;
 use genrelab_pipeline::{Config, graph};
 use genrelab_store::query::{self, Format};
 
@@ -275,7 +274,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Config => {
             let cfg = match cli.config.exists() {
                 true => Config::load_with(&cli.config, &cli.sets)?,
-                false => Config::parse(&with_overrides("", &cli.sets, &cli.config)?, Path::new("."), &cli.config)?,
+                false => Config::parse_with("", &cli.sets, Path::new("."), &cli.config)?,
             };
             print!("{}", cfg.to_toml());
         }

@@ -530,18 +530,27 @@ pub fn train_into(store_dir: &Path, train_dir: &Path, cfg: &TrainConfig, fresh: 
 
 /// Check the config's models and recipes; the input kinds its models read.
 pub fn input_kinds(cfg: &TrainConfig) -> Result<Vec<Input>, StageError> {
-    if cfg.models.is_empty() {
-        return Err(StageError::Config("[train] needs at least one model".into()));
+    cfg.validate()?;
+    cfg.models.iter().map(|m| Ok(info(m).map_err(|e| StageError::Config(e.to_string()))?.input)).collect()
+}
+
+impl TrainConfig {
+    /// Check the models and every recipe, those of `[train.model.<name>]` tables for models not
+    /// (yet) in `models` included, so a bad value is reported when the config is read.
+    pub fn validate(&self) -> Result<(), StageError> {
+        if self.models.is_empty() {
+            return Err(StageError::Config("[train] needs at least one model".into()));
+        }
+        for m in self.model.keys() {
+            info(m).map_err(|e| StageError::Config(format!("[train.model.{m}]: {e}")))?;
+            self.for_model(m)?.check(m)?;
+        }
+        for m in &self.models {
+            info(m).map_err(|e| StageError::Config(e.to_string()))?;
+            self.for_model(m)?.check(m)?;
+        }
+        Ok(())
     }
-    for m in cfg.model.keys() {
-        info(m).map_err(|e| StageError::Config(format!("[train.model.{m}]: {e}")))?;
-    }
-    let mut kinds = vec![];
-    for m in &cfg.models {
-        cfg.for_model(m)?.check(m)?;
-        kinds.push(info(m).map_err(|e| StageError::Config(e.to_string()))?.input);
-    }
-    Ok(kinds)
 }
 
 /// [`train_into`] with the store's inputs already read (`genrelab tune` reads them once for
