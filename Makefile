@@ -43,6 +43,7 @@ test:
 	fi
 
 lint:
+	$(CARGO) fmt --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 bench:

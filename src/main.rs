@@ -99,7 +99,9 @@ fn main() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         // symphonia logs its probing of every format it tries (errors included) before
         // predict reports what failed in one line; RUST_LOG shows them again.
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(if cli.quiet { "warn,symphonia_core=off" } else { "info,symphonia_core=off" }));
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(if cli.quiet { "warn,symphonia_core=off" } else { "info,symphonia_core=off" })
+        });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -115,10 +117,7 @@ fn main() {
 
 fn load_config(path: &Path, sets: &[String]) -> Result<Config> {
     if !path.exists() {
-        bail!(
-            "no configuration file {} (use --config FILE; `configs/demo.toml` runs the synthetic demo)",
-            path.display()
-        );
+        bail!("no configuration file {} (use --config FILE; `configs/demo.toml` runs the synthetic demo)", path.display());
     }
     let cfg = Config::load_with(path, sets)?;
     genrelab_models::use_threads(cfg.threads);
@@ -160,7 +159,13 @@ fn run(cli: Cli) -> Result<()> {
             let cfg = load_config(&cli.config, &cli.sets)?;
             let store = genrelab_pipeline::Paths::new(&cfg.workdir).store_dir();
             let mut df = query::sql(&store, &sql).with_context(|| format!("in store {}", store.display()))?;
-            let format = if json { Format::Json } else if csv { Format::Csv } else { Format::Table };
+            let format = if json {
+                Format::Json
+            } else if csv {
+                Format::Csv
+            } else {
+                Format::Table
+            };
             if format == Format::Table {
                 // SAFETY: set before any other thread reads the environment (polars reads it when printing).
                 unsafe {
@@ -184,7 +189,8 @@ fn run(cli: Cli) -> Result<()> {
                 bail!("--hop must be a positive number of seconds");
             }
             let opts = genrelab_stages::predict::PredictOptions { top, hop_seconds: hop, timeline };
-            let (model, preds) = genrelab_stages::predict::predict_files(&paths.report_dir(), &paths.train_dir(), &files, model.as_deref(), &opts)?;
+            let (model, preds) =
+                genrelab_stages::predict::predict_files(&paths.report_dir(), &paths.train_dir(), &files, model.as_deref(), &opts)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&serde_json::json!({"model": model, "predictions": preds}))?);
             } else {
@@ -252,7 +258,8 @@ fn run(cli: Cli) -> Result<()> {
             // matches the config or its inputs (or the last evaluate failed).
             let status = engine.status(&cfg, &["evaluate".to_string()])?;
             if let Some(eval) = status.iter().find(|s| s.stage == "evaluate" && !s.current) {
-                let why: Vec<String> = status.iter().filter(|s| !s.current).map(|s| format!("{}: {}", s.stage, s.reasons.join(", "))).collect();
+                let why: Vec<String> =
+                    status.iter().filter(|s| !s.current).map(|s| format!("{}: {}", s.stage, s.reasons.join(", "))).collect();
                 eprintln!(
                     "warning: these results are from the last evaluation that completed ({}); evaluate is stale now ({}). `genrelab run` brings them up to date",
                     eval.last_run.as_deref().unwrap_or("time unknown"),

@@ -20,12 +20,18 @@ fn study_split_on_a_fake_gtzan_tree_is_799_200_79() {
         }
     }
     std::fs::write(root.join("Data/genres_original/jazz/jazz.00054.wav"), b"\x00\x01 not audio").unwrap();
-    write_config(dir.path(), "[download]\nsource = \"folder\"\npath = \"gtzan\"\n[features]\nn_mels = 16\nframes = 8\nout_mels = 8\nout_frames = 4\n");
+    write_config(
+        dir.path(),
+        "[download]\nsource = \"folder\"\npath = \"gtzan\"\n[features]\nn_mels = 16\nframes = 8\nout_mels = 8\nout_frames = 4\n",
+    );
     assert_eq!(ran(&run_stages(dir.path(), &["split"])), ["download", "features", "split"]);
 
     let rejects = query(dir.path(), "SELECT track_id FROM rejects");
     assert_eq!(rejects, serde_json::json!([{"track_id": "jazz.00054"}]));
-    let parts = query(dir.path(), "SELECT part, COUNT(*) AS n, SUM(CASE WHEN genre = 'jazz' THEN 1 ELSE 0 END) AS jazz FROM split GROUP BY part ORDER BY part");
+    let parts = query(
+        dir.path(),
+        "SELECT part, COUNT(*) AS n, SUM(CASE WHEN genre = 'jazz' THEN 1 ELSE 0 END) AS jazz FROM split GROUP BY part ORDER BY part",
+    );
     assert_eq!(parts[0]["part"], "test");
     assert_eq!(parts[0]["n"], 200);
     assert_eq!(parts[0]["jazz"], 20);

@@ -56,7 +56,8 @@ fn lossy_formats_keep_the_signal() {
         assert!((d.samples.len() as i64 - 44_100).abs() < 3_000, "{name}: {} samples", d.samples.len());
         let rms = (d.samples.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / d.samples.len() as f64).sqrt();
         assert!((rms - 0.15).abs() < 0.02, "{name}: rms {rms}");
-        let (a, b, off) = (power_at(&d.samples, 22_050.0, 440.0), power_at(&d.samples, 22_050.0, 660.0), power_at(&d.samples, 22_050.0, 550.0));
+        let (a, b, off) =
+            (power_at(&d.samples, 22_050.0, 440.0), power_at(&d.samples, 22_050.0, 660.0), power_at(&d.samples, 22_050.0, 550.0));
         assert!(a > 100.0 * off && b > 100.0 * off, "{name}: 440 Hz {a}, 660 Hz {b}, 550 Hz {off}");
     }
 }

@@ -14,7 +14,10 @@ fn pipeline_on_gtzan_mini() {
     write_config(dir.path(), &format!("[download]\nsource = \"folder\"\npath = \"{}\"\n", mini.display()));
     assert_eq!(ran(&run_stages(dir.path(), &["split"])), ["download", "features", "split"]);
 
-    let by_genre = query(dir.path(), "SELECT genre, COUNT(*) AS n, MIN(n_frames) AS frames, MIN(n_mels) AS mels, MAX(sample_rate) AS sr FROM features GROUP BY genre ORDER BY genre");
+    let by_genre = query(
+        dir.path(),
+        "SELECT genre, COUNT(*) AS n, MIN(n_frames) AS frames, MIN(n_mels) AS mels, MAX(sample_rate) AS sr FROM features GROUP BY genre ORDER BY genre",
+    );
     let rows = by_genre.as_array().unwrap();
     assert_eq!(rows.len(), 10);
     for r in rows {

@@ -7,8 +7,8 @@ use common::*;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
@@ -152,7 +152,8 @@ fn downloads_from_the_hub_verifies_and_builds_the_store() {
     let hf_home = dir.path().join("hf").display().to_string();
     let o = genrelab_env(dir.path(), &["run", "features", "--json"], &env(dir.path(), &endpoint, &hf_home));
     assert!(o.status.success(), "{}", text(&o));
-    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("work/download/source.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("work/download/source.json")).unwrap()).unwrap();
     assert_eq!(manifest["sha256"], sha256_hex(&body));
     assert_eq!(manifest["clips"].as_array().unwrap().len(), 9);
     assert_eq!(manifest["origin"], "hub:test/gtzan@main/data/genres.tar.gz");

@@ -34,7 +34,10 @@ fn folder_source_end_to_end_with_rejects_split_and_queries() {
     assert!(reason("metal.00066").contains("truncated"));
 
     // Shapes and values are what the feature configuration says.
-    let shape = query(dir.path(), "SELECT n_mels, n_frames, sample_rate, channels, MAX(mean_db) AS top FROM features GROUP BY n_mels, n_frames, sample_rate, channels");
+    let shape = query(
+        dir.path(),
+        "SELECT n_mels, n_frames, sample_rate, channels, MAX(mean_db) AS top FROM features GROUP BY n_mels, n_frames, sample_rate, channels",
+    );
     assert_eq!(shape[0]["n_mels"], 16);
     assert_eq!(shape[0]["n_frames"], 20);
     assert_eq!(shape[0]["sample_rate"], 22050);
@@ -84,7 +87,12 @@ fn folder_source_end_to_end_with_rejects_split_and_queries() {
 #[test]
 fn killed_during_a_stage_resumes_with_only_that_stage() {
     let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), &format!("[download]\nsource = \"synthetic\"\n[download.synthetic]\ngenres = 3\nclips_per_genre = 4\nseconds = 1.0\n{SMALL_FEATURES}"));
+    write_config(
+        dir.path(),
+        &format!(
+            "[download]\nsource = \"synthetic\"\n[download.synthetic]\ngenres = 3\nclips_per_genre = 4\nseconds = 1.0\n{SMALL_FEATURES}"
+        ),
+    );
     assert_eq!(ran(&run_stages(dir.path(), &["split"])), ["download", "features", "split"]);
 
     // Change a feature parameter and die after features wrote its tables, before its stamp.
@@ -108,11 +116,18 @@ fn synthetic_demo_set_classes_are_distinct_in_feature_space() {
     // The demo data must be learnable: per-genre mean spectra differ more between genres than
     // clips of one genre differ from their genre's mean.
     let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), "[download]\nsource = \"synthetic\"\n[download.synthetic]\ngenres = 4\nclips_per_genre = 6\nseconds = 2.0\n[features]\nframes = 86\nout_mels = 32\nout_frames = 43\n");
+    write_config(
+        dir.path(),
+        "[download]\nsource = \"synthetic\"\n[download.synthetic]\ngenres = 4\nclips_per_genre = 6\nseconds = 2.0\n[features]\nframes = 86\nout_mels = 32\nout_frames = 43\n",
+    );
     run_stages(dir.path(), &["split"]);
     let m = genrelab_store::read_features(&dir.path().join("work/store/features.parquet")).unwrap();
     assert_eq!(m.len(), 24);
-    let genres: Vec<String> = { let mut g = m.genres.clone(); g.dedup(); g };
+    let genres: Vec<String> = {
+        let mut g = m.genres.clone();
+        g.dedup();
+        g
+    };
     let dim = m.n_mels * m.n_frames;
     // Mean and standard deviation over frames of each band: spectrum and modulation.
     let profile = |i: usize| -> Vec<f32> {
@@ -166,7 +181,8 @@ fn local_tarball_source_streams_clips_and_rejects_bad_members() {
     }
     write_config(dir.path(), &format!("[download]\nsource = \"tarball\"\npath = \"genres.tar.gz\"\n{SMALL_FEATURES}"));
     assert_eq!(ran(&run_stages(dir.path(), &["split"])), ["download", "features", "split"]);
-    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("work/download/source.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("work/download/source.json")).unwrap()).unwrap();
     assert_eq!(manifest["layout"], "kaggle");
     assert_eq!(manifest["clips"].as_array().unwrap().len(), 7);
     assert_eq!(manifest["sha256"].as_str().unwrap().len(), 64);
@@ -198,7 +214,8 @@ fn shipped_configurations_are_valid() {
     }
     assert!(files.len() >= 6, "{files:?}");
     for f in files {
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_genrelab")).args(["--config", f.to_str().unwrap(), "config"]).output().unwrap();
+        let o =
+            std::process::Command::new(env!("CARGO_BIN_EXE_genrelab")).args(["--config", f.to_str().unwrap(), "config"]).output().unwrap();
         assert!(o.status.success(), "{}: {}", f.display(), String::from_utf8_lossy(&o.stderr));
         let cfg = genrelab_pipeline::Config::load(&f).unwrap();
         for m in &cfg.train.models {

@@ -4,13 +4,16 @@
 mod common;
 use common::*;
 
-const TRAIN: &str = "[train]\nmodels = [\"linear\", \"simple_cnn\"]\nseeds = 2\nepochs = 3\nlearning_rate = 0.003\nbatch_size = 8\neval_batch_size = 16\n";
+const TRAIN: &str =
+    "[train]\nmodels = [\"linear\", \"simple_cnn\"]\nseeds = 2\nepochs = 3\nlearning_rate = 0.003\nbatch_size = 8\neval_batch_size = 16\n";
 
 fn setup() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     write_config(
         dir.path(),
-        &format!("[download]\nsource = \"synthetic\"\n[download.synthetic]\ngenres = 3\nclips_per_genre = 6\nseconds = 1.5\n{SMALL_FEATURES}{TRAIN}"),
+        &format!(
+            "[download]\nsource = \"synthetic\"\n[download.synthetic]\ngenres = 3\nclips_per_genre = 6\nseconds = 1.5\n{SMALL_FEATURES}{TRAIN}"
+        ),
     );
     dir
 }
@@ -30,7 +33,15 @@ fn train_and_evaluate_stages_write_metrics_report_and_rerun_alone_on_a_training_
     assert_eq!(pg, serde_json::json!([{"n": 12, "s": 16}]), "4 runs x 3 genres; ceil(0.2 x 18) = 4 test clips per run");
 
     let report = dir.path().join("work/report");
-    for f in ["metrics.json", "report.md", "report.html", "curves_linear_accuracy.svg", "curves_all_test_accuracy.svg", "confusion_simple_cnn.svg", "confusion_simple_cnn_seeds.svg"] {
+    for f in [
+        "metrics.json",
+        "report.md",
+        "report.html",
+        "curves_linear_accuracy.svg",
+        "curves_all_test_accuracy.svg",
+        "confusion_simple_cnn.svg",
+        "confusion_simple_cnn_seeds.svg",
+    ] {
         assert!(report.join(f).is_file(), "missing {f}");
     }
     // Each model's two seeds averaged: scored on the one test part, every test clip once.
@@ -38,7 +49,8 @@ fn train_and_evaluate_stages_write_metrics_report_and_rerun_alone_on_a_training_
     for m in metrics["models"].as_array().unwrap() {
         let seeds = &m["seeds_averaged"];
         assert_eq!(seeds["parts"], 1, "{m}");
-        let tested: u64 = seeds["confusion"].as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap()).map(|v| v.as_u64().unwrap()).sum();
+        let tested: u64 =
+            seeds["confusion"].as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap()).map(|v| v.as_u64().unwrap()).sum();
         assert_eq!(tested, 4, "{m}");
         assert!((0.0..=1.0).contains(&seeds["macro_f1"]["mean"].as_f64().unwrap()), "{m}");
     }
@@ -48,7 +60,10 @@ fn train_and_evaluate_stages_write_metrics_report_and_rerun_alone_on_a_training_
     assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("study (1 run)"), "{}", text(&o));
     // The cost: a run's training time is the sum of its epochs' in the history, and the report
     // says where the runs trained.
-    let cost = query(dir.path(), "SELECT m.run, MIN(m.train_seconds) AS t, SUM(h.seconds) AS s FROM metrics m JOIN history h ON m.run = h.run GROUP BY m.run");
+    let cost = query(
+        dir.path(),
+        "SELECT m.run, MIN(m.train_seconds) AS t, SUM(h.seconds) AS s FROM metrics m JOIN history h ON m.run = h.run GROUP BY m.run",
+    );
     assert_eq!(cost.as_array().unwrap().len(), 4, "{cost}");
     for r in cost.as_array().unwrap() {
         let (t, s) = (r["t"].as_f64().unwrap(), r["s"].as_f64().unwrap());
@@ -78,7 +93,9 @@ fn train_and_evaluate_stages_write_metrics_report_and_rerun_alone_on_a_training_
 
     // Other data (another synthetic seed): every run retrains; no checkpoint of the old data is reused.
     let ckpt = dir.path().join("work/train/linear/seed0/checkpoint.json");
-    let data_of = || -> serde_json::Value { serde_json::from_slice::<serde_json::Value>(&std::fs::read(&ckpt).unwrap()).unwrap()["settings"]["data"].clone() };
+    let data_of = || -> serde_json::Value {
+        serde_json::from_slice::<serde_json::Value>(&std::fs::read(&ckpt).unwrap()).unwrap()["settings"]["data"].clone()
+    };
     let before = data_of();
     std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap().replace("seconds = 1.5", "seconds = 1.5\nseed = 99")).unwrap();
     assert_eq!(ran(&run_stages(dir.path(), &[])), ["download", "features", "descriptors", "split", "train", "evaluate"]);
@@ -194,7 +211,11 @@ fn crop_and_descriptor_models_train_under_kfold_with_validation_selection() {
     let folds = query(dir.path(), "SELECT COUNT(DISTINCT fold) AS folds, COUNT(*) AS rows, COUNT(DISTINCT track_id) AS tracks FROM split");
     assert_eq!(folds, serde_json::json!([{"folds": 5, "rows": 15, "tracks": 15}]));
     let m = query(dir.path(), "SELECT model, COUNT(*) AS runs, SUM(test_clips) AS tested FROM metrics GROUP BY model ORDER BY model");
-    assert_eq!(m, serde_json::json!([{"model": "logreg", "runs": 5, "tested": 15}, {"model": "resnet", "runs": 5, "tested": 15}]), "every clip tested once per model");
+    assert_eq!(
+        m,
+        serde_json::json!([{"model": "logreg", "runs": 5, "tested": 15}, {"model": "resnet", "runs": 5, "tested": 15}]),
+        "every clip tested once per model"
+    );
     let d = query(dir.path(), "SELECT COUNT(*) AS n, MIN(tempo) AS lo, MAX(tempo) AS hi FROM descriptors");
     assert_eq!(d[0]["n"], 15);
     assert!(d[0]["lo"].as_f64().unwrap() >= 30.0 && d[0]["hi"].as_f64().unwrap() <= 300.0, "{d}");
@@ -286,7 +307,12 @@ fn crop_and_descriptor_models_train_under_kfold_with_validation_selection() {
         let o = genrelab(dir.path(), &["predict", "--json", "--top", "3", "--model", model, wav.to_str().unwrap()]);
         assert!(o.status.success(), "{}", text(&o));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        v["predictions"][0]["top"].as_array().unwrap().iter().map(|t| (t[0].as_str().unwrap().to_string(), t[1].as_f64().unwrap())).collect()
+        v["predictions"][0]["top"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| (t[0].as_str().unwrap().to_string(), t[1].as_f64().unwrap()))
+            .collect()
     };
     let (r, l, both) = (probs("resnet"), probs("logreg"), probs("resnet+logreg"));
     for (genre, p) in &both {
@@ -297,7 +323,8 @@ fn crop_and_descriptor_models_train_under_kfold_with_validation_selection() {
 
     // Every format, any rate and channel count.
     let formats = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/formats");
-    let files: Vec<String> = ["stereo44k.flac", "stereo44k.ogg", "stereo44k.mp3", "mono16k.flac"].iter().map(|f| format!("{formats}/{f}")).collect();
+    let files: Vec<String> =
+        ["stereo44k.flac", "stereo44k.ogg", "stereo44k.mp3", "mono16k.flac"].iter().map(|f| format!("{formats}/{f}")).collect();
     let mut args = vec!["predict", "--json", "--model", "resnet"];
     args.extend(files.iter().map(String::as_str));
     let o = genrelab(dir.path(), &args);
@@ -356,7 +383,8 @@ fn tune_runs_two_trials_on_validation_and_resumes() {
     assert_eq!(table[0]["n"], 2);
     // The runs validated on the next fold and never trained on it.
     let c: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(dir.path().join(format!("work/tune/{}/logreg/fold0-seed0/checkpoint.json", trials[0]["trial"].as_str().unwrap()))).unwrap(),
+        &std::fs::read(dir.path().join(format!("work/tune/{}/logreg/fold0-seed0/checkpoint.json", trials[0]["trial"].as_str().unwrap())))
+            .unwrap(),
     )
     .unwrap();
     assert_eq!(c["valid_clips"], 3);
@@ -393,5 +421,10 @@ fn tune_runs_two_trials_on_validation_and_resumes() {
     let runs: Vec<bool> = (0..4).map(|f| dir.path().join(format!("work/tune/{id}/logreg/fold{f}-seed0")).exists()).collect();
     assert_eq!(runs, [true, true, false, false]);
     let o = genrelab(dir.path(), &["--set", "tune.folds=5", "tune"]);
-    assert!(!o.status.success() && text(&o).contains("[tune] folds = 5: needs a k-fold split with at least that many folds (this split: kfold with 4 folds)"), "{}", text(&o));
+    assert!(
+        !o.status.success()
+            && text(&o).contains("[tune] folds = 5: needs a k-fold split with at least that many folds (this split: kfold with 4 folds)"),
+        "{}",
+        text(&o)
+    );
 }

@@ -44,10 +44,10 @@ pub struct ModelInfo {
 
 /// The registry entry of a model name.
 pub fn info(name: &str) -> Result<&'static ModelInfo, ModelError> {
-    registry().iter().find(|m| m.name == name).ok_or_else(|| ModelError::Unknown {
-        name: name.into(),
-        known: registry().iter().map(|m| m.name).collect::<Vec<_>>().join(", "),
-    })
+    registry()
+        .iter()
+        .find(|m| m.name == name)
+        .ok_or_else(|| ModelError::Unknown { name: name.into(), known: registry().iter().map(|m| m.name).collect::<Vec<_>>().join(", ") })
 }
 
 /// Every model genrelab knows, by name.
@@ -140,12 +140,11 @@ pub fn build(spec: &ModelSpec, device: &Device) -> Result<Model, ModelError> {
     match spec.name.as_str() {
         "linear" | "logreg" => Ok(Model::Linear(LinearModel::new(spec.mels * spec.frames, spec.classes, device))),
         "simple_cnn" => small(8).map_or_else(|| Ok(Model::SimpleCnn(SimpleCnn::new([8, 16, 32], 128, spec.classes, device))), Err),
-        "complex_cnn" => {
-            small(8).map_or_else(|| Ok(Model::ComplexCnn(ComplexCnn::new(spec.classes, device))), Err)
-        }
+        "complex_cnn" => small(8).map_or_else(|| Ok(Model::ComplexCnn(ComplexCnn::new(spec.classes, device))), Err),
         "resnet" => small(16).map_or_else(|| Ok(Model::ResNet(ResNet::new([16, 32, 64, 128], spec.classes, device))), Err),
-        "short_chunk_cnn" => small(32)
-            .map_or_else(|| Ok(Model::ShortChunkCnn(ShortChunkCnn::new([16, 16, 32, 32, 64], 64, spec.classes, device))), Err),
+        "short_chunk_cnn" => {
+            small(32).map_or_else(|| Ok(Model::ShortChunkCnn(ShortChunkCnn::new([16, 16, 32, 32, 64], 64, spec.classes, device))), Err)
+        }
         other => Err(info(other).err().expect("every registered model is built above")),
     }
 }
@@ -186,7 +185,9 @@ pub fn uses_cuda() -> bool {
             *PRESENT.get_or_init(|| {
                 let present = cuda_driver_present();
                 if !present {
-                    tracing::warn!("built with CUDA, but no CUDA driver (libcuda) was found: using the CPU (GENRELAB_DEVICE=cuda insists on the GPU)");
+                    tracing::warn!(
+                        "built with CUDA, but no CUDA driver (libcuda) was found: using the CPU (GENRELAB_DEVICE=cuda insists on the GPU)"
+                    );
                 }
                 present
             })

@@ -16,7 +16,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Model, ModelError, ModelSpec, build};
 
-
 /// The training settings (the study's by default) and the recipe options.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainSettings {

@@ -15,7 +15,11 @@ fn parameter_counts_are_the_studys() {
     for (name, count) in [("linear", 64_010), ("simple_cnn", 15_610), ("complex_cnn", 59_114)] {
         assert_eq!(count_params(&spec(name)).unwrap(), count, "{name}");
         // burn's num_params also counts batch norm's running statistics (2 x channels per norm).
-        let buffers = match name { "simple_cnn" => 2 * (8 + 16 + 32), "complex_cnn" => 2 * (16 + 32 + 64), _ => 0 };
+        let buffers = match name {
+            "simple_cnn" => 2 * (8 + 16 + 32),
+            "complex_cnn" => 2 * (16 + 32 + 64),
+            _ => 0,
+        };
         assert_eq!(build(&spec(name), &device).unwrap().num_params(), count + buffers, "{name}");
     }
 }

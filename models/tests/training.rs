@@ -1,8 +1,8 @@
 //! Training is deterministic, resumes exactly after a crash, and checkpoints round-trip.
 
-use genrelab_models::train::{Batchable, Recipe, RunData, Select, TrainSettings, load_model, predict_proba, train_run};
-use genrelab_models::ModelSpec;
 use burn::prelude::*;
+use genrelab_models::ModelSpec;
+use genrelab_models::train::{Batchable, Recipe, RunData, Select, TrainSettings, load_model, predict_proba, train_run};
 
 /// Two separable classes of 8 x 12 "spectrograms": a bright top half or a bright bottom half.
 fn data(n: usize) -> (Vec<f32>, Vec<usize>) {
@@ -22,7 +22,15 @@ fn data(n: usize) -> (Vec<f32>, Vec<usize>) {
 }
 
 fn settings(epochs: usize) -> TrainSettings {
-    TrainSettings { epochs, learning_rate: 1e-2, batch_size: 8, eval_batch_size: 16, seed: 3, data: "toy".into(), recipe: Recipe::default() }
+    TrainSettings {
+        epochs,
+        learning_rate: 1e-2,
+        batch_size: 8,
+        eval_batch_size: 16,
+        seed: 3,
+        data: "toy".into(),
+        recipe: Recipe::default(),
+    }
 }
 
 fn spec() -> ModelSpec {
@@ -38,7 +46,9 @@ fn same_seed_same_history_and_a_crash_resumes_exactly() {
     let h1 = train_run(&spec(), &settings(4), RunData { train: b, valid: None, test: b }, &device, a.path(), |_| {}).unwrap().history;
     let c = tempfile::tempdir().unwrap();
     let h2 = train_run(&spec(), &settings(4), RunData { train: b, valid: None, test: b }, &device, c.path(), |_| {}).unwrap().history;
-    let strip = |h: &[genrelab_models::train::EpochRecord]| h.iter().map(|r| (r.epoch, r.train_loss, r.train_acc, r.test_loss, r.test_acc)).collect::<Vec<_>>();
+    let strip = |h: &[genrelab_models::train::EpochRecord]| {
+        h.iter().map(|r| (r.epoch, r.train_loss, r.train_acc, r.test_loss, r.test_acc)).collect::<Vec<_>>()
+    };
     assert_eq!(strip(&h1), strip(&h2), "same seed, same figures");
     assert!(h1.last().unwrap().train_loss < h1[0].train_loss, "it learns: {:?}", strip(&h1));
 
@@ -54,7 +64,9 @@ fn same_seed_same_history_and_a_crash_resumes_exactly() {
     }));
     assert!(crashed.is_err());
     let mut seen = vec![];
-    let h3 = train_run(&spec(), &settings(4), RunData { train: b, valid: None, test: b }, &device, d.path(), |r| seen.push(r.epoch)).unwrap().history;
+    let h3 = train_run(&spec(), &settings(4), RunData { train: b, valid: None, test: b }, &device, d.path(), |r| seen.push(r.epoch))
+        .unwrap()
+        .history;
     assert_eq!(seen, [3, 4], "only the unfinished epochs run again");
     assert_eq!(strip(&h3), strip(&h1));
 }
@@ -122,7 +134,8 @@ fn a_full_recipe_trains_on_crops_and_selects_on_validation() {
     let spec = ModelSpec { name: "simple_cnn".into(), mels: 8, frames: 16, classes: 2 };
     let device = Device::flex();
     let dir = tempfile::tempdir().unwrap();
-    let run = |dir: &std::path::Path| train_run(&spec, &settings, RunData { train, valid: Some(valid), test }, &device, dir, |_| {}).unwrap();
+    let run =
+        |dir: &std::path::Path| train_run(&spec, &settings, RunData { train, valid: Some(valid), test }, &device, dir, |_| {}).unwrap();
     let out = run(dir.path());
     let h = &out.history;
     assert!(h.iter().all(|r| r.valid_loss.is_some() && r.learning_rate.is_some()));

@@ -57,10 +57,7 @@ impl Config {
 
     /// Read a config file with `KEY=VALUE` overrides applied (`--set`, see [`with_overrides`]).
     pub fn load_with(path: &Path, sets: &[String]) -> Result<Config, PipelineError> {
-        let text = std::fs::read_to_string(path).map_err(|e| PipelineError::Config {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|e| PipelineError::Config { path: path.to_path_buf(), message: e.to_string() })?;
         Self::parse_with(&text, sets, path.parent().unwrap_or(Path::new(".")), path)
     }
 
@@ -94,7 +91,8 @@ impl Config {
     }
 
     pub fn parse(text: &str, base: &Path, name: &Path) -> Result<Config, PipelineError> {
-        let mut cfg: Config = toml::from_str(text).map_err(|e| PipelineError::Config { path: name.to_path_buf(), message: e.to_string() })?;
+        let mut cfg: Config =
+            toml::from_str(text).map_err(|e| PipelineError::Config { path: name.to_path_buf(), message: e.to_string() })?;
         let base = if base.as_os_str().is_empty() { Path::new(".") } else { base };
         let resolve = |p: &mut PathBuf| {
             if p.is_relative() {
@@ -130,9 +128,8 @@ pub fn with_overrides(text: &str, sets: &[String], name: &Path) -> Result<String
     let err = |message: String| PipelineError::Config { path: name.to_path_buf(), message };
     let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| err(e.to_string()))?;
     for set in sets {
-        let (key, value) = set
-            .split_once('=')
-            .ok_or_else(|| err(format!("--set {set}: expected KEY=VALUE, e.g. --set evaluate.window_hop=64")))?;
+        let (key, value) =
+            set.split_once('=').ok_or_else(|| err(format!("--set {set}: expected KEY=VALUE, e.g. --set evaluate.window_hop=64")))?;
         let keys: Vec<&str> = key.trim().split('.').map(str::trim).collect();
         if keys.iter().any(|k| k.is_empty()) {
             return Err(err(format!("--set {set}: `{key}` is not a dotted key such as train.epochs")));
@@ -269,7 +266,9 @@ mod tests {
 
     #[test]
     fn bad_overrides_are_errors_naming_the_set() {
-        let fail = |set: &str| Config::parse_with("[train]\nepochs = 30\n", &[set.to_string()], Path::new("."), Path::new("my.toml")).unwrap_err().to_string();
+        let fail = |set: &str| {
+            Config::parse_with("[train]\nepochs = 30\n", &[set.to_string()], Path::new("."), Path::new("my.toml")).unwrap_err().to_string()
+        };
         let e = fail("train.epochs");
         assert!(e.contains("my.toml") && e.contains("expected KEY=VALUE"), "{e}");
         let e = fail("train..epochs=3");
@@ -285,11 +284,15 @@ mod tests {
         let e = Config::parse_with("[train]\nepochs = 30\n", &sets, Path::new("."), Path::new("my.toml")).unwrap_err().to_string();
         assert!(e.contains("my.toml") && e.contains("--set evaluate.window_hop=x: invalid type") && !e.contains("line"), "{e}");
         // An error of the file itself is the file's, at its own line, whatever the overrides.
-        let e = Config::parse_with("[train]\n\nepochs = \"x\"\n", &sets[..1], Path::new("."), Path::new("my.toml")).unwrap_err().to_string();
+        let e =
+            Config::parse_with("[train]\n\nepochs = \"x\"\n", &sets[..1], Path::new("."), Path::new("my.toml")).unwrap_err().to_string();
         assert!(e.contains("line 3") && !e.contains("--set"), "{e}");
         // Values are checked when the config is read, a model's recipe included.
         let e = fail("train.model.resnet.epochs=0");
-        assert!(e.contains("--set train.model.resnet.epochs=0: configuration: [train] (model resnet) needs seeds >= 1, epochs >= 1"), "{e}");
+        assert!(
+            e.contains("--set train.model.resnet.epochs=0: configuration: [train] (model resnet) needs seeds >= 1, epochs >= 1"),
+            "{e}"
+        );
         let e = fail("train.model.nosuch.epochs=3");
         assert!(e.contains("[train.model.nosuch]") && e.contains("nosuch"), "{e}");
     }

@@ -20,9 +20,9 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::PipelineError;
 use crate::config::{Config, Paths};
 use crate::fingerprint::{HashCache, hash_json};
-use crate::PipelineError;
 
 /// What a stage gets when it runs.
 pub struct Ctx<'a> {
@@ -217,7 +217,13 @@ impl Engine {
         wanted.iter().map(|n| self.find(n)).collect()
     }
 
-    fn inputs(&self, stage: &dyn Stage, cfg: &Config, paths: &Paths, hashes: &mut HashCache) -> Result<Result<Inputs, String>, PipelineError> {
+    fn inputs(
+        &self,
+        stage: &dyn Stage,
+        cfg: &Config,
+        paths: &Paths,
+        hashes: &mut HashCache,
+    ) -> Result<Result<Inputs, String>, PipelineError> {
         let params = stage.params(cfg);
         let mut deps = BTreeMap::new();
         for d in stage.deps() {
@@ -245,13 +251,16 @@ impl Engine {
     }
 
     /// Why `stage` is stale now (empty = current).
-    fn reasons(&self, stage: &dyn Stage, cfg: &Config, paths: &Paths, hashes: &mut HashCache, upstream_stale: &[&str]) -> Result<Vec<String>, PipelineError> {
-        let mut why: Vec<String> = stage
-            .deps()
-            .iter()
-            .filter(|d| upstream_stale.contains(d))
-            .map(|d| format!("upstream `{d}` is stale"))
-            .collect();
+    fn reasons(
+        &self,
+        stage: &dyn Stage,
+        cfg: &Config,
+        paths: &Paths,
+        hashes: &mut HashCache,
+        upstream_stale: &[&str],
+    ) -> Result<Vec<String>, PipelineError> {
+        let mut why: Vec<String> =
+            stage.deps().iter().filter(|d| upstream_stale.contains(d)).map(|d| format!("upstream `{d}` is stale")).collect();
         let Some(stamp) = Stamp::load(&paths.stamp(stage.name())) else {
             why.push(unfinished_reason(paths, stage.name()));
             return Ok(why);
@@ -359,7 +368,13 @@ impl Engine {
                     outcomes.push(o);
                 }
                 Err(e) => {
-                    let o = StageOutcome { stage: stage.name().into(), action: "failed".into(), reasons: vec![e.to_string()], seconds: 0.0, summary: Value::Null };
+                    let o = StageOutcome {
+                        stage: stage.name().into(),
+                        action: "failed".into(),
+                        reasons: vec![e.to_string()],
+                        seconds: 0.0,
+                        summary: Value::Null,
+                    };
                     log_event(&paths, &o);
                     hashes.save();
                     return Err(PipelineError::StageFailed { stage: stage.name().into(), source: Box::new(e) });
@@ -371,7 +386,16 @@ impl Engine {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn run_stage(&self, stage: &dyn Stage, cfg: &Config, paths: &Paths, hashes: &mut HashCache, forced: bool, progress: bool, reasons: &[String]) -> Result<StageOutcome, PipelineError> {
+    fn run_stage(
+        &self,
+        stage: &dyn Stage,
+        cfg: &Config,
+        paths: &Paths,
+        hashes: &mut HashCache,
+        forced: bool,
+        progress: bool,
+        reasons: &[String],
+    ) -> Result<StageOutcome, PipelineError> {
         let span = tracing::info_span!("stage", name = stage.name());
         let _enter = span.enter();
         tracing::info!(why = %reasons.join("; "), "running");
@@ -404,9 +428,10 @@ impl Engine {
 
         let mut outputs = vec![];
         for p in stage.outputs(cfg, paths) {
-            let h = hashes.path(&p).map_err(PipelineError::Failed)?.ok_or_else(|| {
-                PipelineError::Failed(format!("stage `{}` did not write its output {}", stage.name(), p.display()))
-            })?;
+            let h = hashes
+                .path(&p)
+                .map_err(PipelineError::Failed)?
+                .ok_or_else(|| PipelineError::Failed(format!("stage `{}` did not write its output {}", stage.name(), p.display())))?;
             let rel = p.strip_prefix(&paths.workdir).map(Path::to_path_buf).unwrap_or(p.clone());
             outputs.push(OutputRecord { path: rel, blake3: h });
         }
@@ -478,7 +503,12 @@ mod tests {
     #[test]
     fn json_diff_names_changed_keys() {
         let mut out = vec![];
-        json_diff("train", &serde_json::json!({"lr": 1e-4, "epochs": 150, "x": {"a": 1}}), &serde_json::json!({"lr": 1e-4, "epochs": 10, "x": {"a": 2}}), &mut out);
+        json_diff(
+            "train",
+            &serde_json::json!({"lr": 1e-4, "epochs": 150, "x": {"a": 1}}),
+            &serde_json::json!({"lr": 1e-4, "epochs": 10, "x": {"a": 2}}),
+            &mut out,
+        );
         assert_eq!(out, ["train.epochs: 150 -> 10", "train.x.a: 1 -> 2"]);
     }
 }

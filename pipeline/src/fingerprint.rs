@@ -29,8 +29,7 @@ pub struct HashCache {
 impl HashCache {
     /// Load the cache at `file` (an unreadable or missing cache is an empty one).
     pub fn load(file: &Path) -> Self {
-        let mut cache: HashCache =
-            std::fs::read(file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        let mut cache: HashCache = std::fs::read(file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
         cache.file = Some(file.to_path_buf());
         cache
     }

@@ -12,20 +12,13 @@ use genrelab_stages::{descriptors, evaluate, features, split, train};
 use genrelab_store::names;
 use serde_json::{Value, json};
 
+use crate::PipelineError;
 use crate::config::{Config, Paths};
 use crate::engine::{Ctx, Engine, Stage};
-use crate::PipelineError;
 
 /// The pipeline in dependency order.
 pub fn engine() -> Engine {
-    Engine::new(vec![
-        Box::new(Download),
-        Box::new(Features),
-        Box::new(Descriptors),
-        Box::new(Split),
-        Box::new(Train),
-        Box::new(Evaluate),
-    ])
+    Engine::new(vec![Box::new(Download), Box::new(Features), Box::new(Descriptors), Box::new(Split), Box::new(Train), Box::new(Evaluate)])
 }
 
 pub struct Download;
@@ -140,7 +133,8 @@ impl Stage for Descriptors {
     }
     fn run(&self, ctx: &mut Ctx) -> Result<Value, PipelineError> {
         let source = download::read_manifest(&ctx.paths.download_dir())?;
-        let s = descriptors::extract_descriptors(&source, &ctx.cfg.features, &ctx.cfg.descriptors, &ctx.paths.store_dir(), ctx.cfg.threads)?;
+        let s =
+            descriptors::extract_descriptors(&source, &ctx.cfg.features, &ctx.cfg.descriptors, &ctx.paths.store_dir(), ctx.cfg.threads)?;
         Ok(json!(s))
     }
 }

@@ -5,9 +5,9 @@ use std::cell::Cell;
 use std::path::PathBuf;
 use std::rc::Rc;
 
+use genrelab_pipeline::PipelineError;
 use genrelab_pipeline::config::{Config, Paths};
 use genrelab_pipeline::engine::{Ctx, Engine, Stage};
-use genrelab_pipeline::PipelineError;
 use serde_json::{Value, json};
 
 /// `copy`: reads an external file, writes it upper-cased.
@@ -94,10 +94,7 @@ impl Fixture {
         Fixture { input, cfg, fail: Rc::new(Cell::new(false)), _dir: dir }
     }
     fn engine(&self, copy_version: u32) -> Engine {
-        Engine::new(vec![
-            Box::new(Copy { input: self.input.clone(), version: copy_version }),
-            Box::new(Scale { fail: self.fail.clone() }),
-        ])
+        Engine::new(vec![Box::new(Copy { input: self.input.clone(), version: copy_version }), Box::new(Scale { fail: self.fail.clone() })])
     }
     /// Run everything; return the stages that ran.
     fn run(&self, copy_version: u32) -> Vec<String> {

@@ -57,16 +57,12 @@ pub fn decode_wav(bytes: &[u8], target_rate: u32) -> Result<Decoded, AudioError>
     let data = &bytes[data_start.min(bytes.len())..];
     let width = spec.bits_per_sample.div_ceil(8) as usize;
     let interleaved: Vec<f32> = match (spec.sample_format, spec.bits_per_sample) {
-        (hound::SampleFormat::Float, 32) => {
-            convert(data, expected, 4, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))?
-        }
+        (hound::SampleFormat::Float, 32) => convert(data, expected, 4, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))?,
         (hound::SampleFormat::Int, 8) => convert(data, expected, 1, |b| (b[0] as f32 - 128.0) / 128.0)?,
-        (hound::SampleFormat::Int, 16) => {
-            convert(data, expected, 2, |b| i16::from_le_bytes([b[0], b[1]]) as f32 / 32768.0)?
+        (hound::SampleFormat::Int, 16) => convert(data, expected, 2, |b| i16::from_le_bytes([b[0], b[1]]) as f32 / 32768.0)?,
+        (hound::SampleFormat::Int, 24) if width == 3 => {
+            convert(data, expected, 3, |b| (i32::from_le_bytes([0, b[0], b[1], b[2]]) >> 8) as f32 / 8_388_608.0)?
         }
-        (hound::SampleFormat::Int, 24) if width == 3 => convert(data, expected, 3, |b| {
-            (i32::from_le_bytes([0, b[0], b[1], b[2]]) >> 8) as f32 / 8_388_608.0
-        })?,
         (hound::SampleFormat::Int, 32) => {
             convert(data, expected, 4, |b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32 / 2_147_483_648.0)?
         }
@@ -176,15 +172,12 @@ pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>, AudioEr
         return Ok(samples.to_vec());
     }
     let err = |message: String| AudioError::Resample { from, to, message };
-    let mut resampler = Fft::<f32>::new(from as usize, to as usize, 1024, 1, FixedSync::Input)
-        .map_err(|e| err(e.to_string()))?;
+    let mut resampler = Fft::<f32>::new(from as usize, to as usize, 1024, 1, FixedSync::Input).map_err(|e| err(e.to_string()))?;
     let input = InterleavedSlice::new(samples, 1, samples.len()).map_err(|e| err(e.to_string()))?;
     let out_len = resampler.process_all_needed_output_len(samples.len());
     let mut out = vec![0f32; out_len];
     let mut output = InterleavedSlice::new_mut(&mut out, 1, out_len).map_err(|e| err(e.to_string()))?;
-    let (_, produced) = resampler
-        .process_all_into_buffer(&input, &mut output, samples.len(), None)
-        .map_err(|e| err(e.to_string()))?;
+    let (_, produced) = resampler.process_all_into_buffer(&input, &mut output, samples.len(), None).map_err(|e| err(e.to_string()))?;
     let want = (samples.len() as f64 * to as f64 / from as f64).round() as usize;
     out.truncate(produced.min(want));
     out.resize(want, 0.0);

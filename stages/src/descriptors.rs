@@ -15,8 +15,8 @@
 use std::path::Path;
 use std::time::Instant;
 
-use genrelab_store::tables::{Column, write_columns};
 use genrelab_store::names;
+use genrelab_store::tables::{Column, write_columns};
 use serde::{Deserialize, Serialize};
 
 use crate::StageError;
@@ -111,10 +111,13 @@ pub fn describe(lm: &LogMel, samples: &[f32], max_hz: Option<f64>) -> Vec<f32> {
         let c = if total > 0.0 { mag.iter().zip(&bin_hz).map(|(m, f)| m * f).sum::<f64>() / total } else { 0.0 };
         let bw = if total > 0.0 { (mag.iter().zip(&bin_hz).map(|(m, f)| m * (f - c).powi(2)).sum::<f64>() / total).sqrt() } else { 0.0 };
         let mut acc = 0.0;
-        let roll = bin_hz[mag.iter().position(|m| {
-            acc += m;
-            acc >= 0.85 * total
-        }).unwrap_or(0)];
+        let roll = bin_hz[mag
+            .iter()
+            .position(|m| {
+                acc += m;
+                acc >= 0.85 * total
+            })
+            .unwrap_or(0)];
         centroid.add(c);
         bandwidth.add(bw);
         rolloff.add(if total > 0.0 { roll } else { 0.0 });
@@ -223,7 +226,8 @@ pub fn extract_descriptors(
     let start = Instant::now();
     let mut rows: Vec<(String, String, Vec<f32>)> = vec![];
     let mut skipped = 0;
-    let describe_clip = |_: &ClipEntry, b: &[u8]| decode_wav(b, cfg.sample_rate).map_err(|e| e.to_string()).map(|a| describe(&lm, &a.samples, dcfg.max_hz));
+    let describe_clip =
+        |_: &ClipEntry, b: &[u8]| decode_wav(b, cfg.sample_rate).map_err(|e| e.to_string()).map(|a| describe(&lm, &a.samples, dcfg.max_hz));
     source.par_map_clips(threads, "descriptors", describe_clip, |done| {
         for (entry, d) in done {
             match d {

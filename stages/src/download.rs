@@ -73,11 +73,8 @@ pub struct DownloadOptions<'a> {
 
 /// Run the stage: fetch or locate the clips and write `out_dir/source.json`.
 pub fn download(cfg: &DownloadConfig, out_dir: &Path, opts: DownloadOptions) -> Result<SourceManifest, StageError> {
-    let need_path = || {
-        cfg.path.clone().ok_or_else(|| {
-            StageError::Config(format!("download.source = {:?} needs download.path", cfg.source))
-        })
-    };
+    let need_path =
+        || cfg.path.clone().ok_or_else(|| StageError::Config(format!("download.source = {:?} needs download.path", cfg.source)));
     let manifest = match cfg.source {
         SourceKind::Hub => {
             let path = fetch_from_hub(cfg, opts.progress, opts.refetch)?;
@@ -124,11 +121,7 @@ fn tarball_manifest(path: &Path, origin: String) -> Result<SourceManifest, Stage
     Ok(SourceManifest { origin, container: Container::Tarball, path, layout, bytes, sha256: Some(sha256), clips })
 }
 
-fn folder_manifest(
-    root: &Path,
-    origin: String,
-    hash: &mut dyn FnMut(&Path) -> FileHash,
-) -> Result<SourceManifest, StageError> {
+fn folder_manifest(root: &Path, origin: String, hash: &mut dyn FnMut(&Path) -> FileHash) -> Result<SourceManifest, StageError> {
     let root = absolute(root)?;
     let (layout, clips) = scan_folder(&root, hash).map_err(StageError::Source)?;
     let bytes = clips.iter().map(|c| c.bytes).sum();
@@ -188,9 +181,7 @@ fn fetch_from_hub(cfg: &DownloadConfig, progress: bool, refetch: bool) -> Result
             let _ = std::fs::remove_file(&blob);
             let _ = std::fs::remove_file(&path);
             remove_partial_blobs(&blobs);
-            return Err(fail(format!(
-                "checksum mismatch: got SHA-256 {sha}, the hub announced {name}; the damaged file was removed"
-            )));
+            return Err(fail(format!("checksum mismatch: got SHA-256 {sha}, the hub announced {name}; the damaged file was removed")));
         }
     }
     Ok(blob)

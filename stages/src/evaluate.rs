@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::Path;
 
-use genrelab_models::train::{Batchable, evaluate as score_model, load_weights, predict_proba};
 use genrelab_models::default_device;
+use genrelab_models::train::{Batchable, evaluate as score_model, load_weights, predict_proba};
 use genrelab_store::tables::{Column, write_columns};
 use genrelab_store::{TableMeta, names, read_split};
 use serde::{Deserialize, Serialize};
@@ -188,7 +188,10 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &Eva
     let mut ensemble: SeedSums = BTreeMap::new();
     for (dir, c) in &checkpoints {
         if c.labels != labels {
-            return Err(StageError::Failed(format!("run {} was trained on other labels than the features table has; run train again", c.run)));
+            return Err(StageError::Failed(format!(
+                "run {} was trained on other labels than the features table has; run train again",
+                c.run
+            )));
         }
         let test = test_rows(features, &split, c.fold);
         let model = load_weights(dir, &c.weights, &c.spec, &device).map_err(|e| StageError::Failed(e.to_string()))?;
@@ -196,7 +199,9 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &Eva
         let window = c.test_window(cfg.window_hop);
         let k = labels.len();
         // The inputs and labels of `rows`.
-        let data = |rows: &[usize]| -> Result<(Vec<f32>, Vec<usize>), StageError> { Ok((inputs.gather(c, rows)?, rows.iter().map(|&r| y_all[r]).collect())) };
+        let data = |rows: &[usize]| -> Result<(Vec<f32>, Vec<usize>), StageError> {
+            Ok((inputs.gather(c, rows)?, rows.iter().map(|&r| y_all[r]).collect()))
+        };
         let (x, y) = data(&test)?;
         let probs = predict_proba(&model, Batchable { x: &x, y: &y, mels, frames }, window, c.settings.eval_batch_size, &device);
         let pred: Vec<usize> = probs.chunks(k).map(argmax).collect();
@@ -341,11 +346,8 @@ fn fuse(members: &[String], per_model: &SeedSums, y_all: &[usize], k: usize) -> 
     let mut per_part = vec![];
     for rows in parts.values() {
         // A clip counts only where every member was tested on it.
-        let (truth, pred): (Vec<usize>, Vec<usize>) = rows
-            .iter()
-            .filter(|(_, (_, n))| *n == members.len())
-            .map(|(row, (p, _))| (y_all[*row], argmax(p)))
-            .unzip();
+        let (truth, pred): (Vec<usize>, Vec<usize>) =
+            rows.iter().filter(|(_, (_, n))| *n == members.len()).map(|(row, (p, _))| (y_all[*row], argmax(p))).unzip();
         let s = scores(&truth, &pred, k);
         add_confusion(&mut confusion, &s.confusion);
         per_part.push(s);
@@ -373,41 +375,53 @@ fn with_cost(mut e: EnsembleSummary, runs: &[RunResult]) -> EnsembleSummary {
 fn write_tables(store_dir: &Path, e: &Evaluation, predictions: &[(String, String, usize, usize, f64)]) -> Result<(), StageError> {
     let meta = |t: &str| TableMeta::new(t).with("protocol", &e.protocol);
     let r = &e.runs;
-    write_columns(&store_dir.join("metrics.parquet"), &meta("metrics"), vec![
-        ("run", Column::Str(r.iter().map(|x| x.run.clone()).collect())),
-        ("model", Column::Str(r.iter().map(|x| x.model.clone()).collect())),
-        ("seed", Column::Int(r.iter().map(|x| x.seed as i64).collect())),
-        ("fold", Column::OptInt(r.iter().map(|x| x.fold.map(i64::from)).collect())),
-        ("test_clips", Column::Int(r.iter().map(|x| x.test_clips as i64).collect())),
-        ("train_acc", Column::Float(r.iter().map(|x| x.train_acc).collect())),
-        ("accuracy", Column::Float(r.iter().map(|x| x.scores.accuracy).collect())),
-        ("balanced_accuracy", Column::Float(r.iter().map(|x| x.scores.balanced_accuracy).collect())),
-        ("macro_f1", Column::Float(r.iter().map(|x| x.scores.macro_f1).collect())),
-        ("test_loss", Column::Float(r.iter().map(|x| x.test_loss).collect())),
-        ("train_seconds", Column::Float(r.iter().map(|x| x.train_seconds).collect())),
-    ])?;
+    write_columns(
+        &store_dir.join("metrics.parquet"),
+        &meta("metrics"),
+        vec![
+            ("run", Column::Str(r.iter().map(|x| x.run.clone()).collect())),
+            ("model", Column::Str(r.iter().map(|x| x.model.clone()).collect())),
+            ("seed", Column::Int(r.iter().map(|x| x.seed as i64).collect())),
+            ("fold", Column::OptInt(r.iter().map(|x| x.fold.map(i64::from)).collect())),
+            ("test_clips", Column::Int(r.iter().map(|x| x.test_clips as i64).collect())),
+            ("train_acc", Column::Float(r.iter().map(|x| x.train_acc).collect())),
+            ("accuracy", Column::Float(r.iter().map(|x| x.scores.accuracy).collect())),
+            ("balanced_accuracy", Column::Float(r.iter().map(|x| x.scores.balanced_accuracy).collect())),
+            ("macro_f1", Column::Float(r.iter().map(|x| x.scores.macro_f1).collect())),
+            ("test_loss", Column::Float(r.iter().map(|x| x.test_loss).collect())),
+            ("train_seconds", Column::Float(r.iter().map(|x| x.train_seconds).collect())),
+        ],
+    )?;
     let mut pg: Vec<(&RunResult, usize)> = vec![];
     for run in r {
         for c in 0..e.labels.len() {
             pg.push((run, c));
         }
     }
-    write_columns(&store_dir.join("per_genre.parquet"), &meta("per_genre"), vec![
-        ("run", Column::Str(pg.iter().map(|(x, _)| x.run.clone()).collect())),
-        ("model", Column::Str(pg.iter().map(|(x, _)| x.model.clone()).collect())),
-        ("genre", Column::Str(pg.iter().map(|(_, c)| e.labels[*c].clone()).collect())),
-        ("precision", Column::Float(pg.iter().map(|(x, c)| x.scores.per_class[*c].precision).collect())),
-        ("recall", Column::Float(pg.iter().map(|(x, c)| x.scores.per_class[*c].recall).collect())),
-        ("f1", Column::Float(pg.iter().map(|(x, c)| x.scores.per_class[*c].f1).collect())),
-        ("support", Column::Int(pg.iter().map(|(x, c)| x.scores.per_class[*c].support as i64).collect())),
-    ])?;
-    write_columns(&store_dir.join("predictions.parquet"), &meta("predictions"), vec![
-        ("run", Column::Str(predictions.iter().map(|p| p.0.clone()).collect())),
-        ("track_id", Column::Str(predictions.iter().map(|p| p.1.clone()).collect())),
-        ("genre", Column::Str(predictions.iter().map(|p| e.labels[p.2].clone()).collect())),
-        ("predicted", Column::Str(predictions.iter().map(|p| e.labels[p.3].clone()).collect())),
-        ("probability", Column::Float(predictions.iter().map(|p| p.4).collect())),
-    ])?;
+    write_columns(
+        &store_dir.join("per_genre.parquet"),
+        &meta("per_genre"),
+        vec![
+            ("run", Column::Str(pg.iter().map(|(x, _)| x.run.clone()).collect())),
+            ("model", Column::Str(pg.iter().map(|(x, _)| x.model.clone()).collect())),
+            ("genre", Column::Str(pg.iter().map(|(_, c)| e.labels[*c].clone()).collect())),
+            ("precision", Column::Float(pg.iter().map(|(x, c)| x.scores.per_class[*c].precision).collect())),
+            ("recall", Column::Float(pg.iter().map(|(x, c)| x.scores.per_class[*c].recall).collect())),
+            ("f1", Column::Float(pg.iter().map(|(x, c)| x.scores.per_class[*c].f1).collect())),
+            ("support", Column::Int(pg.iter().map(|(x, c)| x.scores.per_class[*c].support as i64).collect())),
+        ],
+    )?;
+    write_columns(
+        &store_dir.join("predictions.parquet"),
+        &meta("predictions"),
+        vec![
+            ("run", Column::Str(predictions.iter().map(|p| p.0.clone()).collect())),
+            ("track_id", Column::Str(predictions.iter().map(|p| p.1.clone()).collect())),
+            ("genre", Column::Str(predictions.iter().map(|p| e.labels[p.2].clone()).collect())),
+            ("predicted", Column::Str(predictions.iter().map(|p| e.labels[p.3].clone()).collect())),
+            ("probability", Column::Float(predictions.iter().map(|p| p.4).collect())),
+        ],
+    )?;
     Ok(())
 }
 
@@ -461,8 +475,8 @@ fn interval(s: &Summary) -> String {
 /// The last evaluation, from `report_dir/metrics.json`.
 pub fn read_evaluation(report_dir: &Path) -> Result<Evaluation, StageError> {
     let path = report_dir.join(METRICS_JSON);
-    let bytes = std::fs::read(&path)
-        .map_err(|e| StageError::Source(format!("{}: {e} (run the pipeline first: `make all`)", path.display())))?;
+    let bytes =
+        std::fs::read(&path).map_err(|e| StageError::Source(format!("{}: {e} (run the pipeline first: `make all`)", path.display())))?;
     serde_json::from_slice(&bytes).map_err(|e| StageError::Source(format!("{}: {e}", path.display())))
 }
 
@@ -481,7 +495,10 @@ pub fn comparison_table(e: &Evaluation) -> String {
         Some(f) => format!("{f} folds x {seeds}"),
         None => seeds,
     };
-    let _ = writeln!(s, "| model | parameters | epochs, weights | train acc (mean +- std) | valid acc / loss | test acc (mean +- std) | 95% interval | balanced acc | macro-F1 | ensemble of seeds | training per run | study (1 run): train / test |");
+    let _ = writeln!(
+        s,
+        "| model | parameters | epochs, weights | train acc (mean +- std) | valid acc / loss | test acc (mean +- std) | 95% interval | balanced acc | macro-F1 | ensemble of seeds | training per run | study (1 run): train / test |"
+    );
     let _ = writeln!(s, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for m in &e.models {
         let study = match (m.study_train_acc, m.study_test_acc) {
@@ -520,7 +537,10 @@ pub fn comparison_table(e: &Evaluation) -> String {
             Some(_) => ("test acc (mean +- std over folds)", "training per fold"),
             None => ("test acc (one test part)", "training"),
         };
-        let _ = writeln!(s, "\n| ensemble | members (seeds averaged, members weighted equally) | {acc_header} | 95% interval | balanced acc | macro-F1 | {per_part} |");
+        let _ = writeln!(
+            s,
+            "\n| ensemble | members (seeds averaged, members weighted equally) | {acc_header} | 95% interval | balanced acc | macro-F1 | {per_part} |"
+        );
         let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|");
         for (members, x) in rows {
             let _ = writeln!(
@@ -537,7 +557,9 @@ pub fn comparison_table(e: &Evaluation) -> String {
         }
     }
     let protocol = match e.protocol.as_str() {
-        "kfold" => "stratified k-fold cross-validation by track (each fold tested once; models that select weights validate on the next fold)",
+        "kfold" => {
+            "stratified k-fold cross-validation by track (each fold tested once; models that select weights validate on the next fold)"
+        }
         "filtered" => "the fault-filtered split (Kereliuk, Sturm & Larsen 2015: train / valid / test by artist)",
         _ => "the study's stratified hold-out by track (validation, when used, taken from the training part)",
     };
@@ -573,7 +595,11 @@ fn write_report(dir: &Path, e: &Evaluation, checkpoints: &[(std::path::PathBuf, 
     for (i, m) in e.models.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
         for (what, train_f, test_f) in [
-            ("loss", (|h: &genrelab_models::train::EpochRecord| h.train_loss) as fn(&_) -> f64, (|h: &genrelab_models::train::EpochRecord| h.test_loss) as fn(&_) -> f64),
+            (
+                "loss",
+                (|h: &genrelab_models::train::EpochRecord| h.train_loss) as fn(&_) -> f64,
+                (|h: &genrelab_models::train::EpochRecord| h.test_loss) as fn(&_) -> f64,
+            ),
             ("accuracy", |h| h.train_acc, |h| h.test_acc),
         ] {
             let name = format!("curves_{}_{what}.svg", m.model);
@@ -581,11 +607,8 @@ fn write_report(dir: &Path, e: &Evaluation, checkpoints: &[(std::path::PathBuf, 
                 Series { label: "train".into(), points: mean_curve(&m.model, train_f), dashed: false, color },
                 Series { label: "test".into(), points: mean_curve(&m.model, test_f), dashed: true, color },
             ];
-            let valid_f: fn(&genrelab_models::train::EpochRecord) -> f64 = if what == "loss" {
-                |h| h.valid_loss.unwrap_or(f64::NAN)
-            } else {
-                |h| h.valid_acc.unwrap_or(f64::NAN)
-            };
+            let valid_f: fn(&genrelab_models::train::EpochRecord) -> f64 =
+                if what == "loss" { |h| h.valid_loss.unwrap_or(f64::NAN) } else { |h| h.valid_acc.unwrap_or(f64::NAN) };
             let valid: Vec<(f64, f64)> = mean_curve(&m.model, valid_f).into_iter().filter(|p| p.1.is_finite()).collect();
             if !valid.is_empty() {
                 series.push(Series { label: "validation".into(), points: valid, dashed: true, color: PALETTE[(i + 3) % PALETTE.len()] });
@@ -611,7 +634,12 @@ fn write_report(dir: &Path, e: &Evaluation, checkpoints: &[(std::path::PathBuf, 
             .models
             .iter()
             .enumerate()
-            .map(|(i, m)| Series { label: m.model.clone(), points: mean_curve(&m.model, f), dashed: false, color: PALETTE[i % PALETTE.len()] })
+            .map(|(i, m)| Series {
+                label: m.model.clone(),
+                points: mean_curve(&m.model, f),
+                dashed: false,
+                color: PALETTE[i % PALETTE.len()],
+            })
             .collect();
         let name = format!("curves_all_test_{what}.svg");
         put(&name, &line_chart(&format!("test {what}, all models"), "epoch", what, &series))?;
@@ -621,7 +649,10 @@ fn write_report(dir: &Path, e: &Evaluation, checkpoints: &[(std::path::PathBuf, 
     let table = comparison_table(e);
     let mut md = String::new();
     let _ = writeln!(md, "# genrelab report\n\n{table}\n");
-    let _ = writeln!(md, "Test figures are measured on each run's test part with the weights its recipe keeps (after the last epoch, or of the epoch with the lowest validation loss: the column \"epochs, weights\" says which); the curves track the test part every epoch (as the study did) but no model or epoch is chosen by it. Intervals are 95% Student-t intervals of the mean over runs (for ensembles, over test parts). \"valid acc / loss\": the same weights and test windows on each run's validation part (mean accuracy and cross-entropy over the runs that have one), what a choice of evaluation settings such as `[evaluate] window_hop` may look at.\n");
+    let _ = writeln!(
+        md,
+        "Test figures are measured on each run's test part with the weights its recipe keeps (after the last epoch, or of the epoch with the lowest validation loss: the column \"epochs, weights\" says which); the curves track the test part every epoch (as the study did) but no model or epoch is chosen by it. Intervals are 95% Student-t intervals of the mean over runs (for ensembles, over test parts). \"valid acc / loss\": the same weights and test windows on each run's validation part (mean accuracy and cross-entropy over the runs that have one), what a choice of evaluation settings such as `[evaluate] window_hop` may look at.\n"
+    );
     let _ = writeln!(md, "## Per genre (recall, mean over runs)\n");
     let _ = writeln!(md, "| genre | {} |", e.models.iter().map(|m| m.model.as_str()).collect::<Vec<_>>().join(" | "));
     let _ = writeln!(md, "|---|{}", "---:|".repeat(e.models.len()));
@@ -647,7 +678,9 @@ fn write_report(dir: &Path, e: &Evaluation, checkpoints: &[(std::path::PathBuf, 
 
 /// The report's markdown as a standalone HTML page (tables, headings, paragraphs, inline SVGs).
 fn markdown_to_html(md: &str, dir: &Path) -> String {
-    let mut html = String::from("<!doctype html><html><head><meta charset=\"utf-8\"><title>genrelab report</title><style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,th:first-child{text-align:left}img,svg{margin:8px}</style></head><body>\n");
+    let mut html = String::from(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>genrelab report</title><style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,th:first-child{text-align:left}img,svg{margin:8px}</style></head><body>\n",
+    );
     let mut in_table = false;
     for line in md.lines() {
         if line.starts_with('|') {

@@ -47,9 +47,8 @@ pub fn feature_table_meta(table: &str, cfg: &FeatureConfig, origin: &str) -> Tab
 
 /// Read the feature configuration a table was made with.
 pub fn feature_config_of(meta: &TableMeta) -> Result<FeatureConfig, StageError> {
-    let json = meta
-        .get("feature_config")
-        .ok_or_else(|| StageError::Source("feature table has no genrelab.feature_config metadata".into()))?;
+    let json =
+        meta.get("feature_config").ok_or_else(|| StageError::Source("feature table has no genrelab.feature_config metadata".into()))?;
     serde_json::from_str(json).map_err(|e| StageError::Source(format!("bad genrelab.feature_config: {e}")))
 }
 
@@ -101,36 +100,46 @@ pub fn extract_features(
             }
             Ok((small, full))
         });
-        let read = source.par_map_clips(threads, "features", |entry, b| clip_features(&lm, entry, b), |results| {
-            let mut rows_small = Vec::with_capacity(results.len());
-            let mut rows_full = Vec::with_capacity(results.len());
-            for (entry, result) in results {
-                match result {
-                    Ok((f, decoded, hash)) => {
-                        let (mean_db, std_db) = f.full.mean_std();
-                        let row = FeatureRow {
-                            source: source.location(&entry),
-                            track_id: entry.track_id,
-                            genre: entry.genre,
-                            audio_hash: hash,
-                            sample_rate: decoded.source_rate,
-                            n_samples: decoded.source_frames,
-                            channels: decoded.channels,
-                            mean_db,
-                            std_db,
-                            values: f.small.values,
-                        };
-                        rows_full.push(FeatureRow { values: f.full.values, ..row.clone() });
-                        rows_small.push(row);
-                    }
-                    Err(reason) => {
-                        tracing::warn!(clip = %source.location(&entry), %reason, "skipped");
-                        rejects.push(RejectRow { source: source.location(&entry), track_id: entry.track_id, genre: entry.genre, reason });
+        let read = source.par_map_clips(
+            threads,
+            "features",
+            |entry, b| clip_features(&lm, entry, b),
+            |results| {
+                let mut rows_small = Vec::with_capacity(results.len());
+                let mut rows_full = Vec::with_capacity(results.len());
+                for (entry, result) in results {
+                    match result {
+                        Ok((f, decoded, hash)) => {
+                            let (mean_db, std_db) = f.full.mean_std();
+                            let row = FeatureRow {
+                                source: source.location(&entry),
+                                track_id: entry.track_id,
+                                genre: entry.genre,
+                                audio_hash: hash,
+                                sample_rate: decoded.source_rate,
+                                n_samples: decoded.source_frames,
+                                channels: decoded.channels,
+                                mean_db,
+                                std_db,
+                                values: f.small.values,
+                            };
+                            rows_full.push(FeatureRow { values: f.full.values, ..row.clone() });
+                            rows_small.push(row);
+                        }
+                        Err(reason) => {
+                            tracing::warn!(clip = %source.location(&entry), %reason, "skipped");
+                            rejects.push(RejectRow {
+                                source: source.location(&entry),
+                                track_id: entry.track_id,
+                                genre: entry.genre,
+                                reason,
+                            });
+                        }
                     }
                 }
-            }
-            tx.send((rows_small, rows_full)).map_err(|_| "the table writer stopped".to_string())
-        });
+                tx.send((rows_small, rows_full)).map_err(|_| "the table writer stopped".to_string())
+            },
+        );
         drop(tx);
         let written = writer.join().expect("writer thread does not panic");
         // A writer error explains a failed send better than the send itself.

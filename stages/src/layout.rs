@@ -65,9 +65,11 @@ pub fn detect_folder(root: &Path) -> Result<Layout, String> {
         let dir = root.join(layout.clip_root());
         let has_clips = std::fs::read_dir(&dir).into_iter().flatten().flatten().any(|genre_dir| {
             let genre = genre_dir.file_name().to_string_lossy().into_owned();
-            std::fs::read_dir(genre_dir.path()).into_iter().flatten().flatten().any(|f| {
-                parse_clip_name(&format!("{genre}/{}", f.file_name().to_string_lossy())).is_some()
-            })
+            std::fs::read_dir(genre_dir.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|f| parse_clip_name(&format!("{genre}/{}", f.file_name().to_string_lossy())).is_some())
         });
         if has_clips {
             return Ok(layout);
@@ -123,11 +125,7 @@ mod tests {
 
     #[test]
     fn folders_of_each_layout_are_detected_and_listed() {
-        for (layout, prefix) in [
-            (Layout::Marsyas, "genres/"),
-            (Layout::Kaggle, "Data/genres_original/"),
-            (Layout::GenreFolders, ""),
-        ] {
+        for (layout, prefix) in [(Layout::Marsyas, "genres/"), (Layout::Kaggle, "Data/genres_original/"), (Layout::GenreFolders, "")] {
             let dir = tempfile::tempdir().unwrap();
             touch(dir.path(), &format!("{prefix}rock/rock.00001.wav"));
             touch(dir.path(), &format!("{prefix}rock/rock.00000.wav"));

@@ -223,9 +223,7 @@ impl LogMel {
                     *x = if idx >= 0 && (idx as usize) < samples.len() { samples[idx as usize] * w } else { 0.0 };
                 }
             }
-            self.fft
-                .process_with_scratch(&mut frame, &mut spectrum, &mut scratch)
-                .expect("buffers are sized by the plan");
+            self.fft.process_with_scratch(&mut frame, &mut spectrum, &mut scratch).expect("buffers are sized by the plan");
             for (p, c) in power.iter_mut().zip(&spectrum) {
                 *p = c.re * c.re + c.im * c.im;
             }
@@ -337,8 +335,7 @@ pub fn mel_filterbank(sr: f64, n_fft: usize, n_mels: usize, fmin: f64, fmax: f64
     let n_bins = n_fft / 2 + 1;
     let fftfreqs: Vec<f64> = (0..n_bins).map(|k| k as f64 * sr / n_fft as f64).collect();
     let (lo, hi) = (hz_to_mel(fmin), hz_to_mel(fmax));
-    let mel_f: Vec<f64> =
-        (0..n_mels + 2).map(|i| mel_to_hz(lo + (hi - lo) * i as f64 / (n_mels + 1) as f64)).collect();
+    let mel_f: Vec<f64> = (0..n_mels + 2).map(|i| mel_to_hz(lo + (hi - lo) * i as f64 / (n_mels + 1) as f64)).collect();
     (0..n_mels)
         .map(|m| {
             let (f0, f1, f2) = (mel_f[m], mel_f[m + 1], mel_f[m + 2]);
@@ -400,9 +397,7 @@ fn axis_weights(n_in: usize, n_out: usize, method: Resize) -> Vec<(usize, Vec<f3
                     let support = scale.max(1.0);
                     let lo = ((center - support).floor().max(0.0)) as usize;
                     let hi = ((center + support).ceil() as usize).min(n_in);
-                    let mut w: Vec<f64> = (lo..hi)
-                        .map(|i| (1.0 - ((i as f64 + 0.5 - center) / support).abs()).max(0.0))
-                        .collect();
+                    let mut w: Vec<f64> = (lo..hi).map(|i| (1.0 - ((i as f64 + 0.5 - center) / support).abs()).max(0.0)).collect();
                     let total: f64 = w.iter().sum();
                     w.iter_mut().for_each(|x| *x /= total);
                     (lo, w.into_iter().map(|x| x as f32).collect())

@@ -295,7 +295,13 @@ pub struct PredictOptions {
 }
 
 /// Predict every file; the checkpoints are loaded once.
-pub fn predict_files(report_dir: &Path, train_dir: &Path, files: &[PathBuf], model: Option<&str>, opts: &PredictOptions) -> Result<(String, Vec<Prediction>), StageError> {
+pub fn predict_files(
+    report_dir: &Path,
+    train_dir: &Path,
+    files: &[PathBuf],
+    model: Option<&str>,
+    opts: &PredictOptions,
+) -> Result<(String, Vec<Prediction>), StageError> {
     let evaluation = read_evaluation(report_dir);
     // Crop windows as the evaluation scored them.
     let hop = evaluation.as_ref().ok().and_then(|e| e.window_hop);

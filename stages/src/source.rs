@@ -129,8 +129,7 @@ impl SourceManifest {
                 Ok(())
             }
             Container::Tarball => {
-                let wanted: std::collections::HashMap<&str, &ClipEntry> =
-                    self.clips.iter().map(|c| (c.member.as_str(), c)).collect();
+                let wanted: std::collections::HashMap<&str, &ClipEntry> = self.clips.iter().map(|c| (c.member.as_str(), c)).collect();
                 let mut pending = Vec::with_capacity(batch);
                 let mut seen = 0;
                 for_each_member(&self.path, |name, reader| {
@@ -162,10 +161,7 @@ impl SourceManifest {
 }
 
 /// Walk a `.tar.gz` / `.tar`, calling `f(member_name, reader)` for every regular file.
-pub fn for_each_member(
-    path: &Path,
-    mut f: impl FnMut(&str, &mut dyn Read) -> Result<(), String>,
-) -> Result<(), String> {
+pub fn for_each_member(path: &Path, mut f: impl FnMut(&str, &mut dyn Read) -> Result<(), String>) -> Result<(), String> {
     let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut head = [0u8; 2];
     let mut buffered = BufReader::with_capacity(1 << 20, file);
@@ -174,11 +170,7 @@ pub fn for_each_member(
         let buf = buffered.fill_buf().map_err(|e| format!("{}: {e}", path.display()))?;
         head.iter_mut().zip(buf).for_each(|(h, b)| *h = *b);
     }
-    let reader: Box<dyn Read> = if head == [0x1f, 0x8b] {
-        Box::new(MultiGzDecoder::new(buffered))
-    } else {
-        Box::new(buffered)
-    };
+    let reader: Box<dyn Read> = if head == [0x1f, 0x8b] { Box::new(MultiGzDecoder::new(buffered)) } else { Box::new(buffered) };
     let mut archive = tar::Archive::new(reader);
     let bad = |e: std::io::Error| format!("{}: not a readable tar(.gz) archive: {e}", path.display());
     for entry in archive.entries().map_err(bad)? {
@@ -205,9 +197,7 @@ pub fn scan_tarball(path: &Path) -> Result<(Layout, Vec<ClipEntry>), String> {
         clips.push(ClipEntry { track_id, genre, member: name.to_string(), bytes, blake3: hasher.finalize().to_hex().to_string() });
         Ok(())
     })?;
-    let layout = layout.ok_or_else(|| {
-        format!("{}: no GTZAN clips (<genre>/<genre>.000NN.wav) in the archive", path.display())
-    })?;
+    let layout = layout.ok_or_else(|| format!("{}: no GTZAN clips (<genre>/<genre>.000NN.wav) in the archive", path.display()))?;
     clips.sort_by(|a, b| a.track_id.cmp(&b.track_id));
     Ok((layout, clips))
 }
@@ -216,10 +206,7 @@ pub fn scan_tarball(path: &Path) -> Result<(Layout, Vec<ClipEntry>), String> {
 pub type FileHash = Result<(u64, String), String>;
 
 /// List and hash the clips of a folder; `hash` may reuse known hashes (keyed by path, size, mtime).
-pub fn scan_folder(
-    root: &Path,
-    mut hash: impl FnMut(&Path) -> FileHash,
-) -> Result<(Layout, Vec<ClipEntry>), String> {
+pub fn scan_folder(root: &Path, mut hash: impl FnMut(&Path) -> FileHash) -> Result<(Layout, Vec<ClipEntry>), String> {
     let layout = layout::detect_folder(root)?;
     let mut clips = vec![];
     for (path, track_id, genre) in layout::list_folder(root, layout) {

@@ -231,7 +231,11 @@ pub fn make_split(store_dir: &Path, cfg: &SplitConfig) -> Result<BTreeMap<String
                 )));
             }
             meta = meta.with("test_fraction", cfg.test_fraction.to_string()).with("valid_fraction", cfg.valid_fraction.to_string());
-            with_validation(stratified_holdout(&clips, cfg.test_fraction, cfg.seed), cfg.valid_fraction / (1.0 - cfg.test_fraction), cfg.seed)
+            with_validation(
+                stratified_holdout(&clips, cfg.test_fraction, cfg.seed),
+                cfg.valid_fraction / (1.0 - cfg.test_fraction),
+                cfg.seed,
+            )
         }
         Protocol::Kfold => {
             if cfg.folds < 2 || cfg.folds > clips.len() {

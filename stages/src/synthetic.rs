@@ -13,8 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::audio::wav_bytes_i16;
 
-pub const GENRES: [&str; 10] =
-    ["arpeggio", "bass", "bells", "chirp", "chords", "clicks", "drone", "noise", "pulse", "tremolo"];
+pub const GENRES: [&str; 10] = ["arpeggio", "bass", "bells", "chirp", "chords", "clicks", "drone", "noise", "pulse", "tremolo"];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -103,7 +102,10 @@ fn render(recipe: usize, rng: &mut Rng, sr: f32, gain: f32, out: &mut [f32]) {
                 for j in 0..len {
                     let env = (-(j as f32) / (0.4 * sr)).exp();
                     let tt = t(j);
-                    out[i + j] += gain * 0.3 * env * ((2.0 * PI * f * tt).sin() + 0.6 * (2.0 * PI * f * 2.76 * tt).sin() + 0.4 * (2.0 * PI * f * 5.4 * tt).sin());
+                    out[i + j] += gain
+                        * 0.3
+                        * env
+                        * ((2.0 * PI * f * tt).sin() + 0.6 * (2.0 * PI * f * 2.76 * tt).sin() + 0.4 * (2.0 * PI * f * 5.4 * tt).sin());
                 }
                 i += (rng.range(0.4, 1.2) * sr / tempo) as usize;
             }
@@ -143,7 +145,8 @@ fn render(recipe: usize, rng: &mut Rng, sr: f32, gain: f32, out: &mut [f32]) {
             for (i, o) in out.iter_mut().enumerate() {
                 let tt = t(i);
                 let am = 0.7 + 0.3 * (2.0 * PI * 0.2 * tempo * tt).sin();
-                *o += gain * 0.3 * am * ((2.0 * PI * f * tt).sin() + (2.0 * PI * f * 1.5 * tt).sin() + 0.5 * (2.0 * PI * f * 2.0 * tt).sin());
+                *o +=
+                    gain * 0.3 * am * ((2.0 * PI * f * tt).sin() + (2.0 * PI * f * 1.5 * tt).sin() + 0.5 * (2.0 * PI * f * 2.0 * tt).sin());
             }
         }
         "noise" => {
@@ -210,13 +213,10 @@ pub fn clip(cfg: &SyntheticConfig, genre: usize, index: usize) -> Vec<f32> {
 /// Write the set in the Marsyas layout under `root` (`root/genres/<genre>/<genre>.000NN.wav`).
 pub fn write_set(cfg: &SyntheticConfig, root: &Path) -> Result<usize, String> {
     if !(2..=GENRES.len()).contains(&cfg.genres) || cfg.clips_per_genre == 0 || cfg.seconds <= 0.0 {
-        return Err(format!(
-            "synthetic set needs 2..=10 genres, at least one clip per genre and a positive length (got {cfg:?})"
-        ));
+        return Err(format!("synthetic set needs 2..=10 genres, at least one clip per genre and a positive length (got {cfg:?})"));
     }
     use rayon::prelude::*;
-    let jobs: Vec<(usize, usize)> =
-        (0..cfg.genres).flat_map(|g| (0..cfg.clips_per_genre).map(move |i| (g, i))).collect();
+    let jobs: Vec<(usize, usize)> = (0..cfg.genres).flat_map(|g| (0..cfg.clips_per_genre).map(move |i| (g, i))).collect();
     jobs.par_iter().try_for_each(|&(g, i)| {
         let name = GENRES[g];
         let path = root.join(format!("genres/{name}/{name}.{i:05}.wav"));

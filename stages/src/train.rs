@@ -180,7 +180,9 @@ impl TrainConfig {
             return Err(StageError::Config(format!("[train] (model {name}): band_drop in [0, 1] and band_drop_hz > 0")));
         }
         if !(0.0..1.0).contains(&self.label_smoothing) || self.mixup_alpha < 0.0 || self.gain_db < 0.0 || self.weight_decay < 0.0 {
-            return Err(StageError::Config(format!("[train] (model {name}): label_smoothing in [0, 1), mixup_alpha, gain_db, weight_decay >= 0")));
+            return Err(StageError::Config(format!(
+                "[train] (model {name}): label_smoothing in [0, 1), mixup_alpha, gain_db, weight_decay >= 0"
+            )));
         }
         Ok(())
     }
@@ -327,8 +329,7 @@ pub fn train_rows(features: &FeatureMatrix, split: &[SplitRow], fold: Option<i32
 }
 
 fn rows_where(features: &FeatureMatrix, split: &[SplitRow], pred: impl Fn(&SplitRow) -> bool) -> Vec<usize> {
-    let index: std::collections::HashMap<&str, usize> =
-        features.track_ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
+    let index: std::collections::HashMap<&str, usize> = features.track_ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
     split.iter().filter(|r| pred(r)).filter_map(|r| index.get(r.track_id.as_str()).copied()).collect()
 }
 
@@ -454,7 +455,9 @@ impl Inputs {
         let (mut mean, mut sq) = (vec![0f64; d], vec![0f64; d]);
         let mut n = 0f64;
         for &r in rows {
-            let i = map[r].ok_or_else(|| StageError::Failed(format!("no descriptors for {}: run the descriptors stage again", self.features.track_ids[r])))?;
+            let i = map[r].ok_or_else(|| {
+                StageError::Failed(format!("no descriptors for {}: run the descriptors stage again", self.features.track_ids[r]))
+            })?;
             for (k, v) in t.values[i * d..(i + 1) * d].iter().enumerate() {
                 mean[k] += *v as f64;
                 sq[k] += (*v as f64).powi(2);
@@ -462,7 +465,12 @@ impl Inputs {
             n += 1.0;
         }
         let mean: Vec<f64> = mean.iter().map(|m| m / n.max(1.0)).collect();
-        let std = sq.iter().zip(&mean).map(|(s, m)| (s / n.max(1.0) - m * m).max(0.0).sqrt() as f32).map(|s| if s > 1e-12 { s } else { 1.0 }).collect();
+        let std = sq
+            .iter()
+            .zip(&mean)
+            .map(|(s, m)| (s / n.max(1.0) - m * m).max(0.0).sqrt() as f32)
+            .map(|s| if s > 1e-12 { s } else { 1.0 })
+            .collect();
         Ok((mean.into_iter().map(|m| m as f32).collect(), std))
     }
 
@@ -522,7 +530,13 @@ pub fn train(store_dir: &Path, train_dir: &Path, cfg: &TrainConfig, fresh: bool)
 }
 
 /// [`train`], writing the per-epoch history to `history` (when given).
-pub fn train_into(store_dir: &Path, train_dir: &Path, cfg: &TrainConfig, fresh: bool, history: Option<&Path>) -> Result<serde_json::Value, StageError> {
+pub fn train_into(
+    store_dir: &Path,
+    train_dir: &Path,
+    cfg: &TrainConfig,
+    fresh: bool,
+    history: Option<&Path>,
+) -> Result<serde_json::Value, StageError> {
     let kinds = input_kinds(cfg)?;
     let inputs = Inputs::read(store_dir, &kinds)?;
     train_with(&inputs, store_dir, train_dir, cfg, fresh, history, None)
@@ -644,7 +658,15 @@ pub fn train_with(
         let ckpt_path = dir.join(CHECKPOINT);
         let done = std::fs::read(&ckpt_path).ok().and_then(|b| serde_json::from_slice::<Checkpoint>(&b).ok());
         let history = match done {
-            Some(c) if c.spec == spec && c.settings == ckpt.settings && c.labels == labels && c.feature_config == feature_config && c.input == input && c.stats_mean == ckpt.stats_mean && c.max_hz == max_hz => {
+            Some(c)
+                if c.spec == spec
+                    && c.settings == ckpt.settings
+                    && c.labels == labels
+                    && c.feature_config == feature_config
+                    && c.input == input
+                    && c.stats_mean == ckpt.stats_mean
+                    && c.max_hz == max_hz =>
+            {
                 bar.inc(mcfg.epochs as u64);
                 c.history
             }
@@ -661,7 +683,13 @@ pub fn train_with(
                     &dir,
                     |r| {
                         bar.inc(1);
-                        tracing::debug!(epoch = r.epoch, train_loss = r.train_loss, valid_loss = r.valid_loss, test_acc = r.test_acc, "epoch");
+                        tracing::debug!(
+                            epoch = r.epoch,
+                            train_loss = r.train_loss,
+                            valid_loss = r.valid_loss,
+                            test_acc = r.test_acc,
+                            "epoch"
+                        );
                     },
                 )
                 .map_err(|e| StageError::Failed(format!("run {}: {e}", plan.id)))?;

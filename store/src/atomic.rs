@@ -42,11 +42,7 @@ impl AtomicFile {
 
     /// A second handle on the temporary file (for writers that take ownership).
     pub fn try_clone(&self) -> Result<File, StoreError> {
-        self.file
-            .as_ref()
-            .expect("file is present until commit")
-            .try_clone()
-            .map_err(|e| StoreError::io(&self.tmp, e))
+        self.file.as_ref().expect("file is present until commit").try_clone().map_err(|e| StoreError::io(&self.tmp, e))
     }
 
     /// Flush to disk and move into place.

@@ -38,9 +38,8 @@ pub fn sql(store_dir: &Path, query: &str) -> Result<DataFrame, StoreError> {
             .map_err(|e| StoreError::Query(format!("cannot open {}: {e}", path.display())))?;
         ctx.register(name, lf);
     }
-    let lf = ctx.execute(query).map_err(|e| {
-        StoreError::Query(format!("{e}\n(tables in {}: {})", store_dir.display(), names.join(", ")))
-    })?;
+    let lf =
+        ctx.execute(query).map_err(|e| StoreError::Query(format!("{e}\n(tables in {}: {})", store_dir.display(), names.join(", "))))?;
     lf.collect().map_err(|e| StoreError::Query(e.to_string()))
 }
 
@@ -95,11 +94,9 @@ mod tests {
         w.finish().unwrap();
         assert_eq!(table_names(dir.path()), ["features"]);
 
-        let mut df = sql(
-            dir.path(),
-            "SELECT genre, COUNT(*) AS clips, AVG(mean_db) AS mean_db FROM features GROUP BY genre ORDER BY genre",
-        )
-        .unwrap();
+        let mut df =
+            sql(dir.path(), "SELECT genre, COUNT(*) AS clips, AVG(mean_db) AS mean_db FROM features GROUP BY genre ORDER BY genre")
+                .unwrap();
         assert_eq!(df.height(), 2);
         let clips: Vec<_> = df.column("clips").unwrap().cast(&DataType::Int64).unwrap().i64().unwrap().into_no_null_iter().collect();
         assert_eq!(clips, [2, 1]);

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, Float64Array, Int32Array,
-    RecordBatch, StringArray, UInt32Array, UInt64Array,
+    Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, Float64Array, Int32Array, RecordBatch, StringArray, UInt32Array,
+    UInt64Array,
 };
 use arrow::datatypes::{DataType, Field, Float32Type, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
@@ -47,10 +47,7 @@ impl TableMeta {
         let mut kv = vec![
             KeyValue::new(format!("{KEY_PREFIX}table"), self.table.clone()),
             KeyValue::new(format!("{KEY_PREFIX}schema_version"), SCHEMA_VERSION.to_string()),
-            KeyValue::new(
-                format!("{KEY_PREFIX}created_by"),
-                format!("genrelab {}", env!("CARGO_PKG_VERSION")),
-            ),
+            KeyValue::new(format!("{KEY_PREFIX}created_by"), format!("genrelab {}", env!("CARGO_PKG_VERSION"))),
         ];
         kv.extend(self.entries.iter().map(|(k, v)| KeyValue::new(format!("{KEY_PREFIX}{k}"), v.clone())));
         kv
@@ -104,9 +101,7 @@ fn write_batches(
     batches: impl IntoIterator<Item = RecordBatch>,
 ) -> Result<(), StoreError> {
     let file = AtomicFile::create(dest)?;
-    let mut writer =
-        ArrowWriter::try_new(file.try_clone()?, schema, Some(properties(meta, 64 * 1024, &[])))
-            .map_err(parquet_err(dest))?;
+    let mut writer = ArrowWriter::try_new(file.try_clone()?, schema, Some(properties(meta, 64 * 1024, &[]))).map_err(parquet_err(dest))?;
     for batch in batches {
         writer.write(&batch).map_err(parquet_err(dest))?;
     }
@@ -130,10 +125,7 @@ fn read_all(path: &Path, expect_table: &str) -> Result<(TableMeta, Vec<RecordBat
     let builder = open_reader(path)?;
     let meta = TableMeta::from_key_values(builder.metadata().file_metadata().key_value_metadata());
     if meta.table != expect_table {
-        return Err(StoreError::invalid(
-            path,
-            format!("expected a `{expect_table}` table, the file says `{}`", meta.table),
-        ));
+        return Err(StoreError::invalid(path, format!("expected a `{expect_table}` table, the file says `{}`", meta.table)));
     }
     let reader = builder.with_batch_size(256).build().map_err(parquet_err(path))?;
     let batches = reader.collect::<Result<Vec<_>, _>>().map_err(arrow_err(path))?;
@@ -189,11 +181,7 @@ fn feature_schema(len: i32) -> SchemaRef {
         Field::new("std_db", DataType::Float32, false),
         Field::new("n_mels", DataType::UInt32, false),
         Field::new("n_frames", DataType::UInt32, false),
-        Field::new(
-            "feature",
-            DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, false)), len),
-            false,
-        ),
+        Field::new("feature", DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, false)), len), false),
     ]))
 }
 
@@ -216,14 +204,10 @@ impl FeatureTableWriter {
         // Row groups of about 16 MiB of features: small enough to stream, large enough to compress.
         let rows_per_group = ((16 << 20) / (len * 4)).clamp(8, 4096);
         let meta = meta.clone().with("shape", format!("{n_mels}x{n_frames}"));
-        let props = properties(&meta, rows_per_group, &[ColumnPath::from(vec![
-            "feature".to_string(),
-            "list".to_string(),
-            "item".to_string(),
-        ])]);
+        let props =
+            properties(&meta, rows_per_group, &[ColumnPath::from(vec!["feature".to_string(), "list".to_string(), "item".to_string()])]);
         let file = AtomicFile::create(dest)?;
-        let writer = ArrowWriter::try_new(file.try_clone()?, schema.clone(), Some(props))
-            .map_err(parquet_err(dest))?;
+        let writer = ArrowWriter::try_new(file.try_clone()?, schema.clone(), Some(props)).map_err(parquet_err(dest))?;
         Ok(FeatureTableWriter { path: dest.to_path_buf(), n_mels, n_frames, schema, writer, file, rows: 0 })
     }
 
@@ -243,8 +227,8 @@ impl FeatureTableWriter {
             values.extend_from_slice(&r.values);
         }
         let item = Arc::new(Field::new("item", DataType::Float32, false));
-        let list = FixedSizeListArray::try_new(item, len as i32, Arc::new(Float32Array::from(values)), None)
-            .map_err(arrow_err(&self.path))?;
+        let list =
+            FixedSizeListArray::try_new(item, len as i32, Arc::new(Float32Array::from(values)), None).map_err(arrow_err(&self.path))?;
         let n = rows.len();
         let cols: Vec<ArrayRef> = vec![
             strings(rows.iter().map(|r| &r.track_id)),
@@ -254,9 +238,7 @@ impl FeatureTableWriter {
             Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.sample_rate))),
             Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.n_samples))),
             Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| u32::from(r.channels)))),
-            Arc::new(Float64Array::from_iter_values(
-                rows.iter().map(|r| r.n_samples as f64 / r.sample_rate.max(1) as f64),
-            )),
+            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.n_samples as f64 / r.sample_rate.max(1) as f64))),
             Arc::new(Float32Array::from_iter_values(rows.iter().map(|r| r.mean_db))),
             Arc::new(Float32Array::from_iter_values(rows.iter().map(|r| r.std_db))),
             Arc::new(UInt32Array::from_value(self.n_mels as u32, n)),
@@ -409,12 +391,15 @@ fn reject_schema() -> SchemaRef {
 
 pub fn write_rejects(dest: &Path, meta: &TableMeta, rows: &[RejectRow]) -> Result<(), StoreError> {
     let schema = reject_schema();
-    let batch = RecordBatch::try_new(schema.clone(), vec![
-        strings(rows.iter().map(|r| &r.track_id)),
-        strings(rows.iter().map(|r| &r.genre)),
-        strings(rows.iter().map(|r| &r.source)),
-        strings(rows.iter().map(|r| &r.reason)),
-    ])
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            strings(rows.iter().map(|r| &r.track_id)),
+            strings(rows.iter().map(|r| &r.genre)),
+            strings(rows.iter().map(|r| &r.source)),
+            strings(rows.iter().map(|r| &r.reason)),
+        ],
+    )
     .map_err(arrow_err(dest))?;
     write_batches(dest, schema, meta, [batch])
 }
@@ -423,8 +408,7 @@ pub fn read_rejects(path: &Path) -> Result<Vec<RejectRow>, StoreError> {
     let (_, batches) = read_all(path, "rejects")?;
     let mut out = vec![];
     for b in &batches {
-        let cols = ["track_id", "genre", "source", "reason"]
-            .map(|n| column::<StringArray>(path, b, n));
+        let cols = ["track_id", "genre", "source", "reason"].map(|n| column::<StringArray>(path, b, n));
         let [id, genre, source, reason] = cols;
         let (id, genre, source, reason) = (id?, genre?, source?, reason?);
         for i in 0..b.num_rows() {
@@ -462,12 +446,15 @@ fn split_schema() -> SchemaRef {
 
 pub fn write_split(dest: &Path, meta: &TableMeta, rows: &[SplitRow]) -> Result<(), StoreError> {
     let schema = split_schema();
-    let batch = RecordBatch::try_new(schema.clone(), vec![
-        strings(rows.iter().map(|r| &r.track_id)),
-        strings(rows.iter().map(|r| &r.genre)),
-        Arc::new(StringArray::from_iter(rows.iter().map(|r| r.part.as_deref()))),
-        Arc::new(Int32Array::from_iter(rows.iter().map(|r| r.fold))),
-    ])
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            strings(rows.iter().map(|r| &r.track_id)),
+            strings(rows.iter().map(|r| &r.genre)),
+            Arc::new(StringArray::from_iter(rows.iter().map(|r| r.part.as_deref()))),
+            Arc::new(Int32Array::from_iter(rows.iter().map(|r| r.fold))),
+        ],
+    )
     .map_err(arrow_err(dest))?;
     write_batches(dest, schema, meta, [batch])
 }
@@ -556,12 +543,8 @@ mod tests {
         assert_eq!(back, split);
         assert_eq!(meta.get("protocol"), Some("kfold"));
 
-        let rejects = vec![RejectRow {
-            track_id: "jazz.00054".into(),
-            genre: "jazz".into(),
-            source: "x".into(),
-            reason: "not a WAV file".into(),
-        }];
+        let rejects =
+            vec![RejectRow { track_id: "jazz.00054".into(), genre: "jazz".into(), source: "x".into(), reason: "not a WAV file".into() }];
         let p = dir.path().join("rejects.parquet");
         write_rejects(&p, &TableMeta::new("rejects"), &rejects).unwrap();
         assert_eq!(read_rejects(&p).unwrap(), rejects);
