@@ -170,6 +170,25 @@ impl TrainConfig {
         }
     }
 
+    /// Check the models and every recipe, those of `[train.model.<name>]` tables for models not
+    /// (yet) in `models` included, so a bad value is reported when the config is read.
+    pub fn validate(&self) -> Result<(), StageError> {
+        if self.models.is_empty() {
+            return Err(StageError::Config("[train] needs at least one model".into()));
+        }
+        for m in &self.models {
+            info(m).map_err(|e| StageError::Config(e.to_string()))?;
+        }
+        for m in self.model.keys() {
+            info(m).map_err(|e| StageError::Config(format!("[train.model.{m}]: {e}")))?;
+        }
+        let names: std::collections::BTreeSet<&String> = self.models.iter().chain(self.model.keys()).collect();
+        for m in names {
+            self.for_model(m)?.check(m)?;
+        }
+        Ok(())
+    }
+
     fn check(&self, name: &str) -> Result<(), StageError> {
         if self.seeds == 0 || self.epochs == 0 || self.batch_size == 0 || self.normalize_std <= 0.0 || self.learning_rate <= 0.0 {
             return Err(StageError::Config(format!(
@@ -546,25 +565,6 @@ pub fn train_into(
 pub fn input_kinds(cfg: &TrainConfig) -> Result<Vec<Input>, StageError> {
     cfg.validate()?;
     cfg.models.iter().map(|m| Ok(info(m).map_err(|e| StageError::Config(e.to_string()))?.input)).collect()
-}
-
-impl TrainConfig {
-    /// Check the models and every recipe, those of `[train.model.<name>]` tables for models not
-    /// (yet) in `models` included, so a bad value is reported when the config is read.
-    pub fn validate(&self) -> Result<(), StageError> {
-        if self.models.is_empty() {
-            return Err(StageError::Config("[train] needs at least one model".into()));
-        }
-        for m in self.model.keys() {
-            info(m).map_err(|e| StageError::Config(format!("[train.model.{m}]: {e}")))?;
-            self.for_model(m)?.check(m)?;
-        }
-        for m in &self.models {
-            info(m).map_err(|e| StageError::Config(e.to_string()))?;
-            self.for_model(m)?.check(m)?;
-        }
-        Ok(())
-    }
 }
 
 /// [`train_into`] with the store's inputs already read (`genrelab tune` reads them once for
