@@ -62,6 +62,11 @@ pub fn registry() -> &'static [ModelInfo] {
             input: Input::Crops,
         },
         ModelInfo {
+            name: "resnet_wide",
+            about: "the residual CNN at twice the width (basic blocks 32/64/128/256, 4x the parameters) on random crops",
+            input: Input::Crops,
+        },
+        ModelInfo {
             name: "short_chunk_cnn",
             about: "short-chunk CNN (Won et al. 2020; 5 conv blocks, global max pool) on random crops",
             input: Input::Crops,
@@ -142,6 +147,7 @@ pub fn build(spec: &ModelSpec, device: &Device) -> Result<Model, ModelError> {
         "simple_cnn" => small(8).map_or_else(|| Ok(Model::SimpleCnn(SimpleCnn::new([8, 16, 32], 128, spec.classes, device))), Err),
         "complex_cnn" => small(8).map_or_else(|| Ok(Model::ComplexCnn(ComplexCnn::new(spec.classes, device))), Err),
         "resnet" => small(16).map_or_else(|| Ok(Model::ResNet(ResNet::new([16, 32, 64, 128], spec.classes, device))), Err),
+        "resnet_wide" => small(16).map_or_else(|| Ok(Model::ResNet(ResNet::new([32, 64, 128, 256], spec.classes, device))), Err),
         "short_chunk_cnn" => {
             small(32).map_or_else(|| Ok(Model::ShortChunkCnn(ShortChunkCnn::new([16, 16, 32, 32, 64], 64, spec.classes, device))), Err)
         }

@@ -22,6 +22,17 @@ fn parameter_counts_are_the_studys() {
         };
         assert_eq!(build(&spec(name), &device).unwrap().num_params(), count + buffers, "{name}");
     }
+    // The residual CNNs, counted by hand for widths [a, b, c, d] and 10 classes: stem 9a + 2a;
+    // block a->a: 2 x (9a^2 + 2a); block x->y (stride 2): 9xy + 9y^2 + xy (1x1 shortcut) + 3 x 2y;
+    // fc 10d + 10.
+    let resnet = |[a, b, c, d]: [usize; 4]| {
+        let down = |x: usize, y: usize| 9 * x * y + 9 * y * y + x * y + 6 * y;
+        11 * a + 2 * (9 * a * a + 2 * a) + down(a, b) + down(b, c) + down(c, d) + 10 * d + 10
+    };
+    assert_eq!(resnet([16, 32, 64, 128]), 308_538, "the figure in experiments/accuracy.md");
+    for (name, widths) in [("resnet", [16, 32, 64, 128]), ("resnet_wide", [32, 64, 128, 256])] {
+        assert_eq!(count_params(&spec(name)).unwrap(), resnet(widths), "{name}");
+    }
 }
 
 struct GradCheck<'a> {
