@@ -150,7 +150,7 @@ def gpu_name():
 def main_cuda(args):
     import torch
     study = ("linear", "simple_cnn", "complex_cnn")
-    crops = ("resnet", "short_chunk_cnn")
+    crops = ("resnet", "resnet_wide", "short_chunk_cnn")
     runs = [burn_throughput(args.steps, args.burn_exe, study + crops), torch_throughput(args.steps, "cuda"),
             burn_throughput(args.steps, args.burn_exe, study + crops), torch_throughput(args.steps, "cuda")]
     for name in study + crops:

@@ -3,6 +3,7 @@
 # toolkit installed).
 #
 #   cuda/build.sh [CUDA_VERSION]      e.g. 13000 for CUDA 13.0 (the default), 12080 for 12.8
+#   FEATURES=cuda-autotune cuda/build.sh   with burn's autotune and kernel fusion (see the README)
 #
 # `cargo build --features cuda` is all a machine with internet access needs. Where GitHub cannot
 # be reached it fails: burn 0.22's CUDA backend (cubecl-cuda 0.11) depends on cubecl-llvm, whose
@@ -58,6 +59,7 @@ rm -rf "$fresh"
 cp Cargo.lock target/cuda-patch/Cargo.lock.committed
 trap 'cp target/cuda-patch/Cargo.lock.committed Cargo.lock' EXIT
 patch=(--config "patch.crates-io.cubecl-cuda.path=\"$PWD/$copy\"")
-cargo build "${patch[@]}" --features cuda --bin genrelab
-cargo build "${patch[@]}" --features cuda -p genrelab-models --example train_throughput
+features="${FEATURES:-cuda}"
+cargo build "${patch[@]}" --features "$features" --bin genrelab
+cargo build "${patch[@]}" --features "genrelab-models/$features" -p genrelab-models --example train_throughput
 echo "built with CUDA $CUDARC_CUDA_VERSION bindings: $CARGO_TARGET_DIR/debug/genrelab, $CARGO_TARGET_DIR/debug/examples/train_throughput"

@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source experiments/report.sh
-cargo build --quiet --bin genrelab
+genrelab_bin
 for cfg in "${@:-experiments/mini_accuracy.toml}"; do
   name="$(basename "$cfg" .toml)"   # mini_accuracy -> accuracy_mini.md, mini_banddrop -> accuracy_mini_banddrop.md
   case "$name" in

@@ -1,13 +1,22 @@
 # Shared by the experiment scripts (source it): run a config through the pipeline and write its
 # results, with date, machine and wall time, to a markdown file.
 #   run_and_report CONFIG OUT TITLE COMMAND NOTE
+# The binary is target/debug/genrelab, built by `genrelab_bin`; GENRELAB_BIN names another (a CUDA
+# build from cuda/build.sh, say: GENRELAB_BIN=target/cuda/debug/genrelab), which is then not built.
+genrelab_bin() {
+  if [ -z "${GENRELAB_BIN:-}" ]; then cargo build --quiet --bin genrelab; fi
+}
+genrelab() { "${GENRELAB_BIN:-target/debug/genrelab}" "$@"; }
 run_and_report() {
   local cfg="$1" out="$2" title="$3" command="$4" note="$5"
   local machine start wall
   machine="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"
+  if [ -n "${GENRELAB_BIN:-}" ] && command -v nvidia-smi >/dev/null; then
+    machine="${machine}; GPU $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1) (\`${GENRELAB_BIN}\`; GENRELAB_DEVICE=${GENRELAB_DEVICE:-unset})"
+  fi
   mkdir -p "$(dirname "$out")"
   start=$(date +%s)
-  target/debug/genrelab --config "$cfg" --quiet run
+  genrelab --config "$cfg" --quiet run
   wall=$(( $(date +%s) - start ))
   {
     echo "## ${title}"
@@ -16,12 +25,12 @@ run_and_report() {
     echo "- command: \`${command}\` (config \`${cfg}\`); wall time of this run: ${wall} s"
     echo "  (${note})"
     echo
-    target/debug/genrelab --config "$cfg" --quiet results | sed '/^report:/d'
+    genrelab --config "$cfg" --quiet results | sed '/^report:/d'
     echo
     echo "Training time per run and selected epochs (from the store's history table):"
     echo
     echo '```'
-    target/debug/genrelab --config "$cfg" --quiet query "SELECT model, COUNT(DISTINCT run) AS runs, ROUND(SUM(seconds) / COUNT(DISTINCT run), 1) AS seconds_per_run, MAX(epoch) AS max_epochs FROM history GROUP BY model ORDER BY seconds_per_run"
+    genrelab --config "$cfg" --quiet query "SELECT model, COUNT(DISTINCT run) AS runs, ROUND(SUM(seconds) / COUNT(DISTINCT run), 1) AS seconds_per_run, MAX(epoch) AS max_epochs FROM history GROUP BY model ORDER BY seconds_per_run"
     echo '```'
   } > "$out"
   cat "$out"

@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source experiments/report.sh
 parts=("${@:-study kfold}")
-cargo build --quiet --bin genrelab
+genrelab_bin
 for part in ${parts[@]}; do
   run_and_report "experiments/mini_${part}.toml" "experiments/results/seed_reproduction_${part}.md" "gtzan-mini, part \`${part}\`" \
     "experiments/seed_reproduction.sh ${part}" "0 s or close to it means every stage was already current and nothing was retrained"

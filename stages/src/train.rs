@@ -579,7 +579,7 @@ pub fn train_with(
     history: Option<&Path>,
     folds: Option<&[i32]>,
 ) -> Result<serde_json::Value, StageError> {
-    input_kinds(cfg)?;
+    cfg.validate()?;
     if fresh && train_dir.exists() {
         std::fs::remove_dir_all(train_dir).map_err(|e| StageError::io(train_dir, e))?;
     }
