@@ -7,13 +7,19 @@ genrelab_bin() {
   if [ -z "${GENRELAB_BIN:-}" ]; then cargo build --quiet --bin genrelab; fi
 }
 genrelab() { "${GENRELAB_BIN:-target/debug/genrelab}" "$@"; }
-run_and_report() {
-  local cfg="$1" out="$2" title="$3" command="$4" note="$5"
-  local machine start wall
+# The machine, for the results' header: CPU and cores, and the GPU when a CUDA build runs there.
+machine_line() {
+  local machine
   machine="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"
   if [ -n "${GENRELAB_BIN:-}" ] && command -v nvidia-smi >/dev/null; then
     machine="${machine}; GPU $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1) (\`${GENRELAB_BIN}\`; GENRELAB_DEVICE=${GENRELAB_DEVICE:-unset})"
   fi
+  echo "$machine"
+}
+run_and_report() {
+  local cfg="$1" out="$2" title="$3" command="$4" note="$5"
+  local machine start wall
+  machine="$(machine_line)"
   mkdir -p "$(dirname "$out")"
   start=$(date +%s)
   genrelab --config "$cfg" --quiet run

@@ -15,8 +15,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 base=experiments/mini_accuracy_long.toml
 out=experiments/results/window_hop_mini_long.md
-cargo build --quiet --bin genrelab
-machine="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"
+source experiments/report.sh
+genrelab_bin
+machine="$(machine_line)"
 {
   echo "## Test-time window hop of the 4-crop resnet, chosen on validation folds (\`experiments/window_hop.sh\`)"
   echo
@@ -38,7 +39,7 @@ PY
 best=""; best_loss=""
 for hop in 128 64 32; do
   start=$(date +%s)
-  target/debug/genrelab --config "$base" --set "evaluate.window_hop=${hop}" --quiet run --force evaluate
+  genrelab --config "$base" --set "evaluate.window_hop=${hop}" --quiet run --force evaluate
   wall=$(( $(date +%s) - start ))
   row="$(python3 -c "$summary" work/exp-accuracy-long/report/metrics.json)"
   echo "| ${hop} | ${row} | ${wall} s |" >> "$out.rows"
@@ -54,5 +55,5 @@ done
 } >> "$out"
 rm -f "$out.rows"
 # Leave the workdir's report as its own config makes it.
-target/debug/genrelab --config "$base" --quiet run --force evaluate
+genrelab --config "$base" --quiet run --force evaluate
 cat "$out"
