@@ -92,6 +92,16 @@ enum Command {
     Config,
     /// List the stages and what each does.
     Stages,
+    /// Train the named runs of the train stage and exit: the worker process that `jobs` > 1
+    /// starts (the train stage checks and records what it trained).
+    #[command(hide = true)]
+    TrainRuns {
+        #[arg(long)]
+        threads: usize,
+        /// Run ids, comma-separated (`resnet/fold3-seed0`).
+        #[arg(long, value_delimiter = ',', required = true)]
+        runs: Vec<String>,
+    },
 }
 
 fn main() {
@@ -119,9 +129,34 @@ fn load_config(path: &Path, sets: &[String]) -> Result<Config> {
     if !path.exists() {
         bail!("no configuration file {} (use --config FILE; `configs/demo.toml` runs the synthetic demo)", path.display());
     }
-    let cfg = Config::load_with(path, sets)?;
+    let mut cfg = Config::load_with(path, sets)?;
     genrelab_models::use_threads(cfg.threads);
+    // Training workers (`jobs` > 1) are this program with the same config and overrides.
+    if let Ok(exe) = std::env::current_exe() {
+        cfg.worker = vec![exe.into(), "--config".into(), path.into()];
+        for s in sets {
+            cfg.worker.extend(["--set".into(), s.into()]);
+        }
+        cfg.worker.extend(["--quiet".into(), "train-runs".into()]);
+    }
     Ok(cfg)
+}
+
+/// A training worker ends when the process that started it does (it is killed, say): it would
+/// otherwise go on writing runs that a restarted stage trains again.
+fn exit_with_parent() {
+    #[cfg(unix)]
+    {
+        let parent = std::os::unix::process::parent_id();
+        std::thread::spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                if std::os::unix::process::parent_id() != parent {
+                    std::process::exit(130);
+                }
+            }
+        });
+    }
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -284,6 +319,15 @@ fn run(cli: Cli) -> Result<()> {
                 false => Config::parse_with("", &cli.sets, Path::new("."), &cli.config)?,
             };
             print!("{}", cfg.to_toml());
+        }
+        Command::TrainRuns { threads, runs } => {
+            let cfg = Config::load_with(&cli.config, &cli.sets)?;
+            genrelab_models::use_threads(threads);
+            exit_with_parent();
+            let paths = genrelab_pipeline::Paths::new(&cfg.workdir);
+            let only = genrelab_stages::train::Only::Runs(&runs);
+            let opts = genrelab_stages::train::TrainOptions { only, ..Default::default() };
+            genrelab_stages::train::train_into(&paths.store_dir(), &paths.train_dir(), &cfg.train, &opts)?;
         }
         Command::Stages => {
             for name in engine.stage_names() {

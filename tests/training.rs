@@ -428,3 +428,75 @@ fn tune_runs_two_trials_on_validation_and_resumes() {
         text(&o)
     );
 }
+
+/// The histories of every run of a work folder, by run id, without the wall times (the figures a
+/// run's training produced, to the last bit).
+fn histories(work: &std::path::Path) -> std::collections::BTreeMap<String, (Vec<[f64; 6]>, u64)> {
+    let mut out = std::collections::BTreeMap::new();
+    for model in std::fs::read_dir(work.join("train")).unwrap() {
+        for run in std::fs::read_dir(model.unwrap().path()).unwrap() {
+            let run = run.unwrap().path();
+            let c: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("checkpoint.json")).unwrap()).unwrap();
+            let f = |r: &serde_json::Value, k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+            let rows = c["history"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    [f(r, "train_loss"), f(r, "train_acc"), f(r, "valid_loss"), f(r, "valid_acc"), f(r, "test_loss"), f(r, "test_acc")]
+                })
+                .collect();
+            out.insert(c["run"].as_str().unwrap().to_string(), (rows, c["selected_epoch"].as_u64().unwrap()));
+        }
+    }
+    out
+}
+
+#[test]
+fn jobs_train_runs_side_by_side_in_worker_processes_with_the_same_results() {
+    let body = format!(
+        "[download]\nsource = \"synthetic\"\n[download.synthetic]\ngenres = 3\nclips_per_genre = 4\nseconds = 1.5\n{SMALL_FEATURES}\
+         [split]\nprotocol = \"kfold\"\nfolds = 4\n\
+         [train]\nmodels = [\"simple_cnn\", \"logreg\"]\nseeds = 1\nepochs = 3\nlearning_rate = 0.003\nbatch_size = 4\n\
+         select = \"best_valid\"\nmixup_alpha = 0.2\n"
+    );
+    let one = tempfile::tempdir().unwrap();
+    write_config(one.path(), &format!("threads = 2\njobs = 1\n{body}"));
+    let o = genrelab(one.path(), &["run"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains("worker processes"), "{}", text(&o));
+
+    let two = tempfile::tempdir().unwrap();
+    write_config(two.path(), &format!("threads = 2\njobs = 2\n{body}"));
+    let o = genrelab(two.path(), &["run"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("training in worker processes jobs=2 runs=8 threads_each=1"), "{}", text(&o));
+    let expected = histories(&one.path().join("work"));
+    assert_eq!(expected.len(), 8, "2 models x 4 folds");
+    assert_eq!(histories(&two.path().join("work")), expected, "each run trains the same in a worker as in one process");
+    for run in ["simple_cnn/fold0-seed0", "logreg/fold3-seed0"] {
+        let c: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(two.path().join(format!("work/train/{run}/checkpoint.json"))).unwrap()).unwrap();
+        assert_eq!(c["trained_on"].as_str().unwrap().split(", ").nth(1), Some("1 thread"), "each worker on threads / jobs");
+    }
+    let rows = query(two.path(), "SELECT COUNT(*) AS n FROM history");
+    assert_eq!(rows[0]["n"], 8 * 3, "the history table has every run's epochs");
+
+    // `jobs` is not a parameter of any result: changing it leaves every stage current.
+    let ran_stages = run_stages(two.path(), &["--set", "jobs=3"]);
+    assert!(ran(&ran_stages).is_empty(), "{ran_stages:?}");
+    // A folder that lost two runs trains those two again, in workers, and only them.
+    let kept = two.path().join("work/train/logreg/fold1-seed0/checkpoint.json");
+    let kept_before = std::fs::metadata(&kept).unwrap().modified().unwrap();
+    for run in ["simple_cnn/fold2-seed0", "logreg/fold0-seed0"] {
+        std::fs::remove_dir_all(two.path().join(format!("work/train/{run}"))).unwrap();
+    }
+    let o = genrelab(two.path(), &["run", "train"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("training in worker processes jobs=2 runs=2"), "{}", text(&o));
+    assert_eq!(histories(&two.path().join("work")), expected);
+    assert_eq!(std::fs::metadata(&kept).unwrap().modified().unwrap(), kept_before, "a trained run is not trained again");
+
+    let o = genrelab(two.path(), &["--set", "jobs=0", "run"]);
+    assert!(!o.status.success() && text(&o).contains("jobs must be 1 or more"), "{}", text(&o));
+}

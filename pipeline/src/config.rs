@@ -23,6 +23,17 @@ pub struct Config {
     /// Worker threads for parallel stages and for training and prediction on the CPU (burn flex's
     /// kernels); 0 = every core (or `RAYON_NUM_THREADS`). Not a parameter of any result.
     pub threads: usize,
+    /// Training runs at once, each in a process of its own with `threads / jobs` threads (burn
+    /// flex's random generator is global to a process, so runs that share one cannot train at
+    /// once and stay deterministic). 1 = one run after another in this process. Runs of many
+    /// folds or seeds use a machine's cores better this way: two runs side by side trained 1.27x
+    /// as fast as one run on both cores of a 2-core machine (bench/results/flex_build.md). The
+    /// results are the same. Not a parameter of any result.
+    pub jobs: usize,
+    /// The command that trains named runs in a worker process (`genrelab ... train-runs`), set
+    /// by the command line; not part of the file.
+    #[serde(skip)]
+    pub worker: Vec<std::ffi::OsString>,
     pub download: DownloadConfig,
     pub features: FeatureConfig,
     pub descriptors: DescriptorConfig,
@@ -38,6 +49,8 @@ impl Default for Config {
         Config {
             workdir: PathBuf::from("work/gtzan"),
             threads: 0,
+            jobs: 1,
+            worker: vec![],
             download: DownloadConfig::default(),
             features: FeatureConfig::default(),
             descriptors: DescriptorConfig::default(),
@@ -86,6 +99,9 @@ impl Config {
 
     /// The checks beyond the types: features and training recipes.
     fn validate(&self) -> Result<(), String> {
+        if self.jobs == 0 {
+            return Err("jobs must be 1 or more (1 = one training run at a time)".into());
+        }
         self.features.validate().map_err(|m| format!("[features] {m}"))?;
         self.train.validate().map_err(|e| e.to_string())
     }

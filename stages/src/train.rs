@@ -544,21 +544,76 @@ fn data_hash(xs: &[&[f32]], ys: &[&[usize]]) -> String {
 
 /// Run the stage. `fresh` discards every checkpoint first (`--force train`); otherwise runs whose
 /// checkpoint matches their model, recipe and data are kept and unfinished ones resume.
-pub fn train(store_dir: &Path, train_dir: &Path, cfg: &TrainConfig, fresh: bool) -> Result<serde_json::Value, StageError> {
-    train_into(store_dir, train_dir, cfg, fresh, Some(&store_dir.join("history.parquet")))
-}
-
-/// [`train`], writing the per-epoch history to `history` (when given).
-pub fn train_into(
+pub fn train(
     store_dir: &Path,
     train_dir: &Path,
     cfg: &TrainConfig,
     fresh: bool,
-    history: Option<&Path>,
+    workers: Option<Workers>,
 ) -> Result<serde_json::Value, StageError> {
+    let history = store_dir.join("history.parquet");
+    train_into(store_dir, train_dir, cfg, &TrainOptions { fresh, history: Some(&history), only: Only::All, workers })
+}
+
+/// Which of the planned runs a call trains; the folder's runs of the others are kept.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum Only<'a> {
+    #[default]
+    All,
+    /// The runs of these folds (k-fold splits).
+    Folds(&'a [i32]),
+    /// The runs with these ids (`resnet/fold3-seed0`).
+    Runs(&'a [String]),
+}
+
+impl Only<'_> {
+    fn keeps(&self, plan: &RunPlan) -> bool {
+        match self {
+            Only::All => true,
+            Only::Folds(f) => in_folds(Some(f), plan.fold),
+            Only::Runs(ids) => ids.contains(&plan.id),
+        }
+    }
+}
+
+/// Runs trained in other processes, `jobs` at once, each process on `threads` threads. burn
+/// flex keeps its random generator in one global per process, so two runs in one process cannot
+/// train at once and stay deterministic; in processes of their own they can, and give what one
+/// process training them in turn gives (a test checks).
+#[derive(Debug, Clone)]
+pub struct Workers {
+    pub jobs: usize,
+    pub threads: usize,
+    /// The command that trains the runs named after it (the CLI's hidden `train-runs`); the
+    /// stage appends `--threads N --runs ID,ID,...`.
+    pub command: Vec<std::ffi::OsString>,
+}
+
+impl Workers {
+    /// `jobs` processes sharing `threads` threads (0 = every core of this process's pool).
+    pub fn new(jobs: usize, threads: usize, command: Vec<std::ffi::OsString>) -> Workers {
+        let total = if threads == 0 { rayon::current_num_threads() } else { threads };
+        Workers { jobs, threads: (total / jobs.max(1)).max(1), command }
+    }
+}
+
+/// How a call of [`train_into`] / [`train_with`] runs.
+#[derive(Debug, Default)]
+pub struct TrainOptions<'a> {
+    /// Delete the folder's runs first (`--force`).
+    pub fresh: bool,
+    /// Where the per-epoch history table goes (None: not written).
+    pub history: Option<&'a Path>,
+    pub only: Only<'a>,
+    /// Train the runs that are not done in worker processes first (None: all in this one).
+    pub workers: Option<Workers>,
+}
+
+/// [`train`] with its options: which runs, where the history goes, worker processes.
+pub fn train_into(store_dir: &Path, train_dir: &Path, cfg: &TrainConfig, opts: &TrainOptions) -> Result<serde_json::Value, StageError> {
     let kinds = input_kinds(cfg)?;
     let inputs = Inputs::read(store_dir, &kinds)?;
-    train_with(&inputs, store_dir, train_dir, cfg, fresh, history, None)
+    train_with(&inputs, store_dir, train_dir, cfg, opts)
 }
 
 /// Check the config's models and recipes; the input kinds its models read.
@@ -567,47 +622,36 @@ pub fn input_kinds(cfg: &TrainConfig) -> Result<Vec<Input>, StageError> {
     cfg.models.iter().map(|m| Ok(info(m).map_err(|e| StageError::Config(e.to_string()))?.input)).collect()
 }
 
-/// [`train_into`] with the store's inputs already read (`genrelab tune` reads them once for
-/// all its trials); they must hold every input kind the config's models read. `folds`: train
-/// only the runs of these folds (k-fold splits; the folder's runs of other folds are kept).
-pub fn train_with(
-    inputs: &Inputs,
-    store_dir: &Path,
-    train_dir: &Path,
-    cfg: &TrainConfig,
-    fresh: bool,
-    history: Option<&Path>,
-    folds: Option<&[i32]>,
-) -> Result<serde_json::Value, StageError> {
-    cfg.validate()?;
-    if fresh && train_dir.exists() {
-        std::fs::remove_dir_all(train_dir).map_err(|e| StageError::io(train_dir, e))?;
-    }
-    let features = &inputs.features;
-    let feature_config = feature_config_of(&features.meta)?;
-    let (split_meta, split) = read_split(&store_dir.join(names::SPLIT))?;
-    let protocol = split_meta.get("protocol").unwrap_or("study").to_string();
-    let (labels, y_all) = labels_of(features);
-    let plans = plan_runs(features, &split, &protocol, cfg)?;
-    let device = default_device();
-    let trained_on = genrelab_models::device_description();
+/// What a run needs before it trains: its checkpoint as it will be written, its data, and its
+/// history when the folder already holds it, trained with the same model, recipe and data.
+struct Prepared {
+    ckpt: Checkpoint,
+    epochs: usize,
+    x: [Vec<f32>; 3],
+    y: [Vec<usize>; 3],
+    done: Option<Vec<EpochRecord>>,
+}
 
-    // Runs of models that are no longer configured are removed, so the folder holds this config's runs only.
-    let wanted: std::collections::HashSet<&str> = plans.iter().map(|p| p.id.as_str()).collect();
-    remove_unplanned(train_dir, &wanted);
-    let plans: Vec<&RunPlan> = plans.iter().filter(|p| in_folds(folds, p.fold)).collect();
+/// What every run of one call shares.
+struct RunContext<'a> {
+    inputs: &'a Inputs,
+    cfg: &'a TrainConfig,
+    feature_config: FeatureConfig,
+    labels: Vec<String>,
+    y_all: Vec<usize>,
+    protocol: String,
+    trained_on: String,
+    train_dir: &'a Path,
+}
 
-    let total_epochs: usize = plans.iter().map(|p| cfg.for_model(&p.model).map_or(0, |c| c.epochs)).sum();
-    let bar = crate::progress::bar(total_epochs as u64, "train");
-    let mut hist: Vec<(String, String, u64, Option<i32>, EpochRecord)> = vec![];
-    for plan in &plans {
-        let span = tracing::info_span!("run", run = %plan.id);
-        let _enter = span.enter();
-        let mcfg = cfg.for_model(&plan.model)?;
+impl RunContext<'_> {
+    fn prepare(&self, plan: &RunPlan) -> Result<Prepared, StageError> {
+        let (inputs, labels) = (self.inputs, &self.labels);
+        let mcfg = self.cfg.for_model(&plan.model)?;
         let input = info(&plan.model).map_err(|e| StageError::Config(e.to_string()))?.input;
         let (_, frames) = inputs.dims(input);
-        let (mels, max_hz) = mcfg.bands(&plan.model, input, &feature_config, inputs)?;
-        let recipe = mcfg.recipe(input, &feature_config, mels);
+        let (mels, max_hz) = mcfg.bands(&plan.model, input, &self.feature_config, inputs)?;
+        let recipe = mcfg.recipe(input, &self.feature_config, mels);
         let model_frames = if input == Input::Crops { mcfg.crop_frames.min(frames) } else { frames };
         let spec = ModelSpec { name: plan.model.clone(), mels, frames: model_frames, classes: labels.len() };
         let (stats_mean, stats_std) = if input == Input::Stats { inputs.stats_norm(&plan.train)? } else { (vec![], vec![]) };
@@ -617,7 +661,7 @@ pub fn train_with(
             seed: plan.seed,
             fold: plan.fold,
             labels: labels.clone(),
-            feature_config: feature_config.clone(),
+            feature_config: self.feature_config.clone(),
             normalize_mean: mcfg.normalize_mean,
             normalize_std: mcfg.normalize_std,
             settings: TrainSettings {
@@ -629,7 +673,7 @@ pub fn train_with(
                 data: String::new(),
                 recipe,
             },
-            protocol: protocol.clone(),
+            protocol: self.protocol.clone(),
             history: vec![],
             input,
             stats_mean,
@@ -639,46 +683,104 @@ pub fn train_with(
             stopped_early: false,
             valid_clips: plan.valid.len(),
             max_hz,
-            trained_on: trained_on.clone(),
+            trained_on: self.trained_on.clone(),
         };
-        let xs_train = inputs.gather(&ckpt, &plan.train)?;
-        let xs_valid = inputs.gather(&ckpt, &plan.valid)?;
-        let xs_test = inputs.gather(&ckpt, &plan.test)?;
-        let ys = |rows: &[usize]| rows.iter().map(|&r| y_all[r]).collect::<Vec<usize>>();
-        let (ys_train, ys_valid, ys_test) = (ys(&plan.train), ys(&plan.valid), ys(&plan.test));
+        let x = [inputs.gather(&ckpt, &plan.train)?, inputs.gather(&ckpt, &plan.valid)?, inputs.gather(&ckpt, &plan.test)?];
+        let ys = |rows: &[usize]| rows.iter().map(|&r| self.y_all[r]).collect::<Vec<usize>>();
+        let y = [ys(&plan.train), ys(&plan.valid), ys(&plan.test)];
         // Without a validation part the fingerprint is that of (train, test), as train stage v2
         // computed it: identical runs of the study's recipe are recognised and kept.
         ckpt.settings.data = if plan.valid.is_empty() {
-            data_hash(&[&xs_train, &xs_test], &[&ys_train, &ys_test])
+            data_hash(&[&x[0], &x[2]], &[&y[0], &y[2]])
         } else {
-            data_hash(&[&xs_train, &xs_valid, &xs_test], &[&ys_train, &ys_valid, &ys_test])
+            data_hash(&[&x[0], &x[1], &x[2]], &[&y[0], &y[1], &y[2]])
         };
-
-        let dir = run_dir(train_dir, &plan.id);
-        let ckpt_path = dir.join(CHECKPOINT);
-        let done = std::fs::read(&ckpt_path).ok().and_then(|b| serde_json::from_slice::<Checkpoint>(&b).ok());
-        let history = match done {
-            Some(c)
-                if c.spec == spec
+        let done = std::fs::read(run_dir(self.train_dir, &plan.id).join(CHECKPOINT))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Checkpoint>(&b).ok())
+            .filter(|c| {
+                c.spec == spec
                     && c.settings == ckpt.settings
-                    && c.labels == labels
-                    && c.feature_config == feature_config
+                    && c.labels == ckpt.labels
+                    && c.feature_config == ckpt.feature_config
                     && c.input == input
                     && c.stats_mean == ckpt.stats_mean
-                    && c.max_hz == max_hz =>
-            {
-                bar.inc(mcfg.epochs as u64);
-                c.history
+                    && c.max_hz == max_hz
+            })
+            .map(|c| c.history);
+        Ok(Prepared { ckpt, epochs: mcfg.epochs, x, y, done })
+    }
+}
+
+/// [`train_into`] with the store's inputs already read (`genrelab tune` reads them once for
+/// all its trials); they must hold every input kind the config's models read.
+pub fn train_with(
+    inputs: &Inputs,
+    store_dir: &Path,
+    train_dir: &Path,
+    cfg: &TrainConfig,
+    opts: &TrainOptions,
+) -> Result<serde_json::Value, StageError> {
+    cfg.validate()?;
+    if opts.fresh && train_dir.exists() {
+        std::fs::remove_dir_all(train_dir).map_err(|e| StageError::io(train_dir, e))?;
+    }
+    let features = &inputs.features;
+    let (split_meta, split) = read_split(&store_dir.join(names::SPLIT))?;
+    let protocol = split_meta.get("protocol").unwrap_or("study").to_string();
+    let (labels, y_all) = labels_of(features);
+    let plans = plan_runs(features, &split, &protocol, cfg)?;
+    let device = default_device();
+    let ctx = RunContext {
+        inputs,
+        cfg,
+        feature_config: feature_config_of(&features.meta)?,
+        labels,
+        y_all,
+        protocol: protocol.clone(),
+        trained_on: genrelab_models::device_description(),
+        train_dir,
+    };
+
+    // Runs of models that are no longer configured are removed, so the folder holds this config's runs only.
+    let wanted: std::collections::HashSet<&str> = plans.iter().map(|p| p.id.as_str()).collect();
+    remove_unplanned(train_dir, &wanted);
+    let plans: Vec<&RunPlan> = plans.iter().filter(|p| opts.only.keeps(p)).collect();
+
+    let epochs_of = |p: &RunPlan| cfg.for_model(&p.model).map_or(0, |c| c.epochs);
+    let total_epochs: usize = plans.iter().map(|p| epochs_of(p)).sum();
+    let bar = crate::progress::bar(total_epochs as u64, "train");
+    if let Some(w) = opts.workers.as_ref().filter(|w| w.jobs > 1) {
+        let mut pending = vec![];
+        for plan in &plans {
+            if ctx.prepare(plan)?.done.is_none() {
+                pending.push(*plan);
             }
-            _ => {
+        }
+        if pending.len() > 1 {
+            let done_before: usize = plans.iter().filter(|p| !pending.iter().any(|q| q.id == p.id)).map(|p| epochs_of(p)).sum();
+            train_in_workers(w, &pending, train_dir, |n| bar.set_position((done_before + n) as u64), epochs_of)?;
+            bar.set_position(0);
+        }
+    }
+    let mut hist: Vec<(String, String, u64, Option<i32>, EpochRecord)> = vec![];
+    for plan in &plans {
+        let span = tracing::info_span!("run", run = %plan.id);
+        let _enter = span.enter();
+        let Prepared { mut ckpt, epochs, x, y, done } = ctx.prepare(plan)?;
+        let history = match done {
+            Some(history) => {
+                bar.inc(epochs as u64);
+                history
+            }
+            None => {
+                let (mels, frames) = (ckpt.spec.mels, inputs.dims(ckpt.input).1);
+                let batch = |i: usize| Batchable { x: &x[i], y: &y[i], mels, frames };
+                let dir = run_dir(train_dir, &plan.id);
                 let out = train_run(
-                    &spec,
+                    &ckpt.spec,
                     &ckpt.settings,
-                    RunData {
-                        train: Batchable { x: &xs_train, y: &ys_train, mels, frames },
-                        valid: (!plan.valid.is_empty()).then_some(Batchable { x: &xs_valid, y: &ys_valid, mels, frames }),
-                        test: Batchable { x: &xs_test, y: &ys_test, mels, frames },
-                    },
+                    RunData { train: batch(0), valid: (!plan.valid.is_empty()).then(|| batch(1)), test: batch(2) },
                     &device,
                     &dir,
                     |r| {
@@ -693,7 +795,7 @@ pub fn train_with(
                     },
                 )
                 .map_err(|e| StageError::Failed(format!("run {}: {e}", plan.id)))?;
-                bar.inc((mcfg.epochs - out.history.len().min(mcfg.epochs)) as u64);
+                bar.inc((epochs - out.history.len().min(epochs)) as u64);
                 let last = out.history.last().expect("at least one epoch");
                 tracing::info!(
                     train_acc = format!("{:.3}", last.train_acc),
@@ -705,7 +807,7 @@ pub fn train_with(
                 ckpt.weights = out.weights.to_string();
                 ckpt.selected_epoch = out.epoch;
                 ckpt.stopped_early = out.stopped_early;
-                genrelab_store::atomic::write_atomic(&ckpt_path, &serde_json::to_vec_pretty(&ckpt).expect("json"))?;
+                genrelab_store::atomic::write_atomic(dir.join(CHECKPOINT), &serde_json::to_vec_pretty(&ckpt).expect("json"))?;
                 out.history
             }
         };
@@ -715,7 +817,7 @@ pub fn train_with(
 
     let seconds: f64 = hist.iter().map(|h| h.4.seconds).sum();
     let summary = serde_json::json!({"runs": plans.len(), "protocol": protocol, "train_seconds": seconds});
-    let Some(history) = history else {
+    let Some(history) = opts.history else {
         return Ok(summary);
     };
     let opt = |f: fn(&EpochRecord) -> Option<f64>| Column::Float(hist.iter().map(|h| f(&h.4).unwrap_or(f64::NAN)).collect());
@@ -739,6 +841,76 @@ pub fn train_with(
         ],
     )?;
     Ok(summary)
+}
+
+/// Train `pending` in `w.jobs` worker processes (runs dealt round-robin), reporting the epochs
+/// they have completed to `progress` about once a second; Ok when every worker succeeded.
+fn train_in_workers(
+    w: &Workers,
+    pending: &[&RunPlan],
+    train_dir: &Path,
+    progress: impl Fn(usize),
+    epochs_of: impl Fn(&RunPlan) -> usize,
+) -> Result<(), StageError> {
+    let jobs = w.jobs.min(pending.len());
+    let groups: Vec<Vec<String>> = (0..jobs).map(|j| pending.iter().skip(j).step_by(jobs).map(|p| p.id.clone()).collect()).collect();
+    tracing::info!(jobs, runs = pending.len(), threads_each = w.threads, "training in worker processes");
+    let (program, args) = w.command.split_first().ok_or_else(|| StageError::Config("no worker command to train runs with".into()))?;
+    let mut children: Vec<(String, std::process::Child)> = vec![];
+    for group in &groups {
+        let runs = group.join(",");
+        let spawned = std::process::Command::new(program)
+            .args(args)
+            .arg("--threads")
+            .arg(w.threads.to_string())
+            .arg("--runs")
+            .arg(&runs)
+            .env("GENRELAB_PROGRESS", "0")
+            .stdin(std::process::Stdio::null())
+            .spawn();
+        match spawned {
+            Ok(child) => children.push((runs, child)),
+            Err(e) => {
+                for (_, c) in &mut children {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+                return Err(StageError::Failed(format!("starting a training worker ({}): {e}", Path::new(program).display())));
+            }
+        }
+    }
+    let epochs_done = |p: &RunPlan| {
+        let path = run_dir(train_dir, &p.id).join("progress.json");
+        let n = std::fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["history"].as_array().map(Vec::len));
+        n.unwrap_or(0).min(epochs_of(p))
+    };
+    let mut exits: Vec<Option<std::process::ExitStatus>> = vec![None; children.len()];
+    loop {
+        for ((_, child), exit) in children.iter_mut().zip(exits.iter_mut()) {
+            if exit.is_none() {
+                *exit = child.try_wait().map_err(|e| StageError::Failed(format!("waiting for a training worker: {e}")))?;
+            }
+        }
+        progress(pending.iter().map(|p| epochs_done(p)).sum());
+        if exits.iter().all(Option::is_some) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let failed: Vec<String> = children
+        .iter()
+        .zip(&exits)
+        .filter(|(_, e)| e.is_some_and(|e| !e.success()))
+        .map(|((runs, _), e)| format!("runs {runs}: {}", e.expect("exited")))
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(StageError::Failed(format!("training worker(s) failed (their errors are printed above): {}", failed.join("; "))))
+    }
 }
 
 fn remove_unplanned(train_dir: &Path, wanted: &std::collections::HashSet<&str>) {

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::StageError;
-use crate::train::{Inputs, TrainConfig, folds_of, in_folds, read_checkpoints, train_with};
+use crate::train::{Inputs, Only, TrainConfig, TrainOptions, folds_of, in_folds, read_checkpoints, train_with};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -133,7 +133,8 @@ pub fn tune(store_dir: &Path, tune_dir: &Path, train: &TrainConfig, cfg: &TuneCo
         tc.model = BTreeMap::from([(cfg.model.clone(), Value::Object(over))]);
         let dir = tune_dir.join(&id);
         let start = Instant::now();
-        train_with(&inputs, store_dir, &dir, &tc, false, None, folds.as_deref())?;
+        let only = folds.as_deref().map_or(Only::All, Only::Folds);
+        train_with(&inputs, store_dir, &dir, &tc, &TrainOptions { only, ..Default::default() })?;
         std::fs::write(dir.join("params.json"), serde_json::to_vec_pretty(params).expect("json")).map_err(|e| StageError::io(&dir, e))?;
         let mut ckpts = read_checkpoints(&dir)?;
         ckpts.retain(|(_, c)| in_folds(folds.as_deref(), c.fold));
