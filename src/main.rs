@@ -92,10 +92,14 @@ enum Command {
     Config,
     /// List the stages and what each does.
     Stages,
-    /// Train the named runs of the train stage and exit: the worker process that `jobs` > 1
-    /// starts (the train stage checks and records what it trained).
+    /// Train the named runs and exit: the worker process that `jobs` > 1 starts (the stage
+    /// that starts it passes the training configuration, checks and records what it trained).
     #[command(hide = true)]
     TrainRuns {
+        #[arg(long)]
+        store: PathBuf,
+        #[arg(long)]
+        train_dir: PathBuf,
         #[arg(long)]
         threads: usize,
         /// Run ids, comma-separated (`resnet/fold3-seed0`).
@@ -131,13 +135,9 @@ fn load_config(path: &Path, sets: &[String]) -> Result<Config> {
     }
     let mut cfg = Config::load_with(path, sets)?;
     genrelab_models::use_threads(cfg.threads);
-    // Training workers (`jobs` > 1) are this program with the same config and overrides.
+    // Training workers (`jobs` > 1) are this program.
     if let Ok(exe) = std::env::current_exe() {
-        cfg.worker = vec![exe.into(), "--config".into(), path.into()];
-        for s in sets {
-            cfg.worker.extend(["--set".into(), s.into()]);
-        }
-        cfg.worker.extend(["--quiet".into(), "train-runs".into()]);
+        cfg.worker = vec![exe.into(), "--quiet".into(), "train-runs".into()];
     }
     Ok(cfg)
 }
@@ -260,7 +260,7 @@ fn run(cli: Cli) -> Result<()> {
             let cfg = load_config(&cli.config, &cli.sets)?;
             let paths = genrelab_pipeline::Paths::new(&cfg.workdir);
             engine.run(&cfg, &["descriptors".to_string(), "split".to_string()], &[], std::io::stderr().is_terminal())?;
-            let trials = genrelab_stages::tune::tune(&paths.store_dir(), &cfg.workdir.join("tune"), &cfg.train, &cfg.tune)?;
+            let trials = genrelab_stages::tune::tune(&paths.store_dir(), &cfg.workdir.join("tune"), &cfg.train, &cfg.tune, cfg.workers())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&trials)?);
             } else {
@@ -320,14 +320,10 @@ fn run(cli: Cli) -> Result<()> {
             };
             print!("{}", cfg.to_toml());
         }
-        Command::TrainRuns { threads, runs } => {
-            let cfg = Config::load_with(&cli.config, &cli.sets)?;
+        Command::TrainRuns { store, train_dir, threads, runs } => {
             genrelab_models::use_threads(threads);
             exit_with_parent();
-            let paths = genrelab_pipeline::Paths::new(&cfg.workdir);
-            let only = genrelab_stages::train::Only::Runs(&runs);
-            let opts = genrelab_stages::train::TrainOptions { only, ..Default::default() };
-            genrelab_stages::train::train_into(&paths.store_dir(), &paths.train_dir(), &cfg.train, &opts)?;
+            genrelab_stages::train::train_worker(&store, &train_dir, &runs)?;
         }
         Command::Stages => {
             for name in engine.stage_names() {

@@ -458,7 +458,8 @@ fn jobs_train_runs_side_by_side_in_worker_processes_with_the_same_results() {
         "[download]\nsource = \"synthetic\"\n[download.synthetic]\ngenres = 3\nclips_per_genre = 4\nseconds = 1.5\n{SMALL_FEATURES}\
          [split]\nprotocol = \"kfold\"\nfolds = 4\n\
          [train]\nmodels = [\"simple_cnn\", \"logreg\"]\nseeds = 1\nepochs = 3\nlearning_rate = 0.003\nbatch_size = 4\n\
-         select = \"best_valid\"\nmixup_alpha = 0.2\n"
+         select = \"best_valid\"\nmixup_alpha = 0.2\n\
+         [tune]\nmodel = \"logreg\"\ntrials = 2\n[tune.space]\nlearning_rate = [0.01, 0.1]\n"
     );
     let one = tempfile::tempdir().unwrap();
     write_config(one.path(), &format!("threads = 2\njobs = 1\n{body}"));
@@ -496,6 +497,20 @@ fn jobs_train_runs_side_by_side_in_worker_processes_with_the_same_results() {
     assert!(text(&o).contains("training in worker processes jobs=2 runs=2"), "{}", text(&o));
     assert_eq!(histories(&two.path().join("work")), expected);
     assert_eq!(std::fs::metadata(&kept).unwrap().modified().unwrap(), kept_before, "a trained run is not trained again");
+
+    // `tune` trains each trial's runs in workers too, with the same results.
+    let trials = |dir: &std::path::Path| -> (Vec<(String, f64)>, String) {
+        let o = genrelab(dir, &["tune", "--json"]);
+        assert!(o.status.success(), "{}", text(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let t =
+            v.as_array().unwrap().iter().map(|t| (t["trial"].as_str().unwrap().to_string(), t["valid_loss"].as_f64().unwrap())).collect();
+        (t, text(&o))
+    };
+    let ((one_trials, one_log), (two_trials, two_log)) = (trials(one.path()), trials(two.path()));
+    assert_eq!(one_trials.len(), 2);
+    assert_eq!(two_trials, one_trials);
+    assert!(!one_log.contains("worker processes") && two_log.contains("training in worker processes jobs=2 runs=4"), "{two_log}");
 
     let o = genrelab(two.path(), &["--set", "jobs=0", "run"]);
     assert!(!o.status.success() && text(&o).contains("jobs must be 1 or more"), "{}", text(&o));

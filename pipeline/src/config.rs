@@ -30,8 +30,8 @@ pub struct Config {
     /// as fast as one run on both cores of a 2-core machine (bench/results/flex_build.md). The
     /// results are the same. Not a parameter of any result.
     pub jobs: usize,
-    /// The command that trains named runs in a worker process (`genrelab ... train-runs`), set
-    /// by the command line; not part of the file.
+    /// The command that trains runs in a worker process (`genrelab --quiet train-runs`), set by
+    /// the command line; not part of the file.
     #[serde(skip)]
     pub worker: Vec<std::ffi::OsString>,
     pub download: DownloadConfig,
@@ -104,6 +104,18 @@ impl Config {
         }
         self.features.validate().map_err(|m| format!("[features] {m}"))?;
         self.train.validate().map_err(|e| e.to_string())
+    }
+
+    /// The worker processes that train runs when `jobs` > 1 (None: one run at a time here).
+    pub fn workers(&self) -> Option<genrelab_stages::train::Workers> {
+        match (self.jobs > 1, self.worker.is_empty()) {
+            (true, false) => Some(genrelab_stages::train::Workers::new(self.jobs, self.threads, self.worker.clone())),
+            (true, true) => {
+                tracing::warn!(jobs = self.jobs, "no command to start training workers with: training one run at a time");
+                None
+            }
+            _ => None,
+        }
     }
 
     pub fn parse(text: &str, base: &Path, name: &Path) -> Result<Config, PipelineError> {

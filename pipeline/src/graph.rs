@@ -197,16 +197,7 @@ impl Stage for Train {
         vec![paths.train_dir(), paths.store_dir().join("history.parquet")]
     }
     fn run(&self, ctx: &mut Ctx) -> Result<Value, PipelineError> {
-        let cfg = ctx.cfg;
-        let workers = match (cfg.jobs > 1, cfg.worker.is_empty()) {
-            (true, false) => Some(train::Workers::new(cfg.jobs, cfg.threads, cfg.worker.clone())),
-            (true, true) => {
-                tracing::warn!(jobs = cfg.jobs, "no command to start training workers with: training one run at a time");
-                None
-            }
-            _ => None,
-        };
-        Ok(train::train(&ctx.paths.store_dir(), &ctx.paths.train_dir(), &cfg.train, ctx.forced, workers)?)
+        Ok(train::train(&ctx.paths.store_dir(), &ctx.paths.train_dir(), &ctx.cfg.train, ctx.forced, ctx.cfg.workers())?)
     }
 }
 

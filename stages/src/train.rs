@@ -584,9 +584,21 @@ impl Only<'_> {
 pub struct Workers {
     pub jobs: usize,
     pub threads: usize,
-    /// The command that trains the runs named after it (the CLI's hidden `train-runs`); the
-    /// stage appends `--threads N --runs ID,ID,...`.
+    /// The command that trains runs in a worker (the CLI's hidden `train-runs`, which calls
+    /// [`train_worker`]); the stage appends `--store DIR --train-dir DIR --threads N --runs
+    /// ID,ID,...` and passes the training configuration as JSON in [`WORKER_CONFIG_ENV`].
     pub command: Vec<std::ffi::OsString>,
+}
+
+/// The environment variable that carries a worker's training configuration (JSON).
+pub const WORKER_CONFIG_ENV: &str = "GENRELAB_TRAIN_CONFIG";
+
+/// A worker's work: train the runs `runs` of `train_dir` with the configuration in
+/// [`WORKER_CONFIG_ENV`] (no history table: the stage that started it writes that).
+pub fn train_worker(store_dir: &Path, train_dir: &Path, runs: &[String]) -> Result<serde_json::Value, StageError> {
+    let json = std::env::var(WORKER_CONFIG_ENV).map_err(|_| StageError::Config(format!("a training worker needs {WORKER_CONFIG_ENV}")))?;
+    let cfg: TrainConfig = serde_json::from_str(&json).map_err(|e| StageError::Config(format!("{WORKER_CONFIG_ENV}: {e}")))?;
+    train_into(store_dir, train_dir, &cfg, &TrainOptions { only: Only::Runs(runs), ..Default::default() })
 }
 
 impl Workers {
@@ -759,7 +771,7 @@ pub fn train_with(
         }
         if pending.len() > 1 {
             let done_before: usize = plans.iter().filter(|p| !pending.iter().any(|q| q.id == p.id)).map(|p| epochs_of(p)).sum();
-            train_in_workers(w, &pending, train_dir, |n| bar.set_position((done_before + n) as u64), epochs_of)?;
+            train_in_workers(w, &pending, (store_dir, train_dir), cfg, |n| bar.set_position((done_before + n) as u64))?;
             bar.set_position(0);
         }
     }
@@ -848,10 +860,12 @@ pub fn train_with(
 fn train_in_workers(
     w: &Workers,
     pending: &[&RunPlan],
-    train_dir: &Path,
+    (store_dir, train_dir): (&Path, &Path),
+    cfg: &TrainConfig,
     progress: impl Fn(usize),
-    epochs_of: impl Fn(&RunPlan) -> usize,
 ) -> Result<(), StageError> {
+    let epochs_of = |p: &RunPlan| cfg.for_model(&p.model).map_or(0, |c| c.epochs);
+    let config = serde_json::to_string(cfg).expect("config to json");
     let jobs = w.jobs.min(pending.len());
     let groups: Vec<Vec<String>> = (0..jobs).map(|j| pending.iter().skip(j).step_by(jobs).map(|p| p.id.clone()).collect()).collect();
     tracing::info!(jobs, runs = pending.len(), threads_each = w.threads, "training in worker processes");
@@ -861,11 +875,16 @@ fn train_in_workers(
         let runs = group.join(",");
         let spawned = std::process::Command::new(program)
             .args(args)
+            .arg("--store")
+            .arg(store_dir)
+            .arg("--train-dir")
+            .arg(train_dir)
             .arg("--threads")
             .arg(w.threads.to_string())
             .arg("--runs")
             .arg(&runs)
             .env("GENRELAB_PROGRESS", "0")
+            .env(WORKER_CONFIG_ENV, &config)
             .stdin(std::process::Stdio::null())
             .spawn();
         match spawned {
@@ -944,6 +963,29 @@ pub fn read_checkpoints(train_dir: &Path) -> Result<Vec<(PathBuf, Checkpoint)>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_worker_that_fails_or_cannot_start_is_an_error_naming_its_runs() {
+        let plan =
+            |id: &str| RunPlan { id: id.into(), model: "linear".into(), seed: 0, fold: None, train: vec![], valid: vec![], test: vec![] };
+        let (a, b) = (plan("linear/fold0-seed0"), plan("linear/fold1-seed0"));
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = (dir.path(), dir.path());
+        let cfg = TrainConfig::default();
+        // The worker given fold 1 fails (its arguments name its runs), the other succeeds.
+        let script = "case \"$*\" in *fold1*) exit 3;; esac";
+        let w = Workers { jobs: 2, threads: 1, command: vec!["sh".into(), "-c".into(), script.into(), "worker".into()] };
+        let seen = std::cell::Cell::new(0);
+        let err = train_in_workers(&w, &[&a, &b], dirs, &cfg, |n| seen.set(seen.get().max(n + 1))).unwrap_err().to_string();
+        assert!(err.contains("runs linear/fold1-seed0: exit status: 3") && !err.contains("fold0"), "{err}");
+        assert!(seen.get() > 0, "progress was reported");
+        let ok = Workers { jobs: 2, threads: 1, command: vec!["true".into()] };
+        assert!(train_in_workers(&ok, &[&a, &b], dirs, &cfg, |_| {}).is_ok());
+        let missing = Workers { jobs: 2, threads: 1, command: vec!["/nonexistent/genrelab".into()] };
+        let err = train_in_workers(&missing, &[&a, &b], dirs, &cfg, |_| {}).unwrap_err().to_string();
+        assert!(err.contains("starting a training worker (/nonexistent/genrelab)"), "{err}");
+    }
 
     #[test]
     fn the_recipe_places_band_drop_at_the_configured_frequency_for_each_input() {

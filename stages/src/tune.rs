@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::StageError;
-use crate::train::{Inputs, Only, TrainConfig, TrainOptions, folds_of, in_folds, read_checkpoints, train_with};
+use crate::train::{Inputs, Only, TrainConfig, TrainOptions, Workers, folds_of, in_folds, read_checkpoints, train_with};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -86,7 +86,13 @@ fn trial_id(params: &BTreeMap<String, Value>) -> String {
 }
 
 /// Run the search. Returns the trials, best (lowest validation loss) first.
-pub fn tune(store_dir: &Path, tune_dir: &Path, train: &TrainConfig, cfg: &TuneConfig) -> Result<Vec<Trial>, StageError> {
+pub fn tune(
+    store_dir: &Path,
+    tune_dir: &Path,
+    train: &TrainConfig,
+    cfg: &TuneConfig,
+    workers: Option<Workers>,
+) -> Result<Vec<Trial>, StageError> {
     if cfg.space.is_empty() || cfg.space.values().any(Vec::is_empty) {
         return Err(StageError::Config("[tune.space] needs at least one key, each with at least one value".into()));
     }
@@ -134,7 +140,7 @@ pub fn tune(store_dir: &Path, tune_dir: &Path, train: &TrainConfig, cfg: &TuneCo
         let dir = tune_dir.join(&id);
         let start = Instant::now();
         let only = folds.as_deref().map_or(Only::All, Only::Folds);
-        train_with(&inputs, store_dir, &dir, &tc, &TrainOptions { only, ..Default::default() })?;
+        train_with(&inputs, store_dir, &dir, &tc, &TrainOptions { only, workers: workers.clone(), ..Default::default() })?;
         std::fs::write(dir.join("params.json"), serde_json::to_vec_pretty(params).expect("json")).map_err(|e| StageError::io(&dir, e))?;
         let mut ckpts = read_checkpoints(&dir)?;
         ckpts.retain(|(_, c)| in_folds(folds.as_deref(), c.fold));
