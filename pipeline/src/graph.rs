@@ -213,8 +213,9 @@ impl Stage for Evaluate {
         // confusion (metrics.json `seeds_averaged`), a row and a figure in the report.
         // 5: the training cost (wall time per run, per ensemble and test part, in all; where).
         // 6: every run also scored on its validation part (the report's "valid acc / loss"
-        // column); `[evaluate] window_hop`.
-        6
+        // column); `[evaluate] window_hop`. 7: the cost line says the runs' wall times are summed
+        // (runs trained side by side with `jobs` > 1 overlap in time).
+        7
     }
     fn about(&self) -> &'static str {
         "score every run on its test part; summaries across seeds, the study's table, the report"

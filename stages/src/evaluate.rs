@@ -570,7 +570,7 @@ pub fn comparison_table(e: &Evaluation) -> String {
     let machine = if e.trained_on.is_empty() { "a machine the checkpoints do not record".to_string() } else { e.trained_on.join("; ") };
     let _ = write!(
         s,
-        "\nCost: {} of training wall time for the {} runs (epochs with their validation and test scoring), on {machine}.",
+        "\nCost: {} of training for the {} runs (their wall times summed, epochs with their validation and test scoring), on {machine}.",
         duration(e.train_seconds),
         e.runs.len()
     );
@@ -860,7 +860,7 @@ mod tests {
         assert!(row.contains("| - | 75.0% +- "), "{row}");
         assert!(table.contains("test and validation windows: 32 frames apart (`[evaluate] window_hop`)"), "{table}");
         assert!(table.contains("| a+b | a, b |") && table.lines().any(|l| l.starts_with("| a+b |") && l.ends_with("| 0.5 s |")), "{table}");
-        assert!(table.ends_with("Cost: 4.0 h of training wall time for the 0 runs (epochs with their validation and test scoring), on CPU (burn flex), 2 threads."), "{table}");
+        assert!(table.ends_with("Cost: 4.0 h of training for the 0 runs (their wall times summed, epochs with their validation and test scoring), on CPU (burn flex), 2 threads."), "{table}");
         assert!(table.find("| a | a, 2 seeds averaged |") < table.find("| a+b | a, b |"), "{table}");
         // With one seed, a model's runs are what predict uses.
         e.models[0] = model("a", &[0.7, 0.84], None);
