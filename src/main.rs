@@ -187,6 +187,9 @@ fn run(cli: Cli) -> Result<()> {
                 for s in &status {
                     let state = if s.current { "current" } else { "stale" };
                     println!("{:<12} {:<8} {:<21} {}", s.stage, state, s.last_run.as_deref().unwrap_or("-"), s.reasons.join("; "));
+                    if let Some(p) = &s.progress {
+                        println!("{:<43} done so far: {p}", "");
+                    }
                 }
             }
         }

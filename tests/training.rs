@@ -492,6 +492,18 @@ fn jobs_train_runs_side_by_side_in_worker_processes_with_the_same_results() {
     for run in ["simple_cnn/fold2-seed0", "logreg/fold0-seed0"] {
         std::fs::remove_dir_all(two.path().join(format!("work/train/{run}"))).unwrap();
     }
+    // `status` says what the folder holds: one run part-trained (as a killed stage leaves it).
+    let part = two.path().join("work/train/simple_cnn/fold2-seed0");
+    std::fs::create_dir_all(&part).unwrap();
+    std::fs::write(part.join("progress.json"), r#"{"history": [{}, {}]}"#).unwrap();
+    let o = genrelab(two.path(), &["status"]);
+    let line = String::from_utf8_lossy(&o.stdout).lines().skip_while(|l| !l.starts_with("train ")).nth(1).unwrap_or_default().to_string();
+    assert_eq!(
+        line.trim(),
+        "done so far: 6 of 8 runs have a checkpoint, 1 part-trained (simple_cnn/fold2-seed0 at epoch 2 of 3)",
+        "{}",
+        text(&o)
+    );
     let o = genrelab(two.path(), &["run", "train"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("training in worker processes jobs=2 runs=2"), "{}", text(&o));

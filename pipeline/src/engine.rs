@@ -55,6 +55,11 @@ pub trait Stage {
     fn still_valid(&self, _cfg: &Config, _paths: &Paths) -> Option<String> {
         None
     }
+    /// What a stale stage's outputs already hold towards its next run (work a run keeps: a
+    /// long stage's finished parts), for `status`; None when nothing.
+    fn progress(&self, _cfg: &Config, _paths: &Paths) -> Option<String> {
+        None
+    }
     /// Do the work; returns a summary recorded in the stamp.
     fn run(&self, ctx: &mut Ctx) -> Result<Value, PipelineError>;
 }
@@ -109,6 +114,9 @@ pub struct StageStatus {
     pub reasons: Vec<String>,
     pub last_run: Option<String>,
     pub seconds: Option<f64>,
+    /// A stale stage's work already done towards its next run (the train stage's trained runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
 }
 
 /// What `run` did with one stage.
@@ -329,10 +337,11 @@ impl Engine {
             let stamp = Stamp::load(&paths.stamp(stage.name()));
             out.push(StageStatus {
                 stage: stage.name().into(),
-                current: reasons.is_empty(),
-                reasons,
                 last_run: stamp.as_ref().map(|s| s.finished_at.clone()),
                 seconds: stamp.as_ref().map(|s| s.seconds),
+                progress: if reasons.is_empty() { None } else { stage.progress(cfg, &paths) },
+                current: reasons.is_empty(),
+                reasons,
             });
         }
         hashes.save();

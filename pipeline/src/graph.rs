@@ -196,6 +196,10 @@ impl Stage for Train {
     fn outputs(&self, _cfg: &Config, paths: &Paths) -> Vec<PathBuf> {
         vec![paths.train_dir(), paths.store_dir().join("history.parquet")]
     }
+    fn progress(&self, cfg: &Config, paths: &Paths) -> Option<String> {
+        let folds = if cfg.split.protocol == split::Protocol::Kfold { cfg.split.folds } else { 1 };
+        train::folder_progress(&paths.train_dir(), &cfg.train, folds)
+    }
     fn run(&self, ctx: &mut Ctx) -> Result<Value, PipelineError> {
         Ok(train::train(&ctx.paths.store_dir(), &ctx.paths.train_dir(), &ctx.cfg.train, ctx.forced, ctx.cfg.workers())?)
     }
