@@ -323,6 +323,13 @@ pub const BEST_WEIGHTS: &str = "best.bpk";
 const OPTIMIZER: &str = "optimizer.bpk";
 const PROGRESS: &str = "progress.json";
 
+/// How many epochs the run in `dir` has completed so far, from its `progress.json` (None when it
+/// has none): for progress reports while it trains elsewhere, or after it was killed.
+pub fn epochs_completed(dir: &Path) -> Option<usize> {
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join(PROGRESS)).ok()?).ok()?;
+    v["history"].as_array().map(Vec::len)
+}
+
 /// SplitMix64 step, for seeds derived from (seed, epoch).
 fn mix(a: u64, b: u64) -> u64 {
     let mut z = a.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(b).wrapping_add(0x9E37_79B9_7F4A_7C15);

@@ -898,14 +898,7 @@ fn train_in_workers(
             }
         }
     }
-    let epochs_done = |p: &RunPlan| {
-        let path = run_dir(train_dir, &p.id).join("progress.json");
-        let n = std::fs::read(path)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .and_then(|v| v["history"].as_array().map(Vec::len));
-        n.unwrap_or(0).min(epochs_of(p))
-    };
+    let epochs_done = |p: &RunPlan| genrelab_models::train::epochs_completed(&run_dir(train_dir, &p.id)).unwrap_or(0).min(epochs_of(p));
     let mut exits: Vec<Option<std::process::ExitStatus>> = vec![None; children.len()];
     loop {
         for ((_, child), exit) in children.iter_mut().zip(exits.iter_mut()) {
@@ -947,11 +940,7 @@ pub fn folder_progress(train_dir: &Path, cfg: &TrainConfig, folds: usize) -> Opt
         for run in runs {
             if run.join(CHECKPOINT).exists() {
                 trained += 1;
-            } else if let Some(n) = std::fs::read(run.join("progress.json"))
-                .ok()
-                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-                .and_then(|v| v["history"].as_array().map(Vec::len))
-            {
+            } else if let Some(n) = genrelab_models::train::epochs_completed(&run) {
                 let name = run.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
                 part.push(format!("{model}/{name} at epoch {n} of {}", mcfg.epochs));
             }
