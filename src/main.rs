@@ -56,14 +56,19 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         rows: usize,
     },
-    /// Genres of audio files (WAV, FLAC, MP3, Ogg Vorbis; any rate and channel count) with the
-    /// trained models: top 3 per file.
+    /// Genres of audio files (WAV, FLAC, MP3, Ogg Vorbis, AAC / ALAC in .m4a; any rate and channel
+    /// count), or of every
+    /// audio file in a folder, with the trained models: the top 3 per file.
     Predict {
+        /// Audio files, and folders: a folder stands for every audio file under it (.wav, .flac,
+        /// .mp3, .ogg, .m4a; sub-folders included).
+        #[arg(value_name = "FILE_OR_FOLDER")]
         files: Vec<PathBuf>,
         /// Model to use, or an ensemble across models `a+b` (default: the best model or
         /// `[evaluate]` ensemble of the last evaluation; every run of a model is averaged).
         #[arg(long)]
         model: Option<String>,
+        /// How many genres to show per file (and per window), most probable first.
         #[arg(long, default_value_t = 3)]
         top: usize,
         /// Seconds between window starts (default: one window, 30 s; smaller overlaps them).
@@ -72,6 +77,8 @@ enum Command {
         /// Also show the genres of every window.
         #[arg(long)]
         timeline: bool,
+        /// Print the predictions as JSON (every file's genres and probabilities, duration, sample
+        /// rate, channels, windows, error or warning).
         #[arg(long)]
         json: bool,
     },
@@ -221,7 +228,10 @@ fn run(cli: Cli) -> Result<()> {
             let cfg = load_config(&cli.config, &cli.sets)?;
             let paths = genrelab_pipeline::Paths::new(&cfg.workdir);
             if files.is_empty() {
-                bail!("name at least one audio file");
+                bail!("name at least one audio file or folder");
+            }
+            if top == 0 {
+                bail!("--top must be at least 1");
             }
             if hop.is_some_and(|h| h.is_nan() || h <= 0.0) {
                 bail!("--hop must be a positive number of seconds");

@@ -48,8 +48,18 @@ fn flac_decodes_losslessly_to_the_same_samples_as_the_signal() {
 }
 
 #[test]
+fn alac_in_m4a_decodes_losslessly_to_the_same_samples_as_the_signal() {
+    let d = decode("stereo44k_alac.m4a");
+    assert_eq!((d.source_rate, d.channels, d.source_frames), (44_100, 2, 22_050));
+    let want = resample(&reference(44_100, 0.5), 44_100, 22_050).unwrap();
+    assert_eq!(d.samples.len(), want.len());
+    let worst = d.samples.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(worst < 1e-3, "16-bit quantisation only: {worst}");
+}
+
+#[test]
 fn lossy_formats_keep_the_signal() {
-    for name in ["stereo44k.ogg", "stereo44k.mp3"] {
+    for name in ["stereo44k.ogg", "stereo44k.mp3", "stereo44k_aac.m4a"] {
         let d = decode(name);
         assert_eq!((d.source_rate, d.channels), (44_100, 2), "{name}");
         // Encoders may add a little padding at the ends.

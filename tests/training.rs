@@ -139,6 +139,26 @@ fn train_and_evaluate_stages_write_metrics_report_and_rerun_alone_on_a_training_
     // One 16-bit step: 20 log10(1 / 32768) = -90.3 dBFS.
     assert_eq!(preds[6]["warning"], "silent (peak -90 dBFS): the prediction means nothing", "{}", preds[6]);
     assert!(preds[3..].iter().all(|p| p["top"].as_array().unwrap().len() == 3 && p["error"].is_null()));
+
+    // A folder stands for the audio files under it, sub-folders included, in path order.
+    let library = dir.path().join("library");
+    std::fs::create_dir_all(library.join("album")).unwrap();
+    std::fs::copy(&half, library.join("album/1.wav")).unwrap();
+    std::fs::copy(narrow, library.join("2.FLAC")).unwrap();
+    std::fs::write(library.join("album/cover.jpg"), b"not audio").unwrap();
+    let o = genrelab(dir.path(), &["predict", "--json", library.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let in_folder = v["predictions"].as_array().unwrap();
+    let files: Vec<&str> = in_folder.iter().map(|p| p["file"].as_str().unwrap()).collect();
+    assert_eq!(files, [library.join("2.FLAC").to_str().unwrap(), library.join("album/1.wav").to_str().unwrap()]);
+    assert_eq!(in_folder[0]["top"], preds[2]["top"], "the same file, the same prediction");
+    assert_eq!(in_folder[1]["top"], preds[3]["top"]);
+    let notes = dir.path().join("notes");
+    std::fs::create_dir(&notes).unwrap();
+    std::fs::write(notes.join("todo.txt"), b"").unwrap();
+    let o = genrelab(dir.path(), &["predict", library.to_str().unwrap(), notes.to_str().unwrap()]);
+    assert!(!o.status.success() && text(&o).contains(&format!("{}: a folder without audio files", notes.display())), "{}", text(&o));
 }
 
 /// A WAV of digital silence, or of a square wave of `level` (16-bit steps).
@@ -324,14 +344,19 @@ fn crop_and_descriptor_models_train_under_kfold_with_validation_selection() {
     // Every format, any rate and channel count.
     let formats = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/formats");
     let files: Vec<String> =
-        ["stereo44k.flac", "stereo44k.ogg", "stereo44k.mp3", "mono16k.flac"].iter().map(|f| format!("{formats}/{f}")).collect();
+        ["stereo44k.flac", "stereo44k.ogg", "stereo44k.mp3", "mono16k.flac", "stereo44k_aac.m4a", "stereo44k_alac.m4a"]
+            .iter()
+            .map(|f| format!("{formats}/{f}"))
+            .collect();
     let mut args = vec!["predict", "--json", "--model", "resnet"];
     args.extend(files.iter().map(String::as_str));
     let o = genrelab(dir.path(), &args);
     assert!(o.status.success(), "{}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let rates: Vec<i64> = v["predictions"].as_array().unwrap().iter().map(|p| p["sample_rate"].as_i64().unwrap()).collect();
-    assert_eq!(rates, [44_100, 44_100, 44_100, 16_000]);
+    assert_eq!(rates, [44_100, 44_100, 44_100, 16_000, 44_100, 44_100]);
+    let channels: Vec<i64> = v["predictions"].as_array().unwrap().iter().map(|p| p["channels"].as_i64().unwrap()).collect();
+    assert_eq!(channels, [2, 2, 2, 1, 2, 2]);
     assert!(v["predictions"][3].get("warning").is_none(), "the resnet reads below 5 kHz only: {}", v["predictions"][3]);
 }
 

@@ -92,7 +92,8 @@ fn convert(data: &[u8], expected: u64, width: usize, sample: impl Fn(&[u8]) -> f
     Ok(data[..expected as usize * width].chunks_exact(width).map(sample).collect())
 }
 
-/// Decode any supported file (WAV, FLAC, MP3, Ogg Vorbis; `extension` is a hint) to mono f32
+/// Decode any supported file (WAV, FLAC, MP3, Ogg Vorbis, AAC or ALAC in MP4 / M4A; `extension`
+/// is a hint) to mono f32
 /// at `target_rate`. WAV goes through [`decode_wav`], exactly as in training; the other formats
 /// through symphonia, channels averaged, then the same resampler. A corrupt packet in the
 /// middle of a stream is skipped; a file with no decodable audio is an error.
@@ -120,7 +121,7 @@ pub fn decode_any(bytes: &[u8], extension: Option<&str>, target_rate: u32) -> Re
         // Gapless: the encoder's delay and padding (MP3's LAME header, Vorbis/FLAC trims) are
         // removed, so a re-encoded clip lines up with its source.
         .format(&hint, mss, &FormatOptions { enable_gapless: true, ..Default::default() }, &MetadataOptions::default())
-        .map_err(|e| AudioError::Decode(format!("not a supported audio format (WAV, FLAC, MP3, Ogg Vorbis): {e}")))?;
+        .map_err(|e| AudioError::Decode(format!("not a supported audio format (WAV, FLAC, MP3, Ogg Vorbis, AAC / ALAC in MP4): {e}")))?;
     let mut format = probed.format;
     let track = format
         .tracks()

@@ -1,7 +1,7 @@
 //! Prediction on audio files with the trained checkpoints: the same decoding and feature code as
 //! training, with the feature configuration and normalisation stored in each checkpoint.
 //!
-//! Files may be WAV, FLAC, MP3 or Ogg Vorbis at any sample rate and channel count (averaged to
+//! Files may be WAV, FLAC, MP3, Ogg Vorbis, or AAC or ALAC in MP4 (.m4a) at any sample rate and channel count (averaged to
 //! mono and resampled to the features' rate). A recording is cut into windows of the training
 //! clip length (1,291 frames = 29.98 s by default), `hop` apart (default: one window length);
 //! the last, shorter window counts when it is at least half as long (or is the only one) and is
@@ -294,14 +294,65 @@ pub struct PredictOptions {
     pub timeline: bool,
 }
 
-/// Predict every file; the checkpoints are loaded once.
+/// The extensions (any case) that a folder given to predict is searched for.
+pub const AUDIO_EXTENSIONS: [&str; 8] = ["wav", "wave", "flac", "mp3", "ogg", "oga", "m4a", "mp4"];
+
+/// The files to predict: each file as given (whatever its name: the decoder reads its bytes),
+/// each folder replaced by the audio files under it ([`AUDIO_EXTENSIONS`], sub-folders
+/// included, in path order; names starting with `.` are skipped, such as the `._song.mp3`
+/// metadata files that macOS leaves on other disks). A folder without any audio file is an
+/// error naming it, as is one that cannot be read; a missing file is left for its prediction to
+/// report, so that the other files are still predicted.
+pub fn audio_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, StageError> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), StageError> {
+        let entries = std::fs::read_dir(dir).map_err(|e| StageError::io(dir, e))?;
+        let mut paths = entries.map(|e| e.map(|e| e.path())).collect::<Result<Vec<_>, _>>().map_err(|e| StageError::io(dir, e))?;
+        paths.sort();
+        for path in paths {
+            if path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.')) {
+                continue;
+            }
+            if path.is_dir() {
+                walk(&path, out)?;
+            } else if path
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| AUDIO_EXTENSIONS.iter().any(|a| a.eq_ignore_ascii_case(e)))
+            {
+                out.push(path);
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    for input in inputs {
+        if input.is_dir() {
+            let before = files.len();
+            walk(input, &mut files)?;
+            if files.len() == before {
+                return Err(StageError::Source(format!(
+                    "{}: a folder without audio files (searched for .{}, sub-folders included)",
+                    input.display(),
+                    AUDIO_EXTENSIONS.join(", .")
+                )));
+            }
+        } else {
+            files.push(input.clone());
+        }
+    }
+    Ok(files)
+}
+
+/// Predict every file, and every audio file in the folders among `inputs` ([`audio_files`]);
+/// the checkpoints are loaded once. A progress bar counts the files (on a terminal).
 pub fn predict_files(
     report_dir: &Path,
     train_dir: &Path,
-    files: &[PathBuf],
+    inputs: &[PathBuf],
     model: Option<&str>,
     opts: &PredictOptions,
 ) -> Result<(String, Vec<Prediction>), StageError> {
+    let files = audio_files(inputs)?;
     let evaluation = read_evaluation(report_dir);
     // Crop windows as the evaluation scored them.
     let hop = evaluation.as_ref().ok().and_then(|e| e.window_hop);
@@ -310,7 +361,17 @@ pub fn predict_files(
         None => best_model(&evaluation?, report_dir)?,
     };
     let p = Predictor::load(train_dir, &name)?.with_window_hop(hop);
-    Ok((name, files.iter().map(|f| p.predict_file(f, opts)).collect()))
+    let bar = crate::progress::bar(files.len() as u64, "predict");
+    let preds = files
+        .iter()
+        .map(|f| {
+            let pred = p.predict_file(f, opts);
+            bar.inc(1);
+            pred
+        })
+        .collect();
+    bar.finish_and_clear();
+    Ok((name, preds))
 }
 
 #[cfg(test)]
@@ -326,5 +387,28 @@ mod tests {
         assert_eq!(window_starts(900, 400, 400), [0, 400]);
         // Overlapping windows, hop 200: the last window that still starts inside is kept.
         assert_eq!(window_starts(1000, 400, 200), [0, 200, 400, 600]);
+    }
+
+    #[test]
+    fn folders_stand_for_the_audio_files_under_them_and_files_are_kept_as_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("music");
+        for f in ["b.mp3", "a.WAV", "notes.txt", ".hidden.mp3", "sub/c.flac", "sub/d.ogg", "sub/cover.jpg", ".cache/e.wav"] {
+            let path = root.join(f);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, b"").unwrap();
+        }
+        let named = dir.path().join("named.bin");
+        let missing = dir.path().join("missing.wav");
+        let got = audio_files(&[named.clone(), root.clone(), missing.clone()]).unwrap();
+        let expected = [named, root.join("a.WAV"), root.join("b.mp3"), root.join("sub/c.flac"), root.join("sub/d.ogg"), missing];
+        assert_eq!(got, expected);
+        // A folder without audio files is an error naming it.
+        let empty = root.join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        std::fs::write(empty.join("readme.md"), b"").unwrap();
+        let err = audio_files(&[root.join("a.WAV"), empty.clone()]).unwrap_err().to_string();
+        assert!(err.starts_with(&format!("{}: a folder without audio files", empty.display())), "{err}");
+        assert!(err.contains(".wav, .wave, .flac, .mp3, .ogg, .oga, .m4a, .mp4"), "{err}");
     }
 }

@@ -17,3 +17,23 @@ sf.write("stereo44k.flac", s, 44100, format="FLAC", subtype="PCM_16")
 sf.write("stereo44k.ogg", s, 44100, format="OGG", subtype="VORBIS")
 sf.write("stereo44k.mp3", s, 44100, format="MP3", subtype="MPEG_LAYER_III")
 sf.write("mono16k.flac", signal(16000).mean(axis=1), 16000, format="FLAC", subtype="PCM_16")
+
+# AAC (lossy) and ALAC (lossless, 0.5 s) in an MP4 container (.m4a), as music stores and phones write them:
+# PyAV's FFmpeg encoders (needs: pip install av).
+import av
+
+def write_m4a(path, codec, samples, rate, sample_format):
+    with av.open(path, "w", format="ipod") as out:
+        stream = out.add_stream(codec, rate=rate, layout="stereo")
+        if codec == "aac":
+            stream.bit_rate = 128_000
+        pcm = (samples * 32767).round().astype(np.int16) if sample_format == "s16p" else samples.astype(np.float32)
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm.T), format=sample_format, layout="stereo")
+        frame.sample_rate = rate
+        for packet in stream.encode(frame):
+            out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+
+write_m4a("stereo44k_aac.m4a", "aac", s, 44100, "fltp")
+write_m4a("stereo44k_alac.m4a", "alac", signal(44100, 0.5), 44100, "s16p")  # 0.5 s: lossless is large
