@@ -314,10 +314,7 @@ pub fn audio_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, StageError> {
             }
             if path.is_dir() {
                 walk(&path, out)?;
-            } else if path
-                .extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| AUDIO_EXTENSIONS.iter().any(|a| a.eq_ignore_ascii_case(e)))
+            } else if path.extension().and_then(|e| e.to_str()).is_some_and(|e| AUDIO_EXTENSIONS.iter().any(|a| a.eq_ignore_ascii_case(e)))
             {
                 out.push(path);
             }
