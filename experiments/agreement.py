@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Does a prediction survive re-encoding? Top-1 agreement of `genrelab predict` between the
-gtzan-mini WAVs and the same clips re-encoded (16 kHz, 44.1 kHz, stereo 44.1 kHz, MP3).
+gtzan-mini WAVs and the same clips re-encoded (16 kHz, 44.1 kHz, stereo 44.1 kHz, MP3, AAC).
 
     python3 experiments/agreement.py [--config experiments/mini_accuracy.toml] [--model NAME]
 
 Needs a trained work folder for the config (experiments/accuracy.sh) and: pip install soundfile
-librosa (librosa's soxr resampler makes the re-encoded copies; genrelab resamples them back with
-rubato). The model's runs are those of every fold, so each clip was in the training part of most of
+librosa av (librosa's soxr resampler makes the re-encoded copies, PyAV's FFmpeg the AAC one;
+genrelab resamples them back with rubato). The model's runs are those of every fold, so each clip was in the training part of most of
 them: this measures how stable predictions are across formats, not accuracy. Appends its table
 to experiments/results/agreement.md.
 """
@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 
+import av
 import librosa
 import numpy as np
 import soundfile as sf
@@ -30,6 +31,17 @@ def clips():
         d = os.path.join(MINI, "genres", genre)
         out += [os.path.join(d, f) for f in sorted(os.listdir(d)) if f.endswith(".wav")]
     return out
+
+
+def write_aac(path, stereo, rate):
+    """AAC-LC at 128 kbit/s in an MP4 container (.m4a), as music stores and phones write it."""
+    with av.open(path, "w", format="ipod") as out:
+        stream = out.add_stream("aac", rate=rate, layout="stereo")
+        stream.bit_rate = 128_000
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(stereo.T.astype(np.float32)), format="fltp", layout="stereo")
+        frame.sample_rate = rate
+        for packet in list(stream.encode(frame)) + list(stream.encode(None)):
+            out.mux(packet)
 
 
 def predict(bin, config, model, files):
@@ -54,10 +66,16 @@ def main():
     # The copies are made once and kept (work/ is not committed): later calls reuse them.
     tmp = args.copies
     os.makedirs(tmp, exist_ok=True)
-    variants = {"16 kHz mono WAV": [], "44.1 kHz mono WAV": [], "44.1 kHz stereo WAV": [], "MP3 (22.05 kHz mono, libsndfile default quality)": []}
+    variants = {
+        "16 kHz mono WAV": [],
+        "44.1 kHz mono WAV": [],
+        "44.1 kHz stereo WAV": [],
+        "MP3 (22.05 kHz mono, libsndfile default quality)": [],
+        "AAC in .m4a (44.1 kHz stereo, 128 kbit/s, FFmpeg's encoder)": [],
+    }
     for f in files:
         name = os.path.splitext(os.path.basename(f))[0]
-        paths = [os.path.join(tmp, f"{name}.{k}") for k in ("16k.wav", "44k.wav", "stereo.wav", "mp3")]
+        paths = [os.path.join(tmp, f"{name}.{k}") for k in ("16k.wav", "44k.wav", "stereo.wav", "mp3", "m4a")]
         for (k, _), p in zip(variants.items(), paths):
             variants[k].append(p)
         if all(os.path.exists(p) for p in paths):
@@ -70,8 +88,10 @@ def main():
         sf.write(paths[0], y16, 16000, subtype="PCM_16")
         sf.write(paths[1], y44, 44100, subtype="PCM_16")
         # Stereo: the clip on the left, the clip 2 dB quieter on the right.
-        sf.write(paths[2], np.stack([y44, y44 * 10 ** (-2 / 20)], axis=1), 44100, subtype="PCM_16")
+        stereo = np.stack([y44, y44 * 10 ** (-2 / 20)], axis=1)
+        sf.write(paths[2], stereo, 44100, subtype="PCM_16")
         sf.write(paths[3], y, sr, format="MP3")
+        write_aac(paths[4], stereo, 44100)
     model, base = predict(args.bin, args.config, args.model, files)
     rows = []
     for k, paths in variants.items():

@@ -2,7 +2,11 @@
 
 use burn::prelude::*;
 use genrelab_models::ModelSpec;
-use genrelab_models::train::{Batchable, Recipe, RunData, Select, TrainSettings, load_model, predict_proba, train_run};
+use std::time::Duration;
+
+use genrelab_models::train::{
+    Batchable, Recipe, RunData, Select, TrainSettings, load_model, load_weights, predict_proba, train_run, train_run_checkpointing,
+};
 
 /// Two separable classes of 8 x 12 "spectrograms": a bright top half or a bright bottom half.
 fn data(n: usize) -> (Vec<f32>, Vec<usize>) {
@@ -52,23 +56,27 @@ fn same_seed_same_history_and_a_crash_resumes_exactly() {
     assert_eq!(strip(&h1), strip(&h2), "same seed, same figures");
     assert!(h1.last().unwrap().train_loss < h1[0].train_loss, "it learns: {:?}", strip(&h1));
 
-    // Crash during epoch 3 (after epoch 2's checkpoint), then run again: it resumes and ends
-    // exactly where the uninterrupted run ended.
-    let d = tempfile::tempdir().unwrap();
-    let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        train_run(&spec(), &settings(4), RunData { train: b, valid: None, test: b }, &device, d.path(), |r| {
-            if r.epoch == 3 {
-                panic!("simulated kill");
-            }
-        })
-    }));
-    assert!(crashed.is_err());
-    let mut seen = vec![];
-    let h3 = train_run(&spec(), &settings(4), RunData { train: b, valid: None, test: b }, &device, d.path(), |r| seen.push(r.epoch))
-        .unwrap()
-        .history;
-    assert_eq!(seen, [3, 4], "only the unfinished epochs run again");
-    assert_eq!(strip(&h3), strip(&h1));
+    // Crash during epoch 3, then run again: it resumes from the last checkpoint and ends exactly
+    // where the uninterrupted run ended. With a checkpoint after every epoch (interval zero) the
+    // last is epoch 2's; with none due before the end (an interval longer than the run) the run
+    // starts over.
+    for (interval, redone) in [(Duration::ZERO, vec![3, 4]), (Duration::MAX, vec![1, 2, 3, 4])] {
+        let d = tempfile::tempdir().unwrap();
+        let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            train_run_checkpointing(&spec(), &settings(4), RunData { train: b, valid: None, test: b }, &device, d.path(), interval, |r| {
+                if r.epoch == 3 {
+                    panic!("simulated kill");
+                }
+            })
+        }));
+        assert!(crashed.is_err());
+        let mut seen = vec![];
+        let h3 = train_run(&spec(), &settings(4), RunData { train: b, valid: None, test: b }, &device, d.path(), |r| seen.push(r.epoch))
+            .unwrap()
+            .history;
+        assert_eq!(seen, redone, "only the epochs after the last checkpoint run again ({interval:?})");
+        assert_eq!(strip(&h3), strip(&h1));
+    }
 }
 
 #[test]
@@ -151,6 +159,16 @@ fn a_full_recipe_trains_on_crops_and_selects_on_validation() {
     let again = run(dir.path());
     assert_eq!(again.history, out.history);
     assert_eq!(predict_proba(&again.model, test, Some((16, 8)), 3, &device), p);
+    // One checkpoint at the end only: the best epoch's weights are kept until then, so the same
+    // epoch and the same model are selected.
+    let once = tempfile::tempdir().unwrap();
+    let late =
+        train_run_checkpointing(&spec, &settings, RunData { train, valid: Some(valid), test }, &device, once.path(), Duration::MAX, |_| {})
+            .unwrap();
+    assert_eq!((late.epoch, late.weights, late.stopped_early), (out.epoch, out.weights, out.stopped_early));
+    assert_eq!(predict_proba(&late.model, test, Some((16, 8)), 3, &device), p);
+    let best = load_weights(once.path(), late.weights, &spec, &device).unwrap();
+    assert_eq!(predict_proba(&best, test, Some((16, 8)), 3, &device), p, "the best weights as written");
     // Validation is required by best_valid selection.
     let none = train_run(&spec, &settings, RunData { train, valid: None, test }, &device, tempfile::tempdir().unwrap().path(), |_| {});
     assert!(none.err().unwrap().to_string().contains("validation"));

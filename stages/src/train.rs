@@ -1,8 +1,9 @@
 //! The train stage: every model of the configuration x every seed (x every fold under k-fold),
 //! from the cached features and the split manifest.
 //!
-//! Each run trains in its own folder `train/<model>/<fold>-seed<k>/`, with a checkpoint after every
-//! epoch (a killed stage resumes each run from its last completed epoch) and `checkpoint.json`
+//! Each run trains in its own folder `train/<model>/<fold>-seed<k>/`, with a checkpoint every 10 s
+//! or so of training and after its last epoch (a killed stage resumes each run from its last
+//! checkpoint; `genrelab_models::train::CHECKPOINT_INTERVAL`) and `checkpoint.json`
 //! beside the weights: the model spec, the feature configuration, the label names, the
 //! normalisation and the training settings, so a checkpoint rebuilds and feeds its own model.
 //! The per-epoch history of every run goes to the store's `history` table.
