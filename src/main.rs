@@ -57,8 +57,7 @@ enum Command {
         rows: usize,
     },
     /// Genres of audio files (WAV, FLAC, MP3, Ogg Vorbis, AAC / ALAC in .m4a; any rate and channel
-    /// count), or of every
-    /// audio file in a folder, with the trained models: the top 3 per file.
+    /// count), or of every audio file in a folder, with the trained models: the top 3 per file.
     Predict {
         /// Audio files, and folders: a folder stands for every audio file under it (.wav, .flac,
         /// .mp3, .ogg, .m4a; sub-folders included).

@@ -1,8 +1,8 @@
 //! Prediction on audio files with the trained checkpoints: the same decoding and feature code as
 //! training, with the feature configuration and normalisation stored in each checkpoint.
 //!
-//! Files may be WAV, FLAC, MP3, Ogg Vorbis, or AAC or ALAC in MP4 (.m4a) at any sample rate and channel count (averaged to
-//! mono and resampled to the features' rate). A recording is cut into windows of the training
+//! Files may be WAV, FLAC, MP3, Ogg Vorbis, or AAC or ALAC in MP4 (.m4a) at any sample rate and
+//! channel count (averaged to mono and resampled to the features' rate). A recording is cut into windows of the training
 //! clip length (1,291 frames = 29.98 s by default), `hop` apart (default: one window length);
 //! the last, shorter window counts when it is at least half as long (or is the only one) and is
 //! padded as training clips were. Crop models average their crops inside each window, as in
@@ -359,14 +359,7 @@ pub fn predict_files(
     };
     let p = Predictor::load(train_dir, &name)?.with_window_hop(hop);
     let bar = crate::progress::bar(files.len() as u64, "predict");
-    let preds = files
-        .iter()
-        .map(|f| {
-            let pred = p.predict_file(f, opts);
-            bar.inc(1);
-            pred
-        })
-        .collect();
+    let preds = files.iter().map(|f| p.predict_file(f, opts)).inspect(|_| bar.inc(1)).collect();
     bar.finish_and_clear();
     Ok((name, preds))
 }
