@@ -98,8 +98,10 @@ enum Command {
     Config,
     /// List the stages and what each does.
     Stages,
-    /// Train the named runs and exit: the worker process that `jobs` > 1 starts (the stage
-    /// that starts it passes the training configuration, checks and records what it trained).
+    /// Train the runs named on standard input (one id per line, `resnet/fold3-seed0`), printing
+    /// `trained ID` after each, and exit when the input ends: the worker process that `jobs` > 1
+    /// starts (the stage that starts it passes the training configuration, gives it its next run
+    /// when it has finished one, checks and records what it trained).
     #[command(hide = true)]
     TrainRuns {
         #[arg(long)]
@@ -108,9 +110,6 @@ enum Command {
         train_dir: PathBuf,
         #[arg(long)]
         threads: usize,
-        /// Run ids, comma-separated (`resnet/fold3-seed0`).
-        #[arg(long, value_delimiter = ',', required = true)]
-        runs: Vec<String>,
     },
 }
 
@@ -332,10 +331,10 @@ fn run(cli: Cli) -> Result<()> {
             };
             print!("{}", cfg.to_toml());
         }
-        Command::TrainRuns { store, train_dir, threads, runs } => {
+        Command::TrainRuns { store, train_dir, threads } => {
             genrelab_models::use_threads(threads);
             exit_with_parent();
-            genrelab_stages::train::train_worker(&store, &train_dir, &runs)?;
+            genrelab_stages::train::train_worker(&store, &train_dir, std::io::stdin().lock(), std::io::stdout().lock())?;
         }
         Command::Stages => {
             for name in engine.stage_names() {

@@ -586,20 +586,43 @@ pub struct Workers {
     pub jobs: usize,
     pub threads: usize,
     /// The command that trains runs in a worker (the CLI's hidden `train-runs`, which calls
-    /// [`train_worker`]); the stage appends `--store DIR --train-dir DIR --threads N --runs
-    /// ID,ID,...` and passes the training configuration as JSON in [`WORKER_CONFIG_ENV`].
+    /// [`train_worker`]); the stage appends `--store DIR --train-dir DIR --threads N`, passes
+    /// the training configuration as JSON in [`WORKER_CONFIG_ENV`] and writes run ids to its
+    /// input, one per line, the next when it has printed [`WORKER_DONE`] for the last.
     pub command: Vec<std::ffi::OsString>,
 }
 
 /// The environment variable that carries a worker's training configuration (JSON).
 pub const WORKER_CONFIG_ENV: &str = "GENRELAB_TRAIN_CONFIG";
 
-/// A worker's work: train the runs `runs` of `train_dir` with the configuration in
-/// [`WORKER_CONFIG_ENV`] (no history table: the stage that started it writes that).
-pub fn train_worker(store_dir: &Path, train_dir: &Path, runs: &[String]) -> Result<serde_json::Value, StageError> {
+/// What a worker prints on its output when it has trained a run: this, then the run's id.
+pub const WORKER_DONE: &str = "trained ";
+
+/// A worker's work: train the runs of `train_dir` named by the lines of `runs` (its input,
+/// one run id per line, until it ends) with the configuration in [`WORKER_CONFIG_ENV`],
+/// printing [`WORKER_DONE`] and the id to `done` after each (no history table: the stage that
+/// started it writes that). The store is read once.
+pub fn train_worker(
+    store_dir: &Path,
+    train_dir: &Path,
+    runs: impl std::io::BufRead,
+    mut done: impl std::io::Write,
+) -> Result<(), StageError> {
     let json = std::env::var(WORKER_CONFIG_ENV).map_err(|_| StageError::Config(format!("a training worker needs {WORKER_CONFIG_ENV}")))?;
     let cfg: TrainConfig = serde_json::from_str(&json).map_err(|e| StageError::Config(format!("{WORKER_CONFIG_ENV}: {e}")))?;
-    train_into(store_dir, train_dir, &cfg, &TrainOptions { only: Only::Runs(runs), ..Default::default() })
+    let inputs = Inputs::read(store_dir, &input_kinds(&cfg)?)?;
+    for line in runs.lines() {
+        let id = line.map_err(|e| StageError::Failed(format!("reading the runs to train: {e}")))?;
+        let id = id.trim();
+        if id.is_empty() {
+            continue;
+        }
+        train_with(&inputs, store_dir, train_dir, &cfg, &TrainOptions { only: Only::Runs(&[id.to_string()]), ..Default::default() })?;
+        writeln!(done, "{WORKER_DONE}{id}")
+            .and_then(|_| done.flush())
+            .map_err(|e| StageError::Failed(format!("reporting run {id}: {e}")))?;
+    }
+    Ok(())
 }
 
 impl Workers {
@@ -856,8 +879,11 @@ pub fn train_with(
     Ok(summary)
 }
 
-/// Train `pending` in `w.jobs` worker processes (runs dealt round-robin), reporting the epochs
-/// they have completed to `progress` about once a second; Ok when every worker succeeded.
+/// Train `pending` in `w.jobs` worker processes, reporting the epochs they have completed to
+/// `progress` about once a second; Ok when every run trained. The runs form one queue, the
+/// longest first (epochs still to train): each worker is given its next run when it has
+/// finished one, so no worker idles while runs wait. A failed worker's run is reported and the
+/// queue goes on in the others.
 fn train_in_workers(
     w: &Workers,
     pending: &[&RunPlan],
@@ -865,15 +891,41 @@ fn train_in_workers(
     cfg: &TrainConfig,
     progress: impl Fn(usize),
 ) -> Result<(), StageError> {
+    use std::io::{BufRead, Write};
     let epochs_of = |p: &RunPlan| cfg.for_model(&p.model).map_or(0, |c| c.epochs);
+    let epochs_done = |p: &RunPlan| genrelab_models::train::epochs_completed(&run_dir(train_dir, &p.id)).unwrap_or(0).min(epochs_of(p));
+    let mut order: Vec<(usize, &RunPlan)> = pending.iter().map(|p| (epochs_of(p) - epochs_done(p), *p)).collect();
+    order.sort_by_key(|(left, _)| std::cmp::Reverse(*left)); // stable: ties keep the plan's order
+    let mut queue: std::collections::VecDeque<String> = order.into_iter().map(|(_, p)| p.id.clone()).collect();
     let config = serde_json::to_string(cfg).expect("config to json");
-    let jobs = w.jobs.min(pending.len());
-    let groups: Vec<Vec<String>> = (0..jobs).map(|j| pending.iter().skip(j).step_by(jobs).map(|p| p.id.clone()).collect()).collect();
+    let jobs = w.jobs.min(queue.len());
     tracing::info!(jobs, runs = pending.len(), threads_each = w.threads, "training in worker processes");
     let (program, args) = w.command.split_first().ok_or_else(|| StageError::Config("no worker command to train runs with".into()))?;
-    let mut children: Vec<(String, std::process::Child)> = vec![];
-    for group in &groups {
-        let runs = group.join(",");
+
+    struct Worker {
+        child: std::process::Child,
+        stdin: Option<std::process::ChildStdin>,
+        /// The run it trains now.
+        current: Option<String>,
+        exit: Option<std::process::ExitStatus>,
+        reader: Option<std::thread::JoinHandle<()>>,
+    }
+    // Give a worker the queue's next run, or close its input when none is left (it then exits).
+    let next = |wk: &mut Worker, queue: &mut std::collections::VecDeque<String>| {
+        while let Some(stdin) = wk.stdin.as_mut() {
+            let Some(id) = queue.pop_front() else { break };
+            if writeln!(stdin, "{id}").and_then(|_| stdin.flush()).is_ok() {
+                wk.current = Some(id);
+                return;
+            }
+            queue.push_front(id); // it has exited: the run waits for another worker
+            wk.stdin = None;
+        }
+        wk.stdin = None;
+    };
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, String)>();
+    let mut workers: Vec<Worker> = vec![];
+    for i in 0..jobs {
         let spawned = std::process::Command::new(program)
             .args(args)
             .arg("--store")
@@ -882,43 +934,78 @@ fn train_in_workers(
             .arg(train_dir)
             .arg("--threads")
             .arg(w.threads.to_string())
-            .arg("--runs")
-            .arg(&runs)
             .env("GENRELAB_PROGRESS", "0")
             .env(WORKER_CONFIG_ENV, &config)
-            .stdin(std::process::Stdio::null())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
             .spawn();
-        match spawned {
-            Ok(child) => children.push((runs, child)),
+        let mut child = match spawned {
+            Ok(child) => child,
             Err(e) => {
-                for (_, c) in &mut children {
-                    let _ = c.kill();
-                    let _ = c.wait();
+                for wk in &mut workers {
+                    let _ = wk.child.kill();
+                    let _ = wk.child.wait();
                 }
                 return Err(StageError::Failed(format!("starting a training worker ({}): {e}", Path::new(program).display())));
             }
-        }
+        };
+        let (stdin, stdout) = (child.stdin.take(), child.stdout.take().expect("piped stdout"));
+        let tx = tx.clone();
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(id) = line.strip_prefix(WORKER_DONE) {
+                    let _ = tx.send((i, id.to_string()));
+                }
+            }
+        });
+        let mut wk = Worker { child, stdin, current: None, exit: None, reader: Some(reader) };
+        next(&mut wk, &mut queue);
+        workers.push(wk);
     }
-    let epochs_done = |p: &RunPlan| genrelab_models::train::epochs_completed(&run_dir(train_dir, &p.id)).unwrap_or(0).min(epochs_of(p));
-    let mut exits: Vec<Option<std::process::ExitStatus>> = vec![None; children.len()];
+    drop(tx);
+    // A finished run is in `rx` before its worker's output ends; once a worker has exited and
+    // its reader has ended, every run it finished has been received.
+    let finished = |i: usize, id: String, workers: &mut Vec<Worker>, queue: &mut std::collections::VecDeque<String>| {
+        let wk = &mut workers[i];
+        if wk.current.as_deref() == Some(id.as_str()) {
+            wk.current = None;
+            next(wk, queue);
+        }
+    };
     loop {
-        for ((_, child), exit) in children.iter_mut().zip(exits.iter_mut()) {
-            if exit.is_none() {
-                *exit = child.try_wait().map_err(|e| StageError::Failed(format!("waiting for a training worker: {e}")))?;
+        match rx.recv_timeout(std::time::Duration::from_millis(500)) {
+            Ok((i, id)) => finished(i, id, &mut workers, &mut queue),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(std::time::Duration::from_millis(100)),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        for wk in workers.iter_mut().filter(|wk| wk.exit.is_none()) {
+            wk.exit = wk.child.try_wait().map_err(|e| StageError::Failed(format!("waiting for a training worker: {e}")))?;
+            if wk.exit.is_some() {
+                wk.stdin = None;
+                if let Some(r) = wk.reader.take() {
+                    let _ = r.join();
+                }
             }
         }
+        while let Ok((i, id)) = rx.try_recv() {
+            finished(i, id, &mut workers, &mut queue);
+        }
         progress(pending.iter().map(|p| epochs_done(p)).sum());
-        if exits.iter().all(Option::is_some) {
+        if workers.iter().all(|wk| wk.exit.is_some()) {
             break;
         }
-        std::thread::sleep(std::time::Duration::from_millis(500));
     }
-    let failed: Vec<String> = children
+    let mut failed: Vec<String> = workers
         .iter()
-        .zip(&exits)
-        .filter(|(_, e)| e.is_some_and(|e| !e.success()))
-        .map(|((runs, _), e)| format!("runs {runs}: {}", e.expect("exited")))
+        .filter(|wk| wk.current.is_some() || wk.exit.is_some_and(|e| !e.success()))
+        .map(|wk| match &wk.current {
+            Some(run) => format!("run {run}: {}", wk.exit.expect("exited")),
+            None => format!("a worker: {}", wk.exit.expect("exited")),
+        })
         .collect();
+    if !queue.is_empty() {
+        failed.push(format!("not started: {}", Vec::from(queue).join(", ")));
+    }
     if failed.is_empty() {
         Ok(())
     } else {
@@ -991,24 +1078,57 @@ mod tests {
 
     #[cfg(unix)]
     #[test]
-    fn a_worker_that_fails_or_cannot_start_is_an_error_naming_its_runs() {
-        let plan =
-            |id: &str| RunPlan { id: id.into(), model: "linear".into(), seed: 0, fold: None, train: vec![], valid: vec![], test: vec![] };
-        let (a, b) = (plan("linear/fold0-seed0"), plan("linear/fold1-seed0"));
+    fn workers_take_runs_from_one_queue_longest_first_and_a_failure_stops_only_its_run() {
+        let plan = |id: &str| RunPlan {
+            id: id.into(),
+            model: id.split('/').next().unwrap().into(),
+            seed: 0,
+            fold: None,
+            train: vec![],
+            valid: vec![],
+            test: vec![],
+        };
+        let runs = [plan("linear/fold0-seed0"), plan("linear/fold1-seed0"), plan("cnn/fold0-seed0"), plan("linear/fold2-seed0")];
+        let runs: Vec<&RunPlan> = runs.iter().collect();
         let dir = tempfile::tempdir().unwrap();
         let dirs = (dir.path(), dir.path());
-        let cfg = TrainConfig::default();
-        // The worker given fold 1 fails (its arguments name its runs), the other succeeds.
-        let script = "case \"$*\" in *fold1*) exit 3;; esac";
-        let w = Workers { jobs: 2, threads: 1, command: vec!["sh".into(), "-c".into(), script.into(), "worker".into()] };
+        let mut cfg = TrainConfig { epochs: 2, ..TrainConfig::default() };
+        cfg.model.insert("cnn".into(), serde_json::json!({"epochs": 9}));
+        // A worker trains the runs it reads (it logs them), reports each, and fails on fold 1.
+        let log = dir.path().join("log");
+        let script = format!(
+            "while read id; do case \"$id\" in *fold1*) exit 3;; esac; echo \"$id\" >> {}; echo \"trained $id\"; done",
+            log.display()
+        );
+        let worker = |jobs| Workers { jobs, threads: 1, command: vec!["sh".into(), "-c".into(), script.clone().into(), "worker".into()] };
+        let trained = || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            std::fs::remove_file(&log).ok();
+            text.lines().map(String::from).collect::<Vec<_>>()
+        };
+        // One worker: the longest run (9 epochs) first, then the plan's order; the failure
+        // ends the worker, and the run left is named as not started.
+        let err = train_in_workers(&worker(1), &runs, dirs, &cfg, |_| {}).unwrap_err().to_string();
+        assert_eq!(trained(), ["cnn/fold0-seed0", "linear/fold0-seed0"]);
+        assert!(err.ends_with("run linear/fold1-seed0: exit status: 3; not started: linear/fold2-seed0"), "{err}");
+        // Two: the worker left takes the rest of the queue; only the failed run is reported.
         let seen = std::cell::Cell::new(0);
-        let err = train_in_workers(&w, &[&a, &b], dirs, &cfg, |n| seen.set(seen.get().max(n + 1))).unwrap_err().to_string();
-        assert!(err.contains("runs linear/fold1-seed0: exit status: 3") && !err.contains("fold0"), "{err}");
+        let err = train_in_workers(&worker(2), &runs, dirs, &cfg, |n| seen.set(seen.get().max(n + 1))).unwrap_err().to_string();
+        let mut done = trained();
+        done.sort();
+        assert_eq!(done, ["cnn/fold0-seed0", "linear/fold0-seed0", "linear/fold2-seed0"]);
+        assert!(err.ends_with("failed (their errors are printed above): run linear/fold1-seed0: exit status: 3"), "{err}");
         assert!(seen.get() > 0, "progress was reported");
-        let ok = Workers { jobs: 2, threads: 1, command: vec!["true".into()] };
-        assert!(train_in_workers(&ok, &[&a, &b], dirs, &cfg, |_| {}).is_ok());
+        // Without the failing run every run is trained once, by two workers or by one.
+        let good: Vec<&RunPlan> = runs.iter().copied().filter(|p| !p.id.contains("fold1")).collect();
+        for jobs in [1, 2] {
+            assert!(train_in_workers(&worker(jobs), &good, dirs, &cfg, |_| {}).is_ok());
+            let mut done = trained();
+            done.sort();
+            assert_eq!(done, ["cnn/fold0-seed0", "linear/fold0-seed0", "linear/fold2-seed0"], "jobs = {jobs}");
+        }
         let missing = Workers { jobs: 2, threads: 1, command: vec!["/nonexistent/genrelab".into()] };
-        let err = train_in_workers(&missing, &[&a, &b], dirs, &cfg, |_| {}).unwrap_err().to_string();
+        let err = train_in_workers(&missing, &runs, dirs, &cfg, |_| {}).unwrap_err().to_string();
         assert!(err.contains("starting a training worker (/nonexistent/genrelab)"), "{err}");
     }
 
