@@ -534,6 +534,10 @@ fn jobs_train_runs_side_by_side_in_worker_processes_with_the_same_results() {
     assert!(text(&o).contains("training in worker processes jobs=2 runs=2"), "{}", text(&o));
     assert_eq!(histories(&two.path().join("work")), expected);
     assert_eq!(std::fs::metadata(&kept).unwrap().modified().unwrap(), kept_before, "a trained run is not trained again");
+    let epochs = "SELECT run, epoch, train_loss, test_acc FROM history ORDER BY run, epoch";
+    let rows = query(two.path(), epochs);
+    assert_eq!(rows.as_array().unwrap().len(), 8 * 3, "the history table has the kept runs' epochs and the retrained ones'");
+    assert_eq!(rows, query(one.path(), epochs));
 
     // `tune` trains each trial's runs in workers too, with the same results.
     let trials = |dir: &std::path::Path| -> (Vec<(String, f64)>, String) {

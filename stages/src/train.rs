@@ -786,11 +786,15 @@ pub fn train_with(
     let epochs_of = |p: &RunPlan| cfg.for_model(&p.model).map_or(0, |c| c.epochs);
     let total_epochs: usize = plans.iter().map(|p| epochs_of(p)).sum();
     let bar = crate::progress::bar(total_epochs as u64, "train");
+    // With workers, the runs already done are found first (their histories kept, so they are
+    // not prepared again below); the others train in the workers and are read back below.
+    let mut known: std::collections::HashMap<&str, Vec<EpochRecord>> = Default::default();
     if let Some(w) = opts.workers.as_ref().filter(|w| w.jobs > 1) {
         let mut pending = vec![];
         for plan in &plans {
-            if ctx.prepare(plan)?.done.is_none() {
-                pending.push(*plan);
+            match ctx.prepare(plan)?.done {
+                Some(history) => drop(known.insert(plan.id.as_str(), history)),
+                None => pending.push(*plan),
             }
         }
         if pending.len() > 1 {
@@ -803,6 +807,11 @@ pub fn train_with(
     for plan in &plans {
         let span = tracing::info_span!("run", run = %plan.id);
         let _enter = span.enter();
+        if let Some(history) = known.remove(plan.id.as_str()) {
+            bar.inc(epochs_of(plan) as u64);
+            hist.extend(history.into_iter().map(|r| (plan.id.clone(), plan.model.clone(), plan.seed, plan.fold, r)));
+            continue;
+        }
         let Prepared { mut ckpt, epochs, x, y, done } = ctx.prepare(plan)?;
         let history = match done {
             Some(history) => {
