@@ -1,11 +1,11 @@
 //! Decoding audio files into mono samples at the feature sample rate.
 //!
-//! WAV is read with hound: 8-, 16-, 24- and 32-bit integer PCM and 32-bit float, any channel
-//! count (averaged to mono, as `librosa.load(mono=True)`), any sample rate (resampled to the
-//! target rate with rubato's FFT resampler; librosa uses soxr, so features of resampled files
-//! agree with librosa's closely but not bit for bit). Integer samples are scaled by 1 / 2^(bits-1),
-//! as librosa (soundfile) does (8-bit WAV is unsigned, centred on 128). Anything else (empty files, truncated data, bytes that are not
-//! WAV) is an [`AudioError`] that says what is wrong.
+//! WAV is read with hound: 8-, 16-, 24- and 32-bit integer PCM and 32-bit float, any channel count
+//! (averaged to mono, as `librosa.load(mono=True)`), any sample rate (resampled to the target rate
+//! with rubato's FFT resampler; librosa uses soxr, so features of resampled files agree with
+//! librosa's closely but not bit for bit). Integer samples are scaled by 1 / 2^(bits-1), as librosa
+//! (soundfile) does (8-bit WAV is unsigned, centred on 128). Anything else (empty files, truncated
+//! data, bytes that are not WAV) is an [`AudioError`] that says what is wrong.
 
 use std::io::Cursor;
 

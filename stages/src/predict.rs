@@ -2,10 +2,10 @@
 //! training, with the feature configuration and normalisation stored in each checkpoint.
 //!
 //! Files may be WAV, FLAC, MP3, Ogg Vorbis, or AAC or ALAC in MP4 (.m4a) at any sample rate and
-//! channel count (averaged to mono and resampled to the features' rate). A recording is cut into windows of the training
-//! clip length (1,291 frames = 29.98 s by default), `hop` apart (default: one window length);
-//! the last, shorter window counts when it is at least half as long (or is the only one) and is
-//! padded as training clips were. Crop models average their crops inside each window, as in
+//! channel count (averaged to mono and resampled to the features' rate). A recording is cut
+//! into windows of the training clip length (1,291 frames = 29.98 s by default), `hop` apart
+//! (default: one window length); the last, shorter window counts when it is at least half as
+//! long (or is the only one) and is padded as training clips were. Crop models average their crops inside each window, as in
 //! evaluation (windows the runs' own hop apart, or the last evaluation's `[evaluate]
 //! window_hop`). Class probabilities are averaged over the runs (seeds, folds) of the chosen
 //! model, an ensemble, so no run is picked by its test score; the file's are the mean over its

@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use burn::prelude::Device;
 use genrelab_models::train::{Batchable, EpochRecord, Recipe, RunData, Schedule, Select, TrainSettings, train_run};
 use genrelab_models::{Input, ModelSpec, default_device, info};
 use genrelab_store::tables::{Column, write_columns};
@@ -118,6 +119,12 @@ impl TrainConfig {
             }
         }
         serde_json::from_value(base).map_err(|e| StageError::Config(format!("[train.model.{name}]: {e}")))
+    }
+
+    /// The epochs a run of `model` trains (0 when its `[train.model.<name>]` keys are invalid:
+    /// [`TrainConfig::validate`] reports those).
+    pub fn epochs_of(&self, model: &str) -> usize {
+        self.for_model(model).map_or(0, |c| c.epochs)
     }
 
     /// Whether this model's recipe needs a validation part.
@@ -611,13 +618,18 @@ pub fn train_worker(
     let json = std::env::var(WORKER_CONFIG_ENV).map_err(|_| StageError::Config(format!("a training worker needs {WORKER_CONFIG_ENV}")))?;
     let cfg: TrainConfig = serde_json::from_str(&json).map_err(|e| StageError::Config(format!("{WORKER_CONFIG_ENV}: {e}")))?;
     let inputs = Inputs::read(store_dir, &input_kinds(&cfg)?)?;
+    let (ctx, plans) = RunContext::new(&inputs, store_dir, train_dir, &cfg)?;
+    let device = default_device();
     for line in runs.lines() {
         let id = line.map_err(|e| StageError::Failed(format!("reading the runs to train: {e}")))?;
         let id = id.trim();
         if id.is_empty() {
             continue;
         }
-        train_with(&inputs, store_dir, train_dir, &cfg, &TrainOptions { only: Only::Runs(&[id.to_string()]), ..Default::default() })?;
+        let plan = plans.iter().find(|p| p.id == id).ok_or_else(|| StageError::Config(format!("no run {id} in this configuration")))?;
+        let span = tracing::info_span!("run", run = %plan.id);
+        let _enter = span.enter();
+        ctx.train_plan(plan, &device, || {})?;
         writeln!(done, "{WORKER_DONE}{id}")
             .and_then(|_| done.flush())
             .map_err(|e| StageError::Failed(format!("reporting run {id}: {e}")))?;
@@ -680,7 +692,66 @@ struct RunContext<'a> {
     train_dir: &'a Path,
 }
 
-impl RunContext<'_> {
+impl<'a> RunContext<'a> {
+    /// The context of `cfg`'s runs on the store's split, and their plans (every planned run).
+    fn new(inputs: &'a Inputs, store_dir: &Path, train_dir: &'a Path, cfg: &'a TrainConfig) -> Result<(Self, Vec<RunPlan>), StageError> {
+        let features = &inputs.features;
+        let (split_meta, split) = read_split(&store_dir.join(names::SPLIT))?;
+        let protocol = split_meta.get("protocol").unwrap_or("study").to_string();
+        let (labels, y_all) = labels_of(features);
+        let plans = plan_runs(features, &split, &protocol, cfg)?;
+        let ctx = RunContext {
+            inputs,
+            cfg,
+            feature_config: feature_config_of(&features.meta)?,
+            labels,
+            y_all,
+            protocol,
+            trained_on: genrelab_models::device_description(),
+            train_dir,
+        };
+        Ok((ctx, plans))
+    }
+
+    /// Train one run (or resume it, or keep it when the folder holds it done) and write its
+    /// checkpoint; its history. `epoch` is called once for each epoch it accounts for.
+    fn train_plan(&self, plan: &RunPlan, device: &Device, epoch: impl Fn()) -> Result<Vec<EpochRecord>, StageError> {
+        let Prepared { mut ckpt, epochs, x, y, done } = self.prepare(plan)?;
+        if let Some(history) = done {
+            (0..epochs).for_each(|_| epoch());
+            return Ok(history);
+        }
+        let (mels, frames) = (ckpt.spec.mels, self.inputs.dims(ckpt.input).1);
+        let batch = |i: usize| Batchable { x: &x[i], y: &y[i], mels, frames };
+        let dir = run_dir(self.train_dir, &plan.id);
+        let out = train_run(
+            &ckpt.spec,
+            &ckpt.settings,
+            RunData { train: batch(0), valid: (!plan.valid.is_empty()).then(|| batch(1)), test: batch(2) },
+            device,
+            &dir,
+            |r| {
+                epoch();
+                tracing::debug!(epoch = r.epoch, train_loss = r.train_loss, valid_loss = r.valid_loss, test_acc = r.test_acc, "epoch");
+            },
+        )
+        .map_err(|e| StageError::Failed(format!("run {}: {e}", plan.id)))?;
+        (out.history.len().min(epochs)..epochs).for_each(|_| epoch());
+        let last = out.history.last().expect("at least one epoch");
+        tracing::info!(
+            train_acc = format!("{:.3}", last.train_acc),
+            test_acc = format!("{:.3}", last.test_acc),
+            selected_epoch = out.epoch,
+            "trained"
+        );
+        ckpt.history = out.history.clone();
+        ckpt.weights = out.weights.to_string();
+        ckpt.selected_epoch = out.epoch;
+        ckpt.stopped_early = out.stopped_early;
+        genrelab_store::atomic::write_atomic(dir.join(CHECKPOINT), &serde_json::to_vec_pretty(&ckpt).expect("json"))?;
+        Ok(out.history)
+    }
+
     fn prepare(&self, plan: &RunPlan) -> Result<Prepared, StageError> {
         let (inputs, labels) = (self.inputs, &self.labels);
         let mcfg = self.cfg.for_model(&plan.model)?;
@@ -761,30 +832,15 @@ pub fn train_with(
     if opts.fresh && train_dir.exists() {
         std::fs::remove_dir_all(train_dir).map_err(|e| StageError::io(train_dir, e))?;
     }
-    let features = &inputs.features;
-    let (split_meta, split) = read_split(&store_dir.join(names::SPLIT))?;
-    let protocol = split_meta.get("protocol").unwrap_or("study").to_string();
-    let (labels, y_all) = labels_of(features);
-    let plans = plan_runs(features, &split, &protocol, cfg)?;
+    let (ctx, plans) = RunContext::new(inputs, store_dir, train_dir, cfg)?;
     let device = default_device();
-    let ctx = RunContext {
-        inputs,
-        cfg,
-        feature_config: feature_config_of(&features.meta)?,
-        labels,
-        y_all,
-        protocol: protocol.clone(),
-        trained_on: genrelab_models::device_description(),
-        train_dir,
-    };
 
     // Runs of models that are no longer configured are removed, so the folder holds this config's runs only.
     let wanted: std::collections::HashSet<&str> = plans.iter().map(|p| p.id.as_str()).collect();
     remove_unplanned(train_dir, &wanted);
     let plans: Vec<&RunPlan> = plans.iter().filter(|p| opts.only.keeps(p)).collect();
 
-    let epochs_of = |p: &RunPlan| cfg.for_model(&p.model).map_or(0, |c| c.epochs);
-    let total_epochs: usize = plans.iter().map(|p| epochs_of(p)).sum();
+    let total_epochs: usize = plans.iter().map(|p| cfg.epochs_of(&p.model)).sum();
     let bar = crate::progress::bar(total_epochs as u64, "train");
     // With workers, the runs already done are found first (their histories kept, so they are
     // not prepared again below); the others train in the workers and are read back below.
@@ -798,7 +854,7 @@ pub fn train_with(
             }
         }
         if pending.len() > 1 {
-            let done_before: usize = plans.iter().filter(|p| !pending.iter().any(|q| q.id == p.id)).map(|p| epochs_of(p)).sum();
+            let done_before: usize = plans.iter().filter(|p| known.contains_key(p.id.as_str())).map(|p| cfg.epochs_of(&p.model)).sum();
             train_in_workers(w, &pending, (store_dir, train_dir), cfg, |n| bar.set_position((done_before + n) as u64))?;
             bar.set_position(0);
         }
@@ -807,59 +863,18 @@ pub fn train_with(
     for plan in &plans {
         let span = tracing::info_span!("run", run = %plan.id);
         let _enter = span.enter();
-        if let Some(history) = known.remove(plan.id.as_str()) {
-            bar.inc(epochs_of(plan) as u64);
-            hist.extend(history.into_iter().map(|r| (plan.id.clone(), plan.model.clone(), plan.seed, plan.fold, r)));
-            continue;
-        }
-        let Prepared { mut ckpt, epochs, x, y, done } = ctx.prepare(plan)?;
-        let history = match done {
+        let history = match known.remove(plan.id.as_str()) {
             Some(history) => {
-                bar.inc(epochs as u64);
+                bar.inc(cfg.epochs_of(&plan.model) as u64);
                 history
             }
-            None => {
-                let (mels, frames) = (ckpt.spec.mels, inputs.dims(ckpt.input).1);
-                let batch = |i: usize| Batchable { x: &x[i], y: &y[i], mels, frames };
-                let dir = run_dir(train_dir, &plan.id);
-                let out = train_run(
-                    &ckpt.spec,
-                    &ckpt.settings,
-                    RunData { train: batch(0), valid: (!plan.valid.is_empty()).then(|| batch(1)), test: batch(2) },
-                    &device,
-                    &dir,
-                    |r| {
-                        bar.inc(1);
-                        tracing::debug!(
-                            epoch = r.epoch,
-                            train_loss = r.train_loss,
-                            valid_loss = r.valid_loss,
-                            test_acc = r.test_acc,
-                            "epoch"
-                        );
-                    },
-                )
-                .map_err(|e| StageError::Failed(format!("run {}: {e}", plan.id)))?;
-                bar.inc((epochs - out.history.len().min(epochs)) as u64);
-                let last = out.history.last().expect("at least one epoch");
-                tracing::info!(
-                    train_acc = format!("{:.3}", last.train_acc),
-                    test_acc = format!("{:.3}", last.test_acc),
-                    selected_epoch = out.epoch,
-                    "trained"
-                );
-                ckpt.history = out.history.clone();
-                ckpt.weights = out.weights.to_string();
-                ckpt.selected_epoch = out.epoch;
-                ckpt.stopped_early = out.stopped_early;
-                genrelab_store::atomic::write_atomic(dir.join(CHECKPOINT), &serde_json::to_vec_pretty(&ckpt).expect("json"))?;
-                out.history
-            }
+            None => ctx.train_plan(plan, &device, || bar.inc(1))?,
         };
         hist.extend(history.into_iter().map(|r| (plan.id.clone(), plan.model.clone(), plan.seed, plan.fold, r)));
     }
     bar.finish_and_clear();
 
+    let protocol = &ctx.protocol;
     let seconds: f64 = hist.iter().map(|h| h.4.seconds).sum();
     let summary = serde_json::json!({"runs": plans.len(), "protocol": protocol, "train_seconds": seconds});
     let Some(history) = opts.history else {
@@ -868,7 +883,7 @@ pub fn train_with(
     let opt = |f: fn(&EpochRecord) -> Option<f64>| Column::Float(hist.iter().map(|h| f(&h.4).unwrap_or(f64::NAN)).collect());
     write_columns(
         history,
-        &TableMeta::new("history").with("protocol", &protocol),
+        &TableMeta::new("history").with("protocol", protocol),
         vec![
             ("run", Column::Str(hist.iter().map(|h| h.0.clone()).collect())),
             ("model", Column::Str(hist.iter().map(|h| h.1.clone()).collect())),
@@ -901,9 +916,9 @@ fn train_in_workers(
     progress: impl Fn(usize),
 ) -> Result<(), StageError> {
     use std::io::{BufRead, Write};
-    let epochs_of = |p: &RunPlan| cfg.for_model(&p.model).map_or(0, |c| c.epochs);
-    let epochs_done = |p: &RunPlan| genrelab_models::train::epochs_completed(&run_dir(train_dir, &p.id)).unwrap_or(0).min(epochs_of(p));
-    let mut order: Vec<(usize, &RunPlan)> = pending.iter().map(|p| (epochs_of(p) - epochs_done(p), *p)).collect();
+    let epochs_done =
+        |p: &RunPlan| genrelab_models::train::epochs_completed(&run_dir(train_dir, &p.id)).unwrap_or(0).min(cfg.epochs_of(&p.model));
+    let mut order: Vec<(usize, &RunPlan)> = pending.iter().map(|p| (cfg.epochs_of(&p.model) - epochs_done(p), *p)).collect();
     order.sort_by_key(|(left, _)| std::cmp::Reverse(*left)); // stable: ties keep the plan's order
     let mut queue: std::collections::VecDeque<String> = order.into_iter().map(|(_, p)| p.id.clone()).collect();
     let config = serde_json::to_string(cfg).expect("config to json");

@@ -3,11 +3,12 @@
 //!
 //! The space (`[tune.space]`) maps any `[train]` key to a list of values; trials are drawn from
 //! their grid without repetition, in a seeded order. Every trial trains the model with those
-//! values, `select = "best_valid"` (unless the space sets it) and `tune.seeds` seeds, on every
-//! fold of the split (or the first `tune.folds` of them), under `<workdir>/tune/<trial>/` - a
-//! trial is named by the hash of its values, so a rerun (or a killed search) reuses finished trials and resumes unfinished runs.
-//! Its score is the mean, over its runs, of the validation loss and accuracy at the selected
-//! epoch; test figures are never read. Trials go to the store's `tune` table, best first.
+//! values, `select = "best_valid"` (unless the space sets it) and `tune.seeds` seeds, on every fold
+//! of the split (or the first `tune.folds` of them), under `<workdir>/tune/<trial>/` - a trial is
+//! named by the hash of its values, so a rerun (or a killed search) reuses finished trials and
+//! resumes unfinished runs. Its score is the mean, over its runs, of the validation loss and
+//! accuracy at the selected epoch; test figures are never read. Trials go to the store's `tune`
+//! table, best first.
 
 use std::collections::BTreeMap;
 use std::path::Path;
