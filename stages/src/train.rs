@@ -627,9 +627,7 @@ pub fn train_worker(
             continue;
         }
         let plan = plans.iter().find(|p| p.id == id).ok_or_else(|| StageError::Config(format!("no run {id} in this configuration")))?;
-        let span = tracing::info_span!("run", run = %plan.id);
-        let _enter = span.enter();
-        ctx.train_plan(plan, &device, || {})?;
+        ctx.train_plan(plan, &device, |_| {})?;
         writeln!(done, "{WORKER_DONE}{id}")
             .and_then(|_| done.flush())
             .map_err(|e| StageError::Failed(format!("reporting run {id}: {e}")))?;
@@ -714,11 +712,13 @@ impl<'a> RunContext<'a> {
     }
 
     /// Train one run (or resume it, or keep it when the folder holds it done) and write its
-    /// checkpoint; its history. `epoch` is called once for each epoch it accounts for.
-    fn train_plan(&self, plan: &RunPlan, device: &Device, epoch: impl Fn()) -> Result<Vec<EpochRecord>, StageError> {
+    /// checkpoint; its history. `progress(n)` reports n more of its configured epochs accounted for.
+    fn train_plan(&self, plan: &RunPlan, device: &Device, progress: impl Fn(u64)) -> Result<Vec<EpochRecord>, StageError> {
+        let span = tracing::info_span!("run", run = %plan.id);
+        let _enter = span.enter();
         let Prepared { mut ckpt, epochs, x, y, done } = self.prepare(plan)?;
         if let Some(history) = done {
-            (0..epochs).for_each(|_| epoch());
+            progress(epochs as u64);
             return Ok(history);
         }
         let (mels, frames) = (ckpt.spec.mels, self.inputs.dims(ckpt.input).1);
@@ -731,12 +731,12 @@ impl<'a> RunContext<'a> {
             device,
             &dir,
             |r| {
-                epoch();
+                progress(1);
                 tracing::debug!(epoch = r.epoch, train_loss = r.train_loss, valid_loss = r.valid_loss, test_acc = r.test_acc, "epoch");
             },
         )
         .map_err(|e| StageError::Failed(format!("run {}: {e}", plan.id)))?;
-        (out.history.len().min(epochs)..epochs).for_each(|_| epoch());
+        progress((epochs - out.history.len().min(epochs)) as u64);
         let last = out.history.last().expect("at least one epoch");
         tracing::info!(
             train_acc = format!("{:.3}", last.train_acc),
@@ -861,14 +861,12 @@ pub fn train_with(
     }
     let mut hist: Vec<(String, String, u64, Option<i32>, EpochRecord)> = vec![];
     for plan in &plans {
-        let span = tracing::info_span!("run", run = %plan.id);
-        let _enter = span.enter();
         let history = match known.remove(plan.id.as_str()) {
             Some(history) => {
                 bar.inc(cfg.epochs_of(&plan.model) as u64);
                 history
             }
-            None => ctx.train_plan(plan, &device, || bar.inc(1))?,
+            None => ctx.train_plan(plan, &device, |n| bar.inc(n))?,
         };
         hist.extend(history.into_iter().map(|r| (plan.id.clone(), plan.model.clone(), plan.seed, plan.fold, r)));
     }
@@ -916,9 +914,10 @@ fn train_in_workers(
     progress: impl Fn(usize),
 ) -> Result<(), StageError> {
     use std::io::{BufRead, Write};
-    let epochs_done =
-        |p: &RunPlan| genrelab_models::train::epochs_completed(&run_dir(train_dir, &p.id)).unwrap_or(0).min(cfg.epochs_of(&p.model));
-    let mut order: Vec<(usize, &RunPlan)> = pending.iter().map(|p| (cfg.epochs_of(&p.model) - epochs_done(p), *p)).collect();
+    // Each run's configured epochs, once: the progress loop below reads them every half second.
+    let epochs: Vec<usize> = pending.iter().map(|p| cfg.epochs_of(&p.model)).collect();
+    let epochs_done = |i: usize| genrelab_models::train::epochs_completed(&run_dir(train_dir, &pending[i].id)).unwrap_or(0).min(epochs[i]);
+    let mut order: Vec<(usize, &RunPlan)> = pending.iter().enumerate().map(|(i, p)| (epochs[i] - epochs_done(i), *p)).collect();
     order.sort_by_key(|(left, _)| std::cmp::Reverse(*left)); // stable: ties keep the plan's order
     let mut queue: std::collections::VecDeque<String> = order.into_iter().map(|(_, p)| p.id.clone()).collect();
     let config = serde_json::to_string(cfg).expect("config to json");
@@ -1014,7 +1013,7 @@ fn train_in_workers(
         while let Ok((i, id)) = rx.try_recv() {
             finished(i, id, &mut workers, &mut queue);
         }
-        progress(pending.iter().map(|p| epochs_done(p)).sum());
+        progress((0..pending.len()).map(epochs_done).sum());
         if workers.iter().all(|wk| wk.exit.is_some()) {
             break;
         }
