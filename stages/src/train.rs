@@ -592,6 +592,10 @@ impl Only<'_> {
 pub struct Workers {
     pub jobs: usize,
     pub threads: usize,
+    /// The threads all workers share. When the queue is empty and fewer workers are busy, a
+    /// busy one is restarted on its share of them at its next checkpoint (its run resumes from
+    /// there exactly), so the last runs of a queue do not train on one thread beside idle cores.
+    pub all_threads: usize,
     /// The command that trains runs in a worker (the CLI's hidden `train-runs`, which calls
     /// [`train_worker`]); the stage appends `--store DIR --train-dir DIR --threads N`, passes
     /// the training configuration as JSON in [`WORKER_CONFIG_ENV`] and writes run ids to its
@@ -639,7 +643,7 @@ impl Workers {
     /// `jobs` processes sharing `threads` threads (0 = every core of this process's pool).
     pub fn new(jobs: usize, threads: usize, command: Vec<std::ffi::OsString>) -> Workers {
         let total = if threads == 0 { rayon::current_num_threads() } else { threads };
-        Workers { jobs, threads: (total / jobs.max(1)).max(1), command }
+        Workers { jobs, threads: (total / jobs.max(1)).max(1), all_threads: total.max(1), command }
     }
 }
 
@@ -932,6 +936,10 @@ fn train_in_workers(
         current: Option<String>,
         exit: Option<std::process::ExitStatus>,
         reader: Option<std::thread::JoinHandle<()>>,
+        threads: usize,
+        /// Waiting to be restarted on more threads: its run's epochs at its last checkpoint
+        /// when that was decided (the restart follows the next one).
+        restart_after: Option<usize>,
     }
     // Give a worker the queue's next run, or close its input when none is left (it then exits).
     let next = |wk: &mut Worker, queue: &mut std::collections::VecDeque<String>| {
@@ -947,31 +955,22 @@ fn train_in_workers(
         wk.stdin = None;
     };
     let (tx, rx) = std::sync::mpsc::channel::<(usize, String)>();
-    let mut workers: Vec<Worker> = vec![];
-    for i in 0..jobs {
-        let spawned = std::process::Command::new(program)
+    // Worker `i` on `threads` threads; its finished runs arrive in `rx` as (i, run id).
+    let spawn = |i: usize, threads: usize| -> Result<Worker, String> {
+        let mut child = std::process::Command::new(program)
             .args(args)
             .arg("--store")
             .arg(store_dir)
             .arg("--train-dir")
             .arg(train_dir)
             .arg("--threads")
-            .arg(w.threads.to_string())
+            .arg(threads.to_string())
             .env("GENRELAB_PROGRESS", "0")
             .env(WORKER_CONFIG_ENV, &config)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
-            .spawn();
-        let mut child = match spawned {
-            Ok(child) => child,
-            Err(e) => {
-                for wk in &mut workers {
-                    let _ = wk.child.kill();
-                    let _ = wk.child.wait();
-                }
-                return Err(StageError::Failed(format!("starting a training worker ({}): {e}", Path::new(program).display())));
-            }
-        };
+            .spawn()
+            .map_err(|e| format!("starting a training worker ({}): {e}", Path::new(program).display()))?;
         let (stdin, stdout) = (child.stdin.take(), child.stdout.take().expect("piped stdout"));
         let tx = tx.clone();
         let reader = std::thread::spawn(move || {
@@ -981,11 +980,29 @@ fn train_in_workers(
                 }
             }
         });
-        let mut wk = Worker { child, stdin, current: None, exit: None, reader: Some(reader) };
-        next(&mut wk, &mut queue);
-        workers.push(wk);
+        Ok(Worker { child, stdin, current: None, exit: None, reader: Some(reader), threads, restart_after: None })
+    };
+    let stop = |wk: &mut Worker| {
+        let _ = wk.child.kill();
+        wk.exit = wk.child.wait().ok();
+        wk.stdin = None;
+        if let Some(r) = wk.reader.take() {
+            let _ = r.join();
+        }
+    };
+    let mut workers: Vec<Worker> = vec![];
+    for i in 0..jobs {
+        match spawn(i, w.threads) {
+            Ok(mut wk) => {
+                next(&mut wk, &mut queue);
+                workers.push(wk);
+            }
+            Err(e) => {
+                workers.iter_mut().for_each(stop);
+                return Err(StageError::Failed(e));
+            }
+        }
     }
-    drop(tx);
     // A finished run is in `rx` before its worker's output ends; once a worker has exited and
     // its reader has ended, every run it finished has been received.
     let finished = |i: usize, id: String, workers: &mut Vec<Worker>, queue: &mut std::collections::VecDeque<String>| {
@@ -995,6 +1012,7 @@ fn train_in_workers(
             next(wk, queue);
         }
     };
+    let index_of = |id: &str| pending.iter().position(|p| p.id == id).expect("a pending run");
     loop {
         match rx.recv_timeout(std::time::Duration::from_millis(500)) {
             Ok((i, id)) => finished(i, id, &mut workers, &mut queue),
@@ -1012,6 +1030,34 @@ fn train_in_workers(
         }
         while let Ok((i, id)) = rx.try_recv() {
             finished(i, id, &mut workers, &mut queue);
+        }
+        // The queue is empty and workers have gone idle: each busy one gets its share of all
+        // the threads, restarted just after its next checkpoint (a run in its last epoch is
+        // left to finish). The checkpoint holds everything the run needs to continue exactly.
+        let busy: Vec<usize> = (0..workers.len()).filter(|&i| workers[i].exit.is_none() && workers[i].current.is_some()).collect();
+        if queue.is_empty() && !busy.is_empty() {
+            let share = (w.all_threads / busy.len()).max(1);
+            for i in busy {
+                let wk = &mut workers[i];
+                let run = index_of(wk.current.as_deref().expect("busy"));
+                let done = epochs_done(run);
+                if wk.threads >= share || done + 1 >= epochs[run] {
+                    continue;
+                }
+                match wk.restart_after {
+                    None => wk.restart_after = Some(done),
+                    Some(at) if done > at => {
+                        let id = wk.current.take().expect("busy");
+                        tracing::info!(run = %id, epochs_done = done, threads = share, "restarting its training worker on more threads");
+                        stop(wk);
+                        let mut fresh = spawn(i, share).map_err(StageError::Failed)?;
+                        queue.push_front(id);
+                        next(&mut fresh, &mut queue);
+                        workers[i] = fresh;
+                    }
+                    Some(_) => {}
+                }
+            }
         }
         progress((0..pending.len()).map(epochs_done).sum());
         if workers.iter().all(|wk| wk.exit.is_some()) {
@@ -1123,7 +1169,12 @@ mod tests {
             "while read id; do case \"$id\" in *fold1*) exit 3;; esac; echo \"$id\" >> {}; echo \"trained $id\"; done",
             log.display()
         );
-        let worker = |jobs| Workers { jobs, threads: 1, command: vec!["sh".into(), "-c".into(), script.clone().into(), "worker".into()] };
+        let worker = |jobs| Workers {
+            jobs,
+            threads: 1,
+            all_threads: jobs,
+            command: vec!["sh".into(), "-c".into(), script.clone().into(), "worker".into()],
+        };
         let trained = || {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
             std::fs::remove_file(&log).ok();
@@ -1150,9 +1201,53 @@ mod tests {
             done.sort();
             assert_eq!(done, ["cnn/fold0-seed0", "linear/fold0-seed0", "linear/fold2-seed0"], "jobs = {jobs}");
         }
-        let missing = Workers { jobs: 2, threads: 1, command: vec!["/nonexistent/genrelab".into()] };
+        let missing = Workers { jobs: 2, threads: 1, all_threads: 2, command: vec!["/nonexistent/genrelab".into()] };
         let err = train_in_workers(&missing, &runs, dirs, &cfg, |_| {}).unwrap_err().to_string();
         assert!(err.contains("starting a training worker (/nonexistent/genrelab)"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn when_the_queue_runs_dry_the_last_busy_worker_moves_to_all_threads_at_its_next_checkpoint() {
+        let plan = |id: &str| RunPlan {
+            id: id.into(),
+            model: id.split('/').next().unwrap().into(),
+            seed: 0,
+            fold: None,
+            train: vec![],
+            valid: vec![],
+            test: vec![],
+        };
+        let runs = [plan("long/fold0-seed0"), plan("short/fold0-seed0")];
+        let runs: Vec<&RunPlan> = runs.iter().collect();
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = TrainConfig { epochs: 1, ..TrainConfig::default() };
+        cfg.model.insert("long".into(), serde_json::json!({"epochs": 12}));
+        // A worker (`--store S --train-dir D --threads N` are $1 - $6) logs each run it starts
+        // with its threads and the epochs it resumes from, then checkpoints an epoch every 0.3 s
+        // as `progress.json` (what the stage reads), resuming from the one it finds.
+        let log = dir.path().join("log");
+        let script = format!(
+            r#"while read id; do d="$4/$id"; mkdir -p "$d"; case "$id" in long*) e=12;; *) e=1;; esac
+               n=$(grep -o '{{}}' "$d/progress.json" 2>/dev/null | wc -l); echo "$id $6 $n" >> {log}
+               while [ "$n" -lt "$e" ]; do sleep 0.3; n=$((n+1))
+                 printf '{{"history":[%s]}}' "$(yes '{{}}' | head -n "$n" | paste -sd, -)" > "$d/p.tmp"; mv "$d/p.tmp" "$d/progress.json"; done
+               echo "trained $id"; done"#,
+            log = log.display()
+        );
+        let w = Workers { jobs: 2, threads: 1, all_threads: 2, command: vec!["sh".into(), "-c".into(), script.into(), "worker".into()] };
+        train_in_workers(&w, &runs, (dir.path(), dir.path()), &cfg, |_| {}).unwrap();
+        let lines: Vec<Vec<String>> =
+            std::fs::read_to_string(&log).unwrap().lines().map(|l| l.split(' ').map(String::from).collect()).collect();
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert_eq!(lines[0], ["long/fold0-seed0", "1", "0"], "the longest run first, on threads / jobs");
+        assert_eq!(lines[1], ["short/fold0-seed0", "1", "0"]);
+        // The short run's worker went idle: the long run went on in a worker on both threads,
+        // from a checkpoint after the first (it was not started over), and finished there.
+        let (restarted, resumed_at) = (&lines[2], lines[2][2].parse::<usize>().unwrap());
+        assert_eq!(restarted[..2], ["long/fold0-seed0", "2"]);
+        assert!((1..11).contains(&resumed_at), "{lines:?}");
+        assert_eq!(genrelab_models::train::epochs_completed(&dir.path().join("long/fold0-seed0")), Some(12));
     }
 
     #[test]
