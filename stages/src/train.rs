@@ -643,7 +643,10 @@ impl Workers {
     /// `jobs` processes sharing `threads` threads (0 = every core of this process's pool).
     pub fn new(jobs: usize, threads: usize, command: Vec<std::ffi::OsString>) -> Workers {
         let total = if threads == 0 { rayon::current_num_threads() } else { threads };
-        Workers { jobs, threads: (total / jobs.max(1)).max(1), all_threads: total.max(1), command }
+        let threads = (total / jobs.max(1)).max(1);
+        // On a GPU the threads do not train the run: no worker is restarted for more of them.
+        let all_threads = if genrelab_models::uses_cuda() { threads } else { total.max(1) };
+        Workers { jobs, threads, all_threads, command }
     }
 }
 
@@ -1014,10 +1017,9 @@ fn train_in_workers(
     };
     let index_of = |id: &str| pending.iter().position(|p| p.id == id).expect("a pending run");
     loop {
-        match rx.recv_timeout(std::time::Duration::from_millis(500)) {
-            Ok((i, id)) => finished(i, id, &mut workers, &mut queue),
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(std::time::Duration::from_millis(100)),
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        // (`spawn` holds a sender for restarts, so this waits the full half second when idle.)
+        if let Ok((i, id)) = rx.recv_timeout(std::time::Duration::from_millis(500)) {
+            finished(i, id, &mut workers, &mut queue);
         }
         for wk in workers.iter_mut().filter(|wk| wk.exit.is_none()) {
             wk.exit = wk.child.try_wait().map_err(|e| StageError::Failed(format!("waiting for a training worker: {e}")))?;
@@ -1050,10 +1052,16 @@ fn train_in_workers(
                         let id = wk.current.take().expect("busy");
                         tracing::info!(run = %id, epochs_done = done, threads = share, "restarting its training worker on more threads");
                         stop(wk);
-                        let mut fresh = spawn(i, share).map_err(StageError::Failed)?;
                         queue.push_front(id);
-                        next(&mut fresh, &mut queue);
-                        workers[i] = fresh;
+                        match spawn(i, share) {
+                            Ok(mut fresh) => {
+                                next(&mut fresh, &mut queue);
+                                workers[i] = fresh;
+                            }
+                            // The run waits in the queue for a worker that finishes its own,
+                            // or is reported as not started.
+                            Err(e) => tracing::error!("{e}"),
+                        }
                     }
                     Some(_) => {}
                 }
