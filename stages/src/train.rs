@@ -1153,10 +1153,9 @@ pub fn read_checkpoints(train_dir: &Path) -> Result<Vec<(PathBuf, Checkpoint)>, 
 mod tests {
     use super::*;
 
-    #[cfg(unix)]
-    #[test]
-    fn workers_take_runs_from_one_queue_longest_first_and_a_failure_stops_only_its_run() {
-        let plan = |id: &str| RunPlan {
+    /// A run of model `id`'s first path component, with no data (for the worker queue's tests).
+    fn plan(id: &str) -> RunPlan {
+        RunPlan {
             id: id.into(),
             model: id.split('/').next().unwrap().into(),
             seed: 0,
@@ -1164,7 +1163,12 @@ mod tests {
             train: vec![],
             valid: vec![],
             test: vec![],
-        };
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn workers_take_runs_from_one_queue_longest_first_and_a_failure_stops_only_its_run() {
         let runs = [plan("linear/fold0-seed0"), plan("linear/fold1-seed0"), plan("cnn/fold0-seed0"), plan("linear/fold2-seed0")];
         let runs: Vec<&RunPlan> = runs.iter().collect();
         let dir = tempfile::tempdir().unwrap();
@@ -1217,15 +1221,6 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn when_the_queue_runs_dry_the_last_busy_worker_moves_to_all_threads_at_its_next_checkpoint() {
-        let plan = |id: &str| RunPlan {
-            id: id.into(),
-            model: id.split('/').next().unwrap().into(),
-            seed: 0,
-            fold: None,
-            train: vec![],
-            valid: vec![],
-            test: vec![],
-        };
         let runs = [plan("long/fold0-seed0"), plan("short/fold0-seed0")];
         let runs: Vec<&RunPlan> = runs.iter().collect();
         let dir = tempfile::tempdir().unwrap();
