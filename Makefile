@@ -7,42 +7,48 @@ SET ?=
 CARGO ?= cargo
 GENRELAB = $(CARGO) run --quiet --bin genrelab -- --config $(CONFIG) $(foreach s,$(SET),--set '$(s)')
 
-.PHONY: all download features descriptors split train evaluate status results tune demo mini test lint bench parity build clean-work
+.PHONY: all download features descriptors split train evaluate status results tune demo mini test lint bench parity build libtorch clean-work
 
-all:
+all: build
 	$(GENRELAB) run
 
-download features descriptors split train evaluate:
+download features descriptors split train evaluate: build
 	$(GENRELAB) run $@
 
-tune:
+tune: build
 	$(GENRELAB) tune
 
-results:
+results: build
 	$(GENRELAB) results
 
-status:
+status: build
 	$(GENRELAB) status
 
-build:
-	$(CARGO) build --bins
+# libtorch for the training engine (tch): LIBTORCH, python3's torch 2.13.0, or the torch wheel
+# from PyPI into .libtorch/ (527 MB to download, once). See tools/libtorch.sh.
+libtorch:
+	@tools/libtorch.sh
 
-demo:
+build: libtorch
+	@if [ ! -x target/debug/genrelab ]; then echo "building genrelab: the first build compiles polars, arrow, parquet and the libtorch binding (about 20 - 30 minutes on 2 cores; cargo shows each crate)"; fi
+	@$(CARGO) build --bin genrelab
+
+demo: build
 	@$(MAKE) --no-print-directory all CONFIG=configs/demo.toml
 	@$(MAKE) --no-print-directory status CONFIG=configs/demo.toml
 	@$(CARGO) run --quiet --bin genrelab -- --config configs/demo.toml --quiet results
 
-mini:
+mini: build
 	@$(MAKE) --no-print-directory all CONFIG=configs/mini.toml
 
-test:
+test: libtorch
 	@if cargo nextest --version >/dev/null 2>&1; then \
 	  $(CARGO) nextest run --workspace --no-fail-fast; \
 	else \
 	  $(CARGO) test --workspace --no-fail-fast; \
 	fi
 
-lint:
+lint: libtorch
 	$(CARGO) fmt --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 

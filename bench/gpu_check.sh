@@ -1,38 +1,33 @@
 #!/usr/bin/env bash
-# The CUDA backend on a GPU machine, in one short run: does it train, evaluate and predict, does it
-# agree with the CPU backend on the same checkpoints, and how fast is it.
+# genrelab on a CUDA GPU in one short run: does it train, evaluate and predict there, do the GPU's
+# and the CPU's results agree on the same checkpoints (both ways), and how fast is it against
+# PyTorch on the same GPU.
 #
 #   bench/gpu_check.sh GENRELAB_BIN THROUGHPUT_BIN OUTDIR [AUDIO_FILE]
 #
-# GENRELAB_BIN and THROUGHPUT_BIN are `genrelab` and the `train_throughput` example built with
-# `--features cuda`: cuda/build.sh writes both (target/cuda/debug/genrelab,
-# target/cuda/debug/examples/train_throughput); with internet access `cargo build --features cuda`
-# and `cargo build --features cuda -p genrelab-models --example train_throughput` do too.
-# The machine needs the NVIDIA driver and CUDA's NVRTC library (burn compiles its kernels at run
-# time), python3 with PyTorch for the side-by-side throughput, nothing else: no cargo, no data.
+# GENRELAB_BIN and THROUGHPUT_BIN are `genrelab` and the `train_throughput` example built against a
+# CUDA libtorch 2.13.0 (`GENRELAB_TORCH=cuda make build` and `cargo build --example
+# train_throughput -p genrelab-models`; with LIBTORCH or python3's torch 2.13.0 built with CUDA
+# they link it too). The machine needs the NVIDIA driver, that libtorch (its path is in the
+# binaries), and python3 with the same torch for the side-by-side throughput (bench/venv.sh);
+# nothing else: no cargo, no data.
 #
 # Steps (each bounded by a timeout, each writing what it measured to OUTDIR):
-#  1. throughput: bench/train_bench.py --device cuda (burn cuda beside PyTorch cuda) -> train_gpu.md
+#  1. throughput: bench/train_bench.py --device cuda (genrelab beside PyTorch, same GPU) -> train_gpu.md
 #  2. the best recipe's training on the GPU: experiments/mini_accuracy_long.toml's 4-crop resnet,
 #     10-fold, 1 seed, on a synthetic set of gtzan-mini's shape (100 clips of 30 s; the real clips
 #     are not on that machine). The figures are its cost; its accuracy on synthetic clips means
 #     nothing for GTZAN.
-#  3. backends agree: the checkpoints of step 2 evaluated again with GENRELAB_DEVICE=cpu (burn
-#     flex), every run's test loss and accuracy compared; predict AUDIO_FILE on both backends.
-#  4. the same recipe on the machine's CPU (burn flex, all its cores) for 2 epochs: the per-epoch
-#     cost beside the GPU's.
+#  3. GPU-trained checkpoints evaluated again on the CPU (GENRELAB_DEVICE=cpu): every run's test
+#     loss and accuracy compared; predict AUDIO_FILE on both.
+#  4. the same recipe on the machine's CPU for 2 epochs: the per-epoch cost beside the GPU's, and
+#     those CPU-trained checkpoints evaluated on the GPU (the other way round).
 set -uo pipefail
 # A dry run on a machine without a GPU: THROUGHPUT_BIN "-" skips steps 0 and 1, and
 # GPU_CHECK_SET="train.model.resnet.epochs=1" (space-separated KEY=VALUE) shortens the recipe.
 bin="$(realpath "$1")"; ex="$2"; out="$(realpath -m "$3")"; clip="${4:+$(realpath "$4")}"
 cd "$(dirname "$0")/.."
 mkdir -p "$out"
-export CUDA_PATH="${CUDA_PATH:-/usr/local/cuda}"
-export LD_LIBRARY_PATH="$CUDA_PATH/lib64:/usr/local/nvidia/lib64:${LD_LIBRARY_PATH:-}"
-if ! ls "$CUDA_PATH"/lib64/libnvrtc.so* >/dev/null 2>&1; then  # NVRTC from pip's wheels, say
-  nvrtc="$(find /usr /opt -name 'libnvrtc.so*' 2>/dev/null | head -1)"
-  [ -n "$nvrtc" ] && export LD_LIBRARY_PATH="$(dirname "$nvrtc"):$LD_LIBRARY_PATH"
-fi
 w="$(mktemp -d)"
 # One deadline for the whole check (GPU_CHECK_BUDGET seconds, default 540): each step's timeout
 # is its own limit or what is left, whichever is less.
@@ -44,18 +39,18 @@ say() { echo "$*" | tee -a "$summary"; }
 say "# genrelab on CUDA: $(date -u '+%Y-%m-%d %H:%M UTC')"
 say "- GPU: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1)"
 say "- host: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"
-say "- NVRTC: ${nvrtc:-$(ls "$CUDA_PATH"/lib64/libnvrtc.so* 2>/dev/null | head -1)}; CUDA_PATH $CUDA_PATH"
+say "- libtorch: $(ldd "$bin" | grep -o '/[^ ]*libtorch_cuda.so' || echo 'no libtorch_cuda linked: a CPU-only build')"
 
 if [ "$ex" != - ]; then
 ex="$(realpath "$ex")"
 say "## 0. smoke: one resnet step on the GPU"
-if ! timeout "$(left 120)" "$ex" 2 8 resnet 2>&1 | tee -a "$summary" | grep -q '"burn-cuda"'; then
-  say "FAILED: the CUDA backend does not run here; stopping"
+if ! GENRELAB_DEVICE=cuda timeout "$(left 120)" "$ex" 2 8 resnet 2>&1 | tee -a "$summary" | grep -q '"genrelab-tch-cuda"'; then
+  say "FAILED: genrelab does not run on CUDA here; stopping"
   exit 1
 fi
 
 say "## 1. throughput"
-timeout "$(left 180)" python3 bench/train_bench.py --device cuda --burn-exe "$ex" --steps 20 >"$out/throughput.log" 2>&1 \
+timeout "$(left 180)" "${PYTHON:-python3}" bench/train_bench.py --device cuda --exe "$ex" --steps 20 >"$out/throughput.log" 2>&1 \
   && cp bench/results/train_gpu.md "$out/" && cat bench/results/train_gpu.md >>"$summary" \
   || { say "throughput FAILED (rc $?):"; tail -20 "$out/throughput.log" | tee -a "$summary"; }
 fi
@@ -79,14 +74,14 @@ PY
 say "## 2. the 4-crop resnet recipe, 10 folds x 1 seed, on the GPU"
 s=$(date +%s)
 gpu_ok=
-if timeout "$(left 330)" "$bin" "${shape[@]}" --set workdir="$w/gpu" --quiet run >"$out/gpu_run.log" 2>&1; then
+if GENRELAB_DEVICE=cuda timeout "$(left 330)" "$bin" "${shape[@]}" --set workdir="$w/gpu" --quiet run >"$out/gpu_run.log" 2>&1; then
   gpu_ok=1
   say "- wall time of \`genrelab run\` (synthetic download, features, split, train, evaluate): $(( $(date +%s) - s )) s"
   runs_table "$w/gpu/report/metrics.json" | tee -a "$summary"
   cp "$w/gpu/report/metrics.json" "$out/metrics_gpu.json"
   cp "$w/gpu/report/metrics.json" "$w/metrics_gpu.json"
 
-  say "## 3. the same checkpoints evaluated on the CPU (burn flex)"
+  say "## 3. the same checkpoints evaluated on the CPU (GENRELAB_DEVICE=cpu)"
   if GENRELAB_DEVICE=cpu timeout "$(left 150)" "$bin" "${shape[@]}" --set workdir="$w/gpu" --quiet run --force evaluate >>"$out/gpu_run.log" 2>&1; then
     python3 - "$w/metrics_gpu.json" "$w/gpu/report/metrics.json" <<'PY' | tee -a "$summary"
 import json, sys
@@ -102,7 +97,7 @@ PY
   fi
   if [ -n "$clip" ]; then
     for d in cuda cpu; do
-      env $( [ $d = cpu ] && echo GENRELAB_DEVICE=cpu ) timeout "$(left 120)" "$bin" "${shape[@]}" --set workdir="$w/gpu" --quiet \
+      GENRELAB_DEVICE=$d timeout "$(left 120)" "$bin" "${shape[@]}" --set workdir="$w/gpu" --quiet \
         predict --json --timeline --hop 5 "$clip" >"$w/predict_$d.json" 2>>"$out/gpu_run.log" || say "predict on $d FAILED"
     done
     python3 - "$w/predict_cuda.json" "$w/predict_cpu.json" <<'PY' | tee -a "$summary"
@@ -120,7 +115,7 @@ else
 fi
 
 [ -n "$gpu_ok" ] || { say "done (no GPU run to compare with): $(date -u '+%H:%M:%S')"; exit 1; }
-say "## 4. the same recipe on this machine's CPU (burn flex, $(nproc) threads), 2 epochs"
+say "## 4. the same recipe on this machine's CPU ($(nproc) threads), 2 epochs; its checkpoints evaluated on the GPU"
 s=$(date +%s)
 GENRELAB_DEVICE=cpu timeout "$(left 200)" "$bin" "${shape[@]}" --set workdir="$w/cpu" --set train.model.resnet.epochs=2 \
     --set train.model.resnet.warmup_epochs=0 --quiet run train >"$out/cpu_run.log" 2>&1 \
@@ -135,4 +130,18 @@ PY
 }
 epoch_seconds CPU "$w/cpu"
 epoch_seconds GPU "$w/gpu"
+if [ -f "$w/cpu/train/resnet/fold0-seed0/checkpoint.json" ]; then
+  GENRELAB_DEVICE=cpu timeout "$(left 120)" "$bin" "${shape[@]}" --set workdir="$w/cpu" --set train.model.resnet.epochs=2 \
+      --set train.model.resnet.warmup_epochs=0 --quiet run evaluate >>"$out/cpu_run.log" 2>&1 && cp "$w/cpu/report/metrics.json" "$w/metrics_cpu.json"
+  GENRELAB_DEVICE=cuda timeout "$(left 120)" "$bin" "${shape[@]}" --set workdir="$w/cpu" --set train.model.resnet.epochs=2 \
+      --set train.model.resnet.warmup_epochs=0 --quiet run --force evaluate >>"$out/cpu_run.log" 2>&1 \
+    && python3 - "$w/metrics_cpu.json" "$w/cpu/report/metrics.json" <<'PY' | tee -a "$summary"
+import json, sys
+c, g = (json.load(open(p)) for p in sys.argv[1:])
+cr = {r["run"]: r for r in c["runs"]}
+worst = max(abs(cr[r["run"]]["test_loss"] - r["test_loss"]) for r in g["runs"])
+same = sum(cr[r["run"]]["scores"]["accuracy"] == r["scores"]["accuracy"] for r in g["runs"])
+print(f"- CPU-trained checkpoints evaluated on the CPU, then on the GPU: {len(g['runs'])} runs, test accuracy identical in {same}; largest test-loss difference {worst:.2e}")
+PY
+fi
 say "done: $(date -u '+%H:%M:%S')"

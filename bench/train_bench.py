@@ -1,16 +1,16 @@
 #!/usr/bin/env python3
-"""Training throughput: genrelab's models in burn (flex, CPU) against the same models in PyTorch.
+"""Training throughput: genrelab's models (Rust, libtorch through tch) against the same models in
+PyTorch, on the same libtorch (2.13.0), every model of the registry.
 
-    python3 bench/train_bench.py [--steps 10]      (needs: pip install torch)
-    python3 bench/train_bench.py --device cuda --burn-exe PATH   (a GPU; see bench/gpu_check.sh)
+    PY=$(bench/venv.sh) && $PY bench/train_bench.py [--steps 10] [--threads N]
+    $PY bench/train_bench.py --device cuda        (a GPU machine; see bench/gpu_check.sh)
 
-Both sides: batches of 128 random 64 x 100 inputs, forward + cross-entropy + backward + Adam step,
-two warm-up steps, then `steps` timed steps, alternating frameworks in one run. Writes
-bench/results/train.md (train_gpu.md with --device cuda) with samples/s, the burn / PyTorch ratio
-and the study's full protocol (799 training clips x 150 epochs x 5 seeds, plus 200 test clips
-evaluated every epoch) extrapolated from the measured training cost. With --device cuda, burn is
-the `train_throughput` example built with `--features cuda` (PATH), PyTorch runs on the GPU, and the
-crop models (burn only: 128 x 128 crops) are listed too.
+Both sides: batches of 128 random inputs (64 x 100 for the study's three models, 128 x 128 crops
+for the crop models, 77 descriptors for logreg), forward + cross-entropy + backward + Adam step
+(PyTorch's `torch.optim.Adam` with its defaults; genrelab's training loop's own step, the
+`train_throughput` example), two warm-up steps, then `steps` timed steps. The frameworks alternate
+(genrelab, PyTorch, genrelab, PyTorch) and the best of each is reported. Writes
+bench/results/train.md (train_gpu.md with --device cuda), which the README quotes.
 """
 import argparse
 import datetime
@@ -20,6 +20,7 @@ import subprocess
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODELS = ["linear", "simple_cnn", "complex_cnn", "resnet", "resnet_wide", "short_chunk_cnn", "logreg"]
 
 
 def cpu_model():
@@ -29,60 +30,123 @@ def cpu_model():
         return "unknown CPU"
 
 
-def torch_models():
+def input_shape(name):
+    if name in ("resnet", "resnet_wide", "short_chunk_cnn"):
+        return (128, 128)
+    if name == "logreg":
+        return (1, 77)
+    return (64, 100)
+
+
+def torch_model(name):
+    """The registry's architectures (models/src/nets.rs) in PyTorch, with PyTorch's own layers."""
+    import torch
     import torch.nn as nn
+
+    def block(cin, c):
+        return [nn.Conv2d(cin, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(), nn.MaxPool2d(2)]
 
     def cnn(ch, hidden):
         layers, cin = [], 1
         for c in ch:
-            layers += [nn.Conv2d(cin, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(), nn.MaxPool2d(2)]
+            layers += block(cin, c)
             cin = c
         return nn.Sequential(*layers, nn.AdaptiveAvgPool2d((1, 2)), nn.Flatten(), nn.Dropout(0.5),
                              nn.Linear(ch[-1] * 2, hidden), nn.ReLU(), nn.Linear(hidden, 10))
 
+    class ResBlock(nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.norm1 = nn.BatchNorm2d(cout)
+            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.norm2 = nn.BatchNorm2d(cout)
+            self.short = None
+            if cin != cout or stride != 1:
+                self.short = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+        def forward(self, x):
+            y = torch.relu(self.norm1(self.conv1(x)))
+            y = self.norm2(self.conv2(y))
+            return torch.relu(y + (x if self.short is None else self.short(x)))
+
+    def resnet(w):
+        a, b, c, d = w
+        return nn.Sequential(nn.Conv2d(1, a, 3, 2, 1, bias=False), nn.BatchNorm2d(a), nn.ReLU(),
+                             ResBlock(a, a, 1), ResBlock(a, b, 2), ResBlock(b, c, 2), ResBlock(c, d, 2),
+                             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.3), nn.Linear(d, 10))
+
+    class GlobalMax(nn.Module):
+        def forward(self, x):
+            return x.flatten(2).amax(2)
+
+    def short_chunk():
+        layers, cin = [], 1
+        for c in [16, 16, 32, 32, 64]:
+            layers += block(cin, c)
+            cin = c
+        return nn.Sequential(*layers, GlobalMax(), nn.Linear(64, 64), nn.ReLU(), nn.Dropout(0.5), nn.Linear(64, 10))
+
     return {
-        "linear": nn.Sequential(nn.Flatten(), nn.Linear(6400, 10)),
-        "simple_cnn": cnn([8, 16, 32], 128),
-        "complex_cnn": cnn([16, 32, 64], 256),
-    }
+        "linear": lambda: nn.Sequential(nn.Flatten(), nn.Linear(6400, 10)),
+        "simple_cnn": lambda: cnn([8, 16, 32], 128),
+        "complex_cnn": lambda: cnn([16, 32, 64], 256),
+        "resnet": lambda: resnet([16, 32, 64, 128]),
+        "resnet_wide": lambda: resnet([32, 64, 128, 256]),
+        "short_chunk_cnn": short_chunk,
+        "logreg": lambda: nn.Sequential(nn.Flatten(), nn.Linear(77, 10)),
+    }[name]()
 
 
-def torch_throughput(steps, device="cpu"):
+def torch_throughput(names, steps, device="cpu", threads=None):
     import torch
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(0)
     out = {}
-    for name, model in torch_models().items():
-        model = model.to(device)
+    for name in names:
+        model = torch_model(name).to(device)
         params = sum(p.numel() for p in model.parameters() if p.requires_grad)
         opt = torch.optim.Adam(model.parameters(), lr=1e-4)
         loss_fn = torch.nn.CrossEntropyLoss()
-        x = torch.randn(128, 1, 64, 100, device=device)
+        mels, frames = input_shape(name)
+        x = torch.randn(128, 1, mels, frames, device=device)
         y = torch.arange(128, device=device) % 10
 
         def step():
             opt.zero_grad()
-            loss = loss_fn(model(x), y)
+            logits = model(x)
+            loss = loss_fn(logits, y)
             loss.backward()
             opt.step()
-            return loss.item()
+            # As genrelab's loop and the study's: the loss and the batch's correct count read back.
+            return loss.item(), (logits.argmax(1) == y).sum().item()
 
         for _ in range(2):
             step()
+        if device == "cuda":
+            torch.cuda.synchronize()
         t0 = time.perf_counter()
         for _ in range(steps):
             step()
+        if device == "cuda":
+            torch.cuda.synchronize()
         secs = time.perf_counter() - t0
-        out[name] = {"samples_per_s": steps * 128 / secs, "ms_per_sample": 1000 * secs / (steps * 128), "params": params,
-                     "torch": torch.__version__, "threads": torch.get_num_threads()}
+        out[name] = {"samples_per_s": steps * 128 / secs, "params": params, "torch": torch.__version__,
+                     "threads": torch.get_num_threads()}
     return out
 
 
-def burn_throughput(steps, exe=None, names=("linear", "simple_cnn", "complex_cnn")):
+def genrelab_throughput(names, steps, device="cpu", threads=None, exe=None):
     if exe is None:
+        subprocess.run(["make", "--no-print-directory", "libtorch"], cwd=ROOT, check=True)
         subprocess.run(["cargo", "build", "--quiet", "--example", "train_throughput", "-p", "genrelab-models"], cwd=ROOT, check=True)
         exe = os.path.join(ROOT, "target", "debug", "examples", "train_throughput")
+    env = dict(os.environ, GENRELAB_DEVICE=device)
     out = {}
     for name in names:
-        line = subprocess.run([exe, str(steps), "128", name], check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
+        args = [exe, str(steps), "128", name] + ([str(threads)] if threads else [])
+        line = subprocess.run(args, check=True, stdout=subprocess.PIPE, text=True, env=env).stdout.strip()
         out[name] = json.loads(line)
     return out
 
@@ -93,52 +157,6 @@ def study_hours(samples_per_s):
     return 5 * 150 * (799 + 200 / 3) / samples_per_s / 3600
 
 
-def write_result(name, lines):
-    text = "\n".join(lines) + "\n"
-    os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
-    with open(os.path.join(ROOT, "bench", "results", name), "w") as f:
-        f.write(text)
-    print(text)
-
-
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    ap.add_argument("--burn-exe", help="a prebuilt train_throughput example (else cargo builds it)")
-    args = ap.parse_args()
-    if args.device == "cuda":
-        return main_cuda(args)
-    try:
-        import torch  # noqa: F401
-        have_torch = True
-    except ImportError:
-        have_torch = False
-        print("PyTorch is not installed (pip install torch): measuring burn alone")
-    burn1 = burn_throughput(args.steps)
-    torch1 = torch_throughput(args.steps) if have_torch else None
-    burn2 = burn_throughput(args.steps)
-    torch2 = torch_throughput(args.steps) if have_torch else None
-    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    lines = ["# Training throughput (CPU)", "", f"- date: {date}", f"- machine: {cpu_model()}, {os.cpu_count()} cores",
-             f"- command: `python3 bench/train_bench.py --steps {args.steps}` (alternating burn, PyTorch, burn, PyTorch; best of each); batch 128, forward + backward + Adam", "",
-             "| model | burn flex (samples/s) | PyTorch (samples/s) | burn / PyTorch | study protocol, extrapolated (burn) |",
-             "|---|---:|---:|---:|---:|"]
-    for name in ["linear", "simple_cnn", "complex_cnn"]:
-        b = max(burn1[name]["samples_per_s"], burn2[name]["samples_per_s"])
-        hours = study_hours(b)
-        if torch1:
-            t = max(torch1[name]["samples_per_s"], torch2[name]["samples_per_s"])
-            lines.append(f"| {name} | {b:.0f} | {t:.0f} | {b / t:.2f} | {hours:.1f} h |")
-        else:
-            lines.append(f"| {name} | {b:.0f} | not measured | - | {hours:.1f} h |")
-    if torch1:
-        lines += ["", f"PyTorch {torch1['linear']['torch']} with {torch1['linear']['threads']} threads."]
-    else:
-        lines += ["", "PyTorch was not installed on this machine: its column is empty, no ratio is claimed."]
-    write_result("train.md", lines)
-
-
 def gpu_name():
     try:
         return subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
@@ -147,32 +165,46 @@ def gpu_name():
         return "unknown GPU"
 
 
-def main_cuda(args):
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--threads", type=int, help="intra-op threads on both sides (default: libtorch's, every physical core)")
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--exe", help="a prebuilt train_throughput example (else cargo builds it)")
+    args = ap.parse_args()
     import torch
-    study = ("linear", "simple_cnn", "complex_cnn")
-    crops = ("resnet", "resnet_wide", "short_chunk_cnn")
-    runs = [burn_throughput(args.steps, args.burn_exe, study + crops), torch_throughput(args.steps, "cuda"),
-            burn_throughput(args.steps, args.burn_exe, study + crops), torch_throughput(args.steps, "cuda")]
-    for name in study + crops:
+    names = args.models.split(",")
+    runs = []
+    for _ in range(2):
+        runs.append(genrelab_throughput(names, args.steps, args.device, args.threads, args.exe))
+        runs.append(torch_throughput(names, args.steps, args.device, args.threads))
+    for name in names:
         fw = runs[0][name]["framework"]
-        if fw != "burn-cuda":
-            raise SystemExit(f"the burn example ran on {fw}, not CUDA: build it with --features cuda")
+        if fw != f"genrelab-tch-{args.device}":
+            raise SystemExit(f"genrelab ran on {fw}, not {args.device}")
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    lines = ["# Training throughput (GPU)", "", f"- date: {date}", f"- GPU: {gpu_name()}; host: {cpu_model()}, {os.cpu_count()} cores",
-             f"- command: `python3 bench/train_bench.py --device cuda --burn-exe ... --steps {args.steps}` (run by `bench/gpu_check.sh`; alternating burn, PyTorch, burn, PyTorch; best of each); batch 128, forward + backward + Adam, float32",
-             "", "| model | input | burn cuda (samples/s) | PyTorch cuda (samples/s) | burn / PyTorch | study protocol, extrapolated (burn) |",
+    where = gpu_name() + f"; host: {cpu_model()}" if args.device == "cuda" else f"{cpu_model()}, {os.cpu_count()} cores"
+    cmd = f"python3 bench/train_bench.py --steps {args.steps}" + (f" --device {args.device}" if args.device != "cpu" else "") + (
+        f" --threads {args.threads}" if args.threads else "")
+    lines = [f"# Training throughput ({args.device.upper()})", "", f"- date: {date}", f"- machine: {where}",
+             f"- command: `{cmd}` (with bench/venv.sh's python; alternating genrelab, PyTorch, genrelab, PyTorch; best of each); batch 128, forward + cross-entropy + backward + Adam",
+             f"- genrelab: tch 0.26 on libtorch {torch.__version__.split('+')[0]}, {runs[0][names[0]]['threads']} threads; PyTorch {torch.__version__}, {runs[1][names[0]]['threads']} threads (the same libtorch files)",
+             "", "| model | input | genrelab (samples/s) | PyTorch (samples/s) | genrelab / PyTorch | study protocol at this speed (genrelab) |",
              "|---|---|---:|---:|---:|---:|"]
-    for name in study + crops:
-        b = max(runs[0][name]["samples_per_s"], runs[2][name]["samples_per_s"])
-        inp = runs[0][name]["input"]
-        if name in study:
-            t = max(runs[1][name]["samples_per_s"], runs[3][name]["samples_per_s"])
-            hours = study_hours(b)
-            lines.append(f"| {name} | {inp} | {b:.0f} | {t:.0f} | {b / t:.2f} | {hours * 60:.1f} min |")
-        else:
-            lines.append(f"| {name} | {inp} crops | {b:.0f} | not measured | - | - |")
-    lines += ["", f"PyTorch {torch.__version__} (CUDA {torch.version.cuda}), default settings (cuDNN, no AMP, no compile)."]
-    write_result("train_gpu.md", lines)
+    for name in names:
+        g = max(runs[0][name]["samples_per_s"], runs[2][name]["samples_per_s"])
+        t = max(runs[1][name]["samples_per_s"], runs[3][name]["samples_per_s"])
+        hours = study_hours(g)
+        study = f"{hours:.2f} h" if name in ("linear", "simple_cnn", "complex_cnn") else "-"
+        lines.append(f"| {name} | {runs[0][name]['input']} | {g:.0f} | {t:.0f} | {g / t:.2f} | {study} |")
+    lines += ["", "The study-protocol column is training throughput extrapolated (5 seeds x 150 epochs x 799 clips, and the",
+              "200 test clips scored each epoch); `bench/study_bench.py` measures the whole protocol instead."]
+    text = "\n".join(lines) + "\n"
+    name = "train.md" if args.device == "cpu" else "train_gpu.md"
+    with open(os.path.join(ROOT, "bench", "results", name), "w") as f:
+        f.write(text)
+    print(text)
 
 
 if __name__ == "__main__":

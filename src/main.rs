@@ -114,6 +114,8 @@ enum Command {
 }
 
 fn main() {
+    // Before anything allocates: freed tensors' memory is reused, not faulted in again.
+    genrelab_models::keep_freed_memory();
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         // symphonia logs its probing of every format it tries (errors included) before

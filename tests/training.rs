@@ -70,7 +70,10 @@ fn train_and_evaluate_stages_write_metrics_report_and_rerun_alone_on_a_training_
         assert!(t > 0.0 && (t - s).abs() < 1e-9, "{r}");
     }
     let results = String::from_utf8_lossy(&o.stdout).to_string();
-    assert!(results.contains("Cost: ") && results.contains("for the 4 runs") && results.contains("on CPU (burn flex), "), "{results}");
+    assert!(
+        results.contains("Cost: ") && results.contains("for the 4 runs") && results.contains("on CPU (libtorch 2.13.0), "),
+        "{results}"
+    );
     // One test part: a seed ensemble's accuracy has no spread to show.
     let row = results.lines().find(|l| l.starts_with("| linear | linear, 2 seeds averaged |")).expect(&results);
     assert!(!row.contains("+-") && results.contains("| test acc (one test part) |"), "{results}");
@@ -207,11 +210,11 @@ fn crop_and_descriptor_models_train_under_kfold_with_validation_selection() {
             let hist = c["history"].as_array().unwrap();
             let best = hist.iter().min_by(|a, b| a["valid_loss"].as_f64().unwrap().total_cmp(&b["valid_loss"].as_f64().unwrap())).unwrap();
             assert_eq!(sel as u64, best["epoch"].as_u64().unwrap(), "selected on validation loss, not on test");
-            assert_eq!(c["weights"], "best.bpk");
+            assert_eq!(c["weights"], "best.safetensors");
             assert_eq!(c["settings"]["recipe"]["select"], "best_valid");
-            // `threads = 1` sizes the pool burn flex trains on, and the checkpoint records it.
+            // `threads = 1` sizes the pool libtorch trains on, and the checkpoint records it.
             let on = c["trained_on"].as_str().unwrap();
-            assert!(on == "CPU (burn flex), 1 thread" || on.starts_with("CPU (burn flex), 1 thread, "), "{on}");
+            assert!(on == "CPU (libtorch 2.13.0), 1 thread" || on.starts_with("CPU (libtorch 2.13.0), 1 thread, "), "{on}");
             if model == "resnet" {
                 assert_eq!(c["settings"]["recipe"]["crop_frames"], 16);
                 assert_eq!(c["spec"]["frames"], 16);
@@ -486,8 +489,9 @@ fn jobs_train_runs_side_by_side_in_worker_processes_with_the_same_results() {
          select = \"best_valid\"\nmixup_alpha = 0.2\n\
          [tune]\nmodel = \"logreg\"\ntrials = 2\n[tune.space]\nlearning_rate = [0.01, 0.1]\n"
     );
+    // One process on one thread, and two workers on one thread each: the same runs to the bit.
     let one = tempfile::tempdir().unwrap();
-    write_config(one.path(), &format!("threads = 2\njobs = 1\n{body}"));
+    write_config(one.path(), &format!("threads = 1\njobs = 1\n{body}"));
     let o = genrelab(one.path(), &["run"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(!text(&o).contains("worker processes"), "{}", text(&o));
@@ -500,6 +504,27 @@ fn jobs_train_runs_side_by_side_in_worker_processes_with_the_same_results() {
     let expected = histories(&one.path().join("work"));
     assert_eq!(expected.len(), 8, "2 models x 4 folds");
     assert_eq!(histories(&two.path().join("work")), expected, "each run trains the same in a worker as in one process");
+
+    // On two threads libtorch splits some reductions differently: the same runs up to float
+    // rounding (the README says so), not to the bit.
+    let wide = tempfile::tempdir().unwrap();
+    write_config(wide.path(), &format!("threads = 2\njobs = 1\n{body}"));
+    assert!(genrelab(wide.path(), &["run", "train"]).status.success());
+    let other = histories(&wide.path().join("work"));
+    assert_eq!(other.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>());
+    // The losses (train, validation, test) agree within 1 % (measured: 6e-4 at most after 3
+    // epochs; another seed or shuffle moves them by tenths); an accuracy could flip on a clip
+    // whose two top classes tie to rounding, so they are not compared.
+    let mut worst = 0f64;
+    for (run, (rows, _)) in &other {
+        for (a, b) in rows.iter().zip(&expected[run].0) {
+            for (x, y) in [(a[0], b[0]), (a[2], b[2]), (a[4], b[4])] {
+                assert!((x.is_nan() && y.is_nan()) || (x - y).abs() <= 1e-2 * (1.0 + y.abs()), "{run}: {a:?} on 2 threads, {b:?} on 1");
+                worst = worst.max((x - y).abs());
+            }
+        }
+    }
+    eprintln!("largest loss difference between 1 and 2 threads: {worst:e}");
     for run in ["simple_cnn/fold0-seed0", "logreg/fold3-seed0"] {
         let c: serde_json::Value =
             serde_json::from_slice(&std::fs::read(two.path().join(format!("work/train/{run}/checkpoint.json"))).unwrap()).unwrap();

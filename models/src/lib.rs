@@ -8,8 +8,10 @@
 pub mod nets;
 pub mod train;
 
-use burn::prelude::*;
 use serde::{Deserialize, Serialize};
+use tch::{Tensor, nn};
+
+pub use tch::Device;
 
 pub use nets::{ComplexCnn, LinearModel, ResNet, ShortChunkCnn, SimpleCnn};
 
@@ -79,11 +81,14 @@ pub fn registry() -> &'static [ModelInfo] {
     ]
 }
 
-/// A built model of any registered kind. Built once per run and never moved in a hot loop, so
-/// the size difference between its variants costs nothing worth boxing for.
-#[allow(clippy::large_enum_variant)]
-#[derive(Module, Debug)]
-pub enum Model {
+/// A built model of any registered kind: its network and the variables it owns (weights,
+/// biases and batch norm's running statistics) in one `tch` variable store on one device.
+pub struct Model {
+    vs: nn::VarStore,
+    net: Net,
+}
+
+enum Net {
     Linear(LinearModel),
     SimpleCnn(SimpleCnn),
     ComplexCnn(ComplexCnn),
@@ -92,15 +97,65 @@ pub enum Model {
 }
 
 impl Model {
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        match self {
-            Model::Linear(m) => m.forward(x),
-            Model::SimpleCnn(m) => m.forward(x),
-            Model::ComplexCnn(m) => m.forward(x),
-            Model::ResNet(m) => m.forward(x),
-            Model::ShortChunkCnn(m) => m.forward(x),
+    /// Logits for `x` (`batch x 1 x mels x frames`); `train` turns dropout on and makes batch
+    /// norm use (and update) the batch's statistics.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        match &self.net {
+            Net::Linear(m) => m.forward(x),
+            Net::SimpleCnn(m) => m.forward_t(x, train),
+            Net::ComplexCnn(m) => m.forward_t(x, train),
+            Net::ResNet(m) => m.forward_t(x, train),
+            Net::ShortChunkCnn(m) => m.forward_t(x, train),
         }
     }
+
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    /// Every variable by name (trainable or not), sorted by name: what a weights file holds.
+    pub fn variables(&self) -> Vec<(String, Tensor)> {
+        let mut v: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// The trainable variables by name, sorted by name (batch norm's running statistics are
+    /// buffers and not among them).
+    pub fn trainable(&self) -> Vec<(String, Tensor)> {
+        self.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect()
+    }
+
+    /// A copy of every variable's value, on the CPU (for a weights file written later).
+    pub fn snapshot(&self) -> Vec<(String, Tensor)> {
+        tch::no_grad(|| self.variables().into_iter().map(|(n, t)| (n, t.to_device(Device::Cpu).copy())).collect())
+    }
+
+    /// Write the weights as safetensors (from the CPU, so a file written on a GPU loads anywhere).
+    pub fn save(&self, path: &std::path::Path) -> Result<(), tch::TchError> {
+        save_tensors(&self.snapshot(), path)
+    }
+
+    /// Read weights written by [`Model::save`] (on any device) into this model.
+    pub fn load(&mut self, path: &std::path::Path) -> Result<(), tch::TchError> {
+        let file: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(path)?.into_iter().collect();
+        tch::no_grad(|| {
+            for (name, mut var) in self.variables() {
+                let src = file.get(&name).ok_or_else(|| tch::TchError::TensorNameNotFound(name.clone(), path.display().to_string()))?;
+                if src.size() != var.size() {
+                    return Err(tch::TchError::Shape(format!("{name}: {:?} in the file, {:?} in the model", src.size(), var.size())));
+                }
+                var.f_copy_(src)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Write named tensors as one safetensors file.
+pub fn save_tensors(tensors: &[(String, Tensor)], path: &std::path::Path) -> Result<(), tch::TchError> {
+    let cpu: Vec<(&str, Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t.to_device(Device::Cpu).contiguous())).collect();
+    Tensor::write_safetensors(&cpu, path)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,27 +168,19 @@ pub enum ModelError {
 
 /// Trainable parameters (batch norm's running statistics are buffers and do not count), as
 /// PyTorch's `sum(p.numel() for p in model.parameters() if p.requires_grad)`.
-pub fn trainable_params<M: Module>(model: &M) -> usize {
-    struct Count(usize);
-    impl burn::module::ModuleVisitor for Count {
-        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
-            if param.val().is_require_grad() {
-                self.0 += param.val().shape().num_elements();
-            }
-        }
-    }
-    let mut c = Count(0);
-    model.visit(&mut c);
-    c.0
+pub fn trainable_params(model: &Model) -> usize {
+    model.trainable().iter().map(|(_, t)| t.numel()).sum()
 }
 
-/// Trainable parameters of a model spec (built on the CPU with autodiff, never trained).
+/// Trainable parameters of a model spec (built on the CPU, never trained).
 pub fn count_params(spec: &ModelSpec) -> Result<usize, ModelError> {
-    Ok(trainable_params(&build(spec, &Device::flex().autodiff())?))
+    Ok(trainable_params(&build(spec, Device::Cpu)?))
 }
 
 /// Build a model by name.
-pub fn build(spec: &ModelSpec, device: &Device) -> Result<Model, ModelError> {
+pub fn build(spec: &ModelSpec, device: Device) -> Result<Model, ModelError> {
+    let vs = nn::VarStore::new(device);
+    let p = &vs.root();
     let small = |min: usize| {
         (spec.mels < min || spec.frames < min).then(|| ModelError::InputTooSmall {
             name: spec.name.clone(),
@@ -142,64 +189,97 @@ pub fn build(spec: &ModelSpec, device: &Device) -> Result<Model, ModelError> {
             frames: spec.frames,
         })
     };
-    match spec.name.as_str() {
-        "linear" | "logreg" => Ok(Model::Linear(LinearModel::new(spec.mels * spec.frames, spec.classes, device))),
-        "simple_cnn" => small(8).map_or_else(|| Ok(Model::SimpleCnn(SimpleCnn::new([8, 16, 32], 128, spec.classes, device))), Err),
-        "complex_cnn" => small(8).map_or_else(|| Ok(Model::ComplexCnn(ComplexCnn::new(spec.classes, device))), Err),
-        "resnet" => small(16).map_or_else(|| Ok(Model::ResNet(ResNet::new([16, 32, 64, 128], spec.classes, device))), Err),
-        "resnet_wide" => small(16).map_or_else(|| Ok(Model::ResNet(ResNet::new([32, 64, 128, 256], spec.classes, device))), Err),
-        "short_chunk_cnn" => {
-            small(32).map_or_else(|| Ok(Model::ShortChunkCnn(ShortChunkCnn::new([16, 16, 32, 32, 64], 64, spec.classes, device))), Err)
-        }
-        other => Err(info(other).err().expect("every registered model is built above")),
+    let classes = spec.classes as i64;
+    let net = match spec.name.as_str() {
+        "linear" | "logreg" => Net::Linear(LinearModel::new(p, (spec.mels * spec.frames) as i64, classes)),
+        "simple_cnn" | "complex_cnn" => match small(8) {
+            Some(e) => return Err(e),
+            None if spec.name == "simple_cnn" => Net::SimpleCnn(SimpleCnn::new(p, [8, 16, 32], 128, classes)),
+            None => Net::ComplexCnn(ComplexCnn::new(p, classes)),
+        },
+        "resnet" | "resnet_wide" => match small(16) {
+            Some(e) => return Err(e),
+            None if spec.name == "resnet" => Net::ResNet(ResNet::new(p, [16, 32, 64, 128], classes)),
+            None => Net::ResNet(ResNet::new(p, [32, 64, 128, 256], classes)),
+        },
+        "short_chunk_cnn" => match small(32) {
+            Some(e) => return Err(e),
+            None => Net::ShortChunkCnn(ShortChunkCnn::new(p, [16, 16, 32, 32, 64], 64, classes)),
+        },
+        other => return Err(info(other).err().expect("every registered model is built above")),
+    };
+    Ok(Model { vs, net })
+}
+
+/// The device to train and predict on: CUDA GPU 0 when libtorch was built with CUDA, a GPU is
+/// there and `GENRELAB_DEVICE` is not `cpu`; else the CPU. `GENRELAB_DEVICE=cuda` insists on the
+/// GPU: without one it is an error ([`DeviceError`]), not a silent fallback.
+pub fn default_device() -> Result<Device, DeviceError> {
+    match std::env::var("GENRELAB_DEVICE").as_deref() {
+        Ok("cpu") => Ok(Device::Cpu),
+        Ok("cuda") if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
+        Ok("cuda") => Err(DeviceError::NoCuda),
+        Ok("") | Err(_) => Ok(if tch::Cuda::is_available() { Device::Cuda(0) } else { Device::Cpu }),
+        Ok(other) => Err(DeviceError::Unknown(other.to_string())),
     }
 }
 
-/// The device to train on: CUDA when built with `cuda`, a CUDA driver is installed and
-/// `GENRELAB_DEVICE` is not `cpu` (`GENRELAB_DEVICE=cuda` insists on the GPU), else burn's
-/// pure-Rust `flex` CPU backend.
-pub fn default_device() -> Device {
-    if uses_cuda() {
-        #[cfg(feature = "cuda")]
-        return Device::cuda(0);
-    }
-    Device::flex()
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error(
+        "GENRELAB_DEVICE=cuda, but libtorch sees no CUDA GPU (is libtorch a CUDA build? tools/libtorch.sh with GENRELAB_TORCH=cuda installs one)"
+    )]
+    NoCuda,
+    #[error("GENRELAB_DEVICE must be `cpu` or `cuda`, not `{0}`")]
+    Unknown(String),
 }
 
-/// Size rayon's global pool, on which burn flex runs its kernels (and the stages their parallel
-/// loops): `threads` workers, 0 = rayon's default (`RAYON_NUM_THREADS`, else every core). Call it
-/// before any parallel work: a pool already running keeps its size, and a warning says so.
+/// Size the thread pools: rayon's global pool (the stages' parallel loops) and libtorch's
+/// intra-op pool (training and prediction on the CPU), `threads` each; 0 = their defaults
+/// (`RAYON_NUM_THREADS`, else every core; libtorch: every physical core, or `OMP_NUM_THREADS`).
+/// Call it before any parallel work: a rayon pool already running keeps its size (a warning
+/// says so).
 pub fn use_threads(threads: usize) {
     if threads == 0 {
         return;
     }
+    tch::set_num_threads(threads as i32);
     if rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().is_err() && rayon::current_num_threads() != threads {
         tracing::warn!(threads, running = rayon::current_num_threads(), "the thread pool was already running: `threads` not applied");
     }
 }
 
-/// Whether [`default_device`] is the GPU (see there).
-pub fn uses_cuda() -> bool {
-    if !cfg!(feature = "cuda") {
-        return false;
-    }
-    match std::env::var("GENRELAB_DEVICE").as_deref() {
-        Ok("cpu") => false,
-        Ok("cuda") => true,
-        _ => {
-            static PRESENT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-            *PRESENT.get_or_init(|| {
-                let present = cuda_driver_present();
-                if !present {
-                    tracing::warn!(
-                        "built with CUDA, but no CUDA driver (libcuda) was found: using the CPU (GENRELAB_DEVICE=cuda insists on the GPU)"
-                    );
-                }
-                present
-            })
+/// Make glibc's allocator keep the memory a training step frees for the next step, instead of
+/// returning it to the kernel and faulting fresh zeroed pages in again (every activation of a
+/// CNN's batch is megabytes). Measured on the study's complex CNN (2-core Xeon, batches of 128):
+/// the step's backward pass 106 - 160 ms with glibc's defaults, 68 - 75 ms with this, for
+/// genrelab and for PyTorch alike (`MALLOC_MMAP_THRESHOLD_` and `MALLOC_TRIM_THRESHOLD_` do the
+/// same from the environment; bench/results/train.md). The process keeps its peak memory until it
+/// exits. Call it first in `main`; elsewhere than glibc it does nothing.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        unsafe extern "C" {
+            fn mallopt(param: i32, value: i32) -> i32;
+        }
+        const M_TRIM_THRESHOLD: i32 = -1;
+        const M_MMAP_THRESHOLD: i32 = -3;
+        // SAFETY: mallopt only sets the allocator's parameters; 1 GiB for both: allocations
+        // below it come from the heap, and the heap is trimmed only above it.
+        let ok = unsafe { mallopt(M_MMAP_THRESHOLD, 1 << 30) == 1 && mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1 };
+        if !ok {
+            tracing::debug!("mallopt refused the allocator settings; glibc's defaults stay");
         }
     }
 }
+
+/// Whether [`default_device`] is the GPU.
+pub fn uses_cuda() -> bool {
+    matches!(default_device(), Ok(Device::Cuda(_)))
+}
+
+/// The libtorch version genrelab is built against (tch 0.26).
+pub const LIBTORCH_VERSION: &str = "2.13.0";
 
 /// The NVIDIA GPU model as the Linux driver reports it (`/proc/driver/nvidia/gpus/*/information`,
 /// "Model: NVIDIA H200"), for the cost figures: the model when every GPU is that model, else the
@@ -224,45 +304,26 @@ fn gpu_model_line(info: &str) -> Option<String> {
     info.lines().find_map(|l| l.strip_prefix("Model:")).map(|m| m.trim().to_string()).filter(|m| !m.is_empty())
 }
 
-/// Whether the CUDA driver library loads (what burn's CUDA backend opens first); without it a
-/// CUDA build would stop with a panic on its first tensor.
-#[cfg(all(feature = "cuda", target_os = "linux"))]
-fn cuda_driver_present() -> bool {
-    use std::ffi::{CString, c_char, c_int, c_void};
-    unsafe extern "C" {
-        fn dlopen(filename: *const c_char, flag: c_int) -> *mut c_void;
-    }
-    const RTLD_LAZY: c_int = 1;
-    ["libcuda.so.1", "libcuda.so"].iter().any(|name| {
-        let name = CString::new(*name).expect("no NUL in the name");
-        // SAFETY: dlopen takes a NUL-terminated path; the handle is kept (burn opens it again).
-        !unsafe { dlopen(name.as_ptr(), RTLD_LAZY) }.is_null()
-    })
-}
-
-#[cfg(not(all(feature = "cuda", target_os = "linux")))]
-fn cuda_driver_present() -> bool {
-    cfg!(feature = "cuda")
-}
-
-/// What [`default_device`] runs on, in words, for the cost figures of a report: the backend and,
-/// on the CPU, the processor (Linux: `/proc/cpuinfo`) and the cores burn's thread pool uses.
+/// What [`default_device`] runs on, in words, for the cost figures of a report: the engine and
+/// the device; on the GPU its model and cuDNN, on the CPU the processor (Linux: `/proc/cpuinfo`)
+/// and the threads libtorch trains on.
 pub fn device_description() -> String {
+    let engine = format!("libtorch {LIBTORCH_VERSION}");
     if uses_cuda() {
+        let cudnn = if tch::Cuda::cudnn_is_available() { ", cuDNN" } else { "" };
         return match gpu_model() {
-            Some(model) => format!("CUDA GPU 0, {model} (burn cuda)"),
-            None => "CUDA GPU 0 (burn cuda)".into(),
+            Some(model) => format!("CUDA GPU 0, {model} ({engine}{cudnn})"),
+            None => format!("CUDA GPU 0 ({engine}{cudnn})"),
         };
     }
-    // burn flex's kernels run on rayon's global pool (`use_threads`).
-    let cores = rayon::current_num_threads();
+    let cores = tch::get_num_threads().max(1);
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_string()));
     let threads = if cores == 1 { "1 thread".to_string() } else { format!("{cores} threads") };
     match cpu {
-        Some(cpu) => format!("CPU (burn flex), {threads}, {cpu}"),
-        None => format!("CPU (burn flex), {threads}"),
+        Some(cpu) => format!("CPU ({engine}), {threads}, {cpu}"),
+        None => format!("CPU ({engine}), {threads}"),
     }
 }
 
@@ -280,9 +341,11 @@ mod tests {
     }
 
     #[test]
-    fn a_cpu_build_describes_the_cpu() {
-        if !cfg!(feature = "cuda") {
-            assert!(device_description().starts_with("CPU (burn flex), "), "{}", device_description());
+    fn the_cpu_is_described_with_the_engine_and_threads() {
+        if !uses_cuda() {
+            let d = device_description();
+            assert!(d.starts_with(&format!("CPU (libtorch {LIBTORCH_VERSION}), ")), "{d}");
+            assert!(d.contains(" thread"), "{d}");
         }
     }
 }

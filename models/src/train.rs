@@ -2,20 +2,19 @@
 //! figures, a checkpoint after an epoch (every epoch that ends [`CHECKPOINT_INTERVAL`] or more
 //! after the last checkpoint, and the last), and resuming from the last checkpointed epoch.
 //!
-//! Determinism: the model is initialised from `seed`; before epoch `e` the device RNG (dropout)
-//! is reseeded from `(seed, e)` and the batch order is a shuffle seeded by `(seed, e)`. A run
-//! resumed from its checkpoint therefore continues exactly as an uninterrupted one would.
+//! Determinism: the model is initialised from `seed`; before epoch `e` libtorch's generator
+//! (dropout) is reseeded from `(seed, e)` and the batch order is a shuffle seeded by `(seed, e)`.
+//! A run resumed from its checkpoint therefore continues exactly as an uninterrupted one would,
+//! on the same device and thread count (libtorch's CPU kernels split some reductions by thread,
+//! so other thread counts give results equal to float rounding, not to the bit).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer};
-use burn::prelude::*;
-use burn::tensor::activation::{log_softmax, softmax};
 use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
 
-use crate::{Model, ModelError, ModelSpec, build};
+use crate::{Model, ModelError, ModelSpec, build, save_tensors};
 
 /// The training settings (the study's by default) and the recipe options.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -257,12 +256,12 @@ impl Batchable<'_> {
         }
     }
     /// A batch of `(row, offset)` windows `width` frames wide.
-    fn windows_tensor(&self, items: &[(usize, usize)], width: usize, device: &Device) -> Tensor<4> {
+    fn windows_tensor(&self, items: &[(usize, usize)], width: usize, device: Device) -> Tensor {
         let mut xs = Vec::with_capacity(items.len() * self.mels * width);
         for &(r, o) in items {
             self.push_window(r, o, width, &mut xs);
         }
-        Tensor::<4>::from_data(TensorData::new(xs, [items.len(), 1, self.mels, width]), device)
+        batch_tensor(&xs, items.len(), self.mels, width, device)
     }
 }
 
@@ -298,6 +297,8 @@ pub enum TrainError {
     NoValidation,
     #[error("crops of {crop} frames do not fit inputs of {frames} frames")]
     CropTooLong { crop: usize, frames: usize },
+    #[error("the training loss is not a finite number at epoch {epoch}, step {step} (a learning rate too high, or non-finite inputs)")]
+    NotFinite { epoch: usize, step: usize },
 }
 
 fn ckpt_err(path: &Path, e: impl std::fmt::Display) -> TrainError {
@@ -316,12 +317,17 @@ struct Progress {
     /// Early stopping ended the run before its last epoch.
     #[serde(default)]
     stopped: bool,
+    /// Optimizer steps taken (Adam's bias correction resumes from there).
+    #[serde(default)]
+    steps: u64,
 }
 
-pub const WEIGHTS: &str = "model.bpk";
+/// The weights after the last trained epoch (safetensors, written from the CPU).
+pub const WEIGHTS: &str = "model.safetensors";
 /// The weights of the best validation epoch (`select = "best_valid"`).
-pub const BEST_WEIGHTS: &str = "best.bpk";
-const OPTIMIZER: &str = "optimizer.bpk";
+pub const BEST_WEIGHTS: &str = "best.safetensors";
+/// Adam's moments, one pair per trainable variable; the step count is in `progress.json`.
+const OPTIMIZER: &str = "optimizer.safetensors";
 const PROGRESS: &str = "progress.json";
 
 /// How many epochs the run in `dir` has completed so far, from its `progress.json` (None when it
@@ -351,11 +357,11 @@ fn shuffled(n: usize, seed: u64) -> Vec<usize> {
 
 /// Mean loss (negative log of the clip's probability of its label) and accuracy of `model` (in
 /// validation mode) on `data`, clip by clip (`window`: see [`predict_proba`]).
-pub fn evaluate(model: &Model, data: Batchable, window: Option<(usize, usize)>, batch: usize, device: &Device) -> (f64, f64) {
+pub fn evaluate(model: &Model, data: Batchable, window: Option<(usize, usize)>, batch: usize) -> (f64, f64) {
     if data.is_empty() {
         return (f64::NAN, f64::NAN);
     }
-    let p = predict_proba(model, data, window, batch, device);
+    let p = predict_proba(model, data, window, batch);
     let k = p.len() / data.len();
     let (mut loss, mut correct) = (0f64, 0usize);
     for (i, &y) in data.y.iter().enumerate() {
@@ -369,8 +375,8 @@ pub fn evaluate(model: &Model, data: Batchable, window: Option<(usize, usize)>, 
 
 /// Class probabilities, `n x classes`, row-major: the softmax of the logits, or with `window =
 /// Some((crop, hop))` the mean of the softmax over every window of each clip.
-pub fn predict_proba(model: &Model, data: Batchable, window: Option<(usize, usize)>, batch: usize, device: &Device) -> Vec<f32> {
-    let model = model.valid();
+pub fn predict_proba(model: &Model, data: Batchable, window: Option<(usize, usize)>, batch: usize) -> Vec<f32> {
+    let _no_grad = tch::no_grad_guard();
     let (width, offsets) = match window {
         Some((crop, hop)) => (crop.min(data.frames), window_offsets(data.frames, crop, hop)),
         None => (data.frames, vec![0]),
@@ -378,8 +384,8 @@ pub fn predict_proba(model: &Model, data: Batchable, window: Option<(usize, usiz
     let items: Vec<(usize, usize)> = (0..data.len()).flat_map(|r| offsets.iter().map(move |&o| (r, o))).collect();
     let mut sums: Vec<f32> = vec![];
     for chunk in items.chunks(batch.max(1)) {
-        let p = softmax(model.forward(data.windows_tensor(chunk, width, device)), 1);
-        let p = p.into_data().try_into_vec::<f32>().expect("f32 probabilities");
+        let logits = model.forward_t(&data.windows_tensor(chunk, width, model.device()), false);
+        let p = Vec::<f32>::try_from(logits.softmax(1, Kind::Float).flatten(0, -1).to_device(Device::Cpu)).expect("f32 probabilities");
         let k = p.len() / chunk.len();
         if sums.is_empty() {
             sums = vec![0.0; data.len() * k];
@@ -397,14 +403,15 @@ pub fn predict_proba(model: &Model, data: Batchable, window: Option<(usize, usiz
 
 /// Load a trained model from a run folder (`weights`: a file name in it, [`WEIGHTS`] or
 /// [`BEST_WEIGHTS`]).
-pub fn load_weights(dir: &Path, weights: &str, spec: &ModelSpec, device: &Device) -> Result<Model, TrainError> {
-    let model = build(spec, device)?;
+pub fn load_weights(dir: &Path, weights: &str, spec: &ModelSpec, device: Device) -> Result<Model, TrainError> {
+    let mut model = build(spec, device)?;
     let path = dir.join(weights);
-    model.try_load_file(&path).map_err(|e| ckpt_err(&path, format!("{e:?}")))
+    model.load(&path).map_err(|e| ckpt_err(&path, e))?;
+    Ok(model)
 }
 
 /// Load the last epoch's model from a run folder.
-pub fn load_model(dir: &Path, spec: &ModelSpec, device: &Device) -> Result<Model, TrainError> {
+pub fn load_model(dir: &Path, spec: &ModelSpec, device: Device) -> Result<Model, TrainError> {
     load_weights(dir, WEIGHTS, spec, device)
 }
 
@@ -416,7 +423,7 @@ fn write_json_atomic(path: &Path, value: &impl Serialize) -> Result<(), TrainErr
 
 /// What a run produced.
 pub struct RunOutcome {
-    /// The selected model (last or best validation epoch), in validation mode.
+    /// The selected model (last or best validation epoch).
     pub model: Model,
     pub history: Vec<EpochRecord>,
     /// The selected epoch (1-based) and the weights file that holds it.
@@ -480,12 +487,116 @@ fn training_batch(
     (xs, ys, Some(targets))
 }
 
+/// A `batch x 1 x mels x width` input tensor on `device` from row-major values.
+pub fn batch_tensor(xs: &[f32], batch: usize, mels: usize, width: usize, device: Device) -> Tensor {
+    Tensor::from_slice(xs).view([batch as i64, 1, mels as i64, width as i64]).to_device(device)
+}
+
+/// Adam (AdamW with a weight decay), as `torch.optim.Adam` / `AdamW` compute it with their
+/// defaults (betas 0.9 / 0.999, eps 1e-8; the single-tensor path PyTorch takes on the CPU), with
+/// state that can be saved and loaded for an exact resume.
+pub struct Adam {
+    params: Vec<(String, Tensor)>,
+    exp_avg: Vec<Tensor>,
+    exp_avg_sq: Vec<Tensor>,
+    /// Steps taken so far.
+    pub step: u64,
+    weight_decay: f64,
+}
+
+impl Adam {
+    const BETA1: f64 = 0.9;
+    const BETA2: f64 = 0.999;
+    const EPS: f64 = 1e-8;
+
+    /// Adam over the model's trainable variables; decoupled weight decay (AdamW) when
+    /// `weight_decay > 0`.
+    pub fn new(model: &Model, weight_decay: f64) -> Adam {
+        let params = model.trainable();
+        let zeros = || params.iter().map(|(_, p)| p.zeros_like()).collect::<Vec<_>>();
+        Adam { exp_avg: zeros(), exp_avg_sq: zeros(), params, step: 0, weight_decay }
+    }
+
+    /// Clear the gradients before a backward pass.
+    pub fn zero_grad(&mut self) {
+        for (_, p) in &mut self.params {
+            p.zero_grad();
+        }
+    }
+
+    /// One update with learning rate `lr` from the gradients of the last backward pass.
+    pub fn step(&mut self, lr: f64) {
+        self.step += 1;
+        let bias1 = 1.0 - Self::BETA1.powi(self.step as i32);
+        let bias2_sqrt = (1.0 - Self::BETA2.powi(self.step as i32)).sqrt();
+        let step_size = lr / bias1;
+        tch::no_grad(|| {
+            for (((_, p), m), v) in self.params.iter_mut().zip(&mut self.exp_avg).zip(&mut self.exp_avg_sq) {
+                let g = p.grad();
+                if !g.defined() {
+                    continue;
+                }
+                if self.weight_decay > 0.0 {
+                    let _ = p.g_mul_scalar_(1.0 - lr * self.weight_decay);
+                }
+                let _ = m.lerp_(&g, 1.0 - Self::BETA1);
+                let _ = v.g_mul_scalar_(Self::BETA2);
+                let _ = v.addcmul_(&(&g * (1.0 - Self::BETA2)), &g);
+                let denom = (v.sqrt() / bias2_sqrt) + Self::EPS;
+                let _ = p.addcdiv_(&(&*m * -step_size), &denom);
+            }
+        });
+    }
+
+    /// Write the moments (safetensors); the step count goes with the run's progress.
+    pub fn save(&self, path: &Path) -> Result<(), tch::TchError> {
+        let mut t = vec![];
+        for ((name, _), (m, v)) in self.params.iter().zip(self.exp_avg.iter().zip(&self.exp_avg_sq)) {
+            t.push((format!("exp_avg.{name}"), m.shallow_clone()));
+            t.push((format!("exp_avg_sq.{name}"), v.shallow_clone()));
+        }
+        save_tensors(&t, path)
+    }
+
+    /// Read the moments written by [`Adam::save`] after `step` steps.
+    pub fn load(&mut self, path: &Path, step: u64) -> Result<(), tch::TchError> {
+        let file: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(path)?.into_iter().collect();
+        tch::no_grad(|| {
+            for ((name, _), (m, v)) in self.params.iter().zip(self.exp_avg.iter_mut().zip(self.exp_avg_sq.iter_mut())) {
+                for (key, dst) in [(format!("exp_avg.{name}"), m), (format!("exp_avg_sq.{name}"), v)] {
+                    let src = file.get(&key).ok_or_else(|| tch::TchError::TensorNameNotFound(key.clone(), path.display().to_string()))?;
+                    dst.f_copy_(src)?;
+                }
+            }
+            Ok::<(), tch::TchError>(())
+        })?;
+        self.step = step;
+        Ok(())
+    }
+}
+
+/// One training step on a batch: forward (dropout and batch statistics on), cross-entropy (on
+/// `soft` targets when given, `batch x classes`), backward, Adam at `lr`. Returns the batch's
+/// mean loss and how many of its clips the logits got right (argmax = label).
+pub fn train_step(model: &Model, optim: &mut Adam, x: &Tensor, y: &Tensor, soft: Option<&Tensor>, lr: f64) -> (f64, usize) {
+    let logits = model.forward_t(x, true);
+    let loss = match soft {
+        None => logits.cross_entropy_for_logits(y),
+        Some(t) => -(logits.log_softmax(1, Kind::Float) * t).sum_dim_intlist(1, false, Kind::Float).mean(Kind::Float),
+    };
+    optim.zero_grad();
+    loss.backward();
+    optim.step(lr);
+    let correct = tch::no_grad(|| logits.argmax(1, false).eq_tensor(y).sum(Kind::Int64).int64_value(&[]));
+    (loss.double_value(&[]), correct as usize)
+}
+
 /// How long training goes on between checkpoints: an epoch that ends this long or more after the
 /// last checkpoint (or the run's start) writes one, as does the last epoch. Writing one costs
-/// milliseconds to tens of them (weights and optimizer state, each synced to disk by burn):
-/// with one after every epoch, the train stage of logreg's 30 runs of 300 epochs on gtzan-mini
-/// took 202 s, against 4.5 s with this interval (README, "Training and evaluation"), while a
-/// killed run now redoes about this much training at most (or the one epoch in progress).
+/// milliseconds (weights and optimizer state): with one after every epoch, the train stage of
+/// logreg's 30 runs of 300 epochs on gtzan-mini took 202 s with burn (which synced each file to
+/// disk), against 4.5 s with this interval (README, "Training and evaluation"), while a killed
+/// run now redoes about this much training at most (or the one epoch in progress).
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Train one model, tracking validation (when given) and test every epoch, checkpointing into
@@ -495,7 +606,7 @@ pub fn train_run(
     spec: &ModelSpec,
     settings: &TrainSettings,
     data: RunData,
-    device: &Device,
+    device: Device,
     dir: &Path,
     on_epoch: impl FnMut(&EpochRecord),
 ) -> Result<RunOutcome, TrainError> {
@@ -509,7 +620,7 @@ pub fn train_run_checkpointing(
     spec: &ModelSpec,
     settings: &TrainSettings,
     data: RunData,
-    device: &Device,
+    device: Device,
     dir: &Path,
     interval: Duration,
     mut on_epoch: impl FnMut(&EpochRecord),
@@ -531,29 +642,24 @@ pub fn train_run_checkpointing(
     }
     let width = window.map_or(train.frames, |w| w.0);
     std::fs::create_dir_all(dir).map_err(|e| ckpt_err(dir, e))?;
-    let ad = device.clone().autodiff();
-    ad.seed(settings.seed);
-    let mut model = build(spec, &ad)?;
-    let mut optim: ModuleOptimizer = if recipe.weight_decay > 0.0 {
-        AdamWConfig::new().with_weight_decay(recipe.weight_decay as f32).init()
-    } else {
-        AdamConfig::new().init()
-    };
-    let mut progress = Progress { spec: spec.clone(), settings: settings.clone(), history: vec![], best: None, stopped: false };
+    tch::manual_seed(settings.seed as i64);
+    let mut model = build(spec, device)?;
+    let mut optim = Adam::new(&model, recipe.weight_decay);
+    let mut progress = Progress { spec: spec.clone(), settings: settings.clone(), history: vec![], best: None, stopped: false, steps: 0 };
 
     let progress_path = dir.join(PROGRESS);
     if let Some(p) = std::fs::read(&progress_path).ok().and_then(|b| serde_json::from_slice::<Progress>(&b).ok())
         && &p.spec == spec
         && &p.settings == settings
         && !p.history.is_empty()
+        && dir.join(WEIGHTS).exists()
     {
-        model = model.try_load_file(dir.join(WEIGHTS)).map_err(|e| ckpt_err(&dir.join(WEIGHTS), format!("{e:?}")))?;
-        optim = optim.load(dir.join(OPTIMIZER)).map_err(|e| ckpt_err(&dir.join(OPTIMIZER), format!("{e:?}")))?;
+        model.load(&dir.join(WEIGHTS)).map_err(|e| ckpt_err(&dir.join(WEIGHTS), e))?;
+        optim.load(&dir.join(OPTIMIZER), p.steps).map_err(|e| ckpt_err(&dir.join(OPTIMIZER), e))?;
         tracing::info!(model = %spec.name, epochs_done = p.history.len(), "resuming from the checkpoint");
         progress = p;
     }
 
-    let loss_fn = CrossEntropyLossConfig::new().init(&ad);
     let per_epoch = train.len() * recipe.crops_per_epoch.max(1);
     let steps_per_epoch = per_epoch.div_ceil(settings.batch_size.max(1));
     let total_steps = steps_per_epoch * settings.epochs;
@@ -561,10 +667,10 @@ pub fn train_run_checkpointing(
     let mut epoch = progress.history.len();
     let mut last_checkpoint = Instant::now();
     // The weights of a new best validation epoch, until the next checkpoint writes them.
-    let mut best_unsaved: Option<Model> = None;
+    let mut best_unsaved: Option<Vec<(String, Tensor)>> = None;
     while epoch < settings.epochs && !progress.stopped {
         let start = Instant::now();
-        ad.seed(mix(settings.seed, epoch as u64 + 1));
+        tch::manual_seed(mix(settings.seed, epoch as u64 + 1) as i64);
         let mut rng = Rng::new(mix(settings.seed ^ 0xA5A5_5A5A, epoch as u64));
         let order = shuffled(per_epoch, mix(settings.seed, epoch as u64));
         let items: Vec<(usize, usize)> = order
@@ -580,29 +686,24 @@ pub fn train_run_checkpointing(
         for (s, chunk) in items.chunks(settings.batch_size.max(1)).enumerate() {
             lr = recipe.learning_rate(settings.learning_rate, epoch * steps_per_epoch + s, total_steps, warmup);
             let (xs, ys, soft) = training_batch(&train, chunk, width, spec.classes, recipe, &mut rng);
-            let x = Tensor::<4>::from_data(TensorData::new(xs, [chunk.len(), 1, train.mels, width]), &ad);
-            let y = Tensor::<1, Int>::from_data(TensorData::new(ys.iter().map(|&v| v as i64).collect::<Vec<_>>(), [chunk.len()]), &ad);
-            let logits = model.forward(x);
-            let loss = match soft {
-                None => loss_fn.forward(logits.clone(), y.clone()),
-                Some(t) => {
-                    let t = Tensor::<2>::from_data(TensorData::new(t, [chunk.len(), spec.classes]), &ad);
-                    (log_softmax(logits.clone(), 1) * t).sum_dim(1).mean().neg()
-                }
-            };
-            correct += logits.argmax(1).flatten::<1>(0, 1).equal(y).int().sum().into_scalar::<i64>() as usize;
-            loss_sum += loss.clone().into_scalar::<f32>() as f64 * chunk.len() as f64;
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(lr, model, grads);
+            let x = batch_tensor(&xs, chunk.len(), train.mels, width, device);
+            let y = Tensor::from_slice(&ys.iter().map(|&v| v as i64).collect::<Vec<_>>()).to_device(device);
+            let soft = soft.map(|t| Tensor::from_slice(&t).view([chunk.len() as i64, spec.classes as i64]).to_device(device));
+            let (loss, right) = train_step(&model, &mut optim, &x, &y, soft.as_ref(), lr);
+            if !loss.is_finite() {
+                return Err(TrainError::NotFinite { epoch: epoch + 1, step: s + 1 });
+            }
+            correct += right;
+            loss_sum += loss * chunk.len() as f64;
         }
         let (valid_loss, valid_acc) = match valid {
             Some(v) => {
-                let (l, a) = evaluate(&model, v, window, settings.eval_batch_size, device);
+                let (l, a) = evaluate(&model, v, window, settings.eval_batch_size);
                 (Some(l), Some(a))
             }
             None => (None, None),
         };
-        let (test_loss, test_acc) = evaluate(&model, test, window, settings.eval_batch_size, device);
+        let (test_loss, test_acc) = evaluate(&model, test, window, settings.eval_batch_size);
         let record = EpochRecord {
             epoch: epoch + 1,
             train_loss: loss_sum / per_epoch as f64,
@@ -616,13 +717,14 @@ pub fn train_run_checkpointing(
         };
         on_epoch(&record);
         progress.history.push(record);
+        progress.steps = optim.step;
         epoch += 1;
 
         let improved = valid_loss.is_some_and(|l| progress.best.is_none_or(|(_, b)| l < b));
         if improved {
             progress.best = Some((epoch, valid_loss.expect("validation loss")));
             if recipe.select == Select::BestValid {
-                best_unsaved = Some(model.clone());
+                best_unsaved = Some(model.snapshot());
             }
         }
         if let (Some(patience), Some((best, _))) = (recipe.patience, progress.best) {
@@ -635,14 +737,14 @@ pub fn train_run_checkpointing(
         // the progress file that makes them count. A kill before its rename resumes from the
         // previous checkpoint, whose epochs replay exactly (new best weights included).
         if let Some(best) = best_unsaved.take() {
-            let tmp = dir.join("best.tmp.bpk");
-            best.save_file(&tmp).map_err(|e| ckpt_err(&tmp, format!("{e:?}")))?;
+            let tmp = dir.join("best.tmp.safetensors");
+            save_tensors(&best, &tmp).map_err(|e| ckpt_err(&tmp, e))?;
             std::fs::rename(&tmp, dir.join(BEST_WEIGHTS)).map_err(|e| ckpt_err(dir, e))?;
         }
-        let tmp_w = dir.join("model.tmp.bpk");
-        let tmp_o = dir.join("optimizer.tmp.bpk");
-        model.clone().save_file(&tmp_w).map_err(|e| ckpt_err(&tmp_w, format!("{e:?}")))?;
-        optim.save(&tmp_o).map_err(|e| ckpt_err(&tmp_o, format!("{e:?}")))?;
+        let tmp_w = dir.join("model.tmp.safetensors");
+        let tmp_o = dir.join("optimizer.tmp.safetensors");
+        model.save(&tmp_w).map_err(|e| ckpt_err(&tmp_w, e))?;
+        optim.save(&tmp_o).map_err(|e| ckpt_err(&tmp_o, e))?;
         std::fs::rename(&tmp_w, dir.join(WEIGHTS)).map_err(|e| ckpt_err(dir, e))?;
         std::fs::rename(&tmp_o, dir.join(OPTIMIZER)).map_err(|e| ckpt_err(dir, e))?;
         write_json_atomic(&progress_path, &progress)?;
@@ -653,7 +755,7 @@ pub fn train_run_checkpointing(
     }
     let (epoch, weights, model) = match (recipe.select, progress.best) {
         (Select::BestValid, Some((best, _))) => (best, BEST_WEIGHTS, load_weights(dir, BEST_WEIGHTS, spec, device)?),
-        _ => (progress.history.len(), WEIGHTS, model.valid()),
+        _ => (progress.history.len(), WEIGHTS, model),
     };
     Ok(RunOutcome { model, history: progress.history, epoch, weights, stopped_early: progress.stopped })
 }

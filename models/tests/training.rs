@@ -1,6 +1,6 @@
 //! Training is deterministic, resumes exactly after a crash, and checkpoints round-trip.
 
-use burn::prelude::*;
+use genrelab_models::Device;
 use genrelab_models::ModelSpec;
 use std::time::Duration;
 
@@ -45,11 +45,11 @@ fn spec() -> ModelSpec {
 fn same_seed_same_history_and_a_crash_resumes_exactly() {
     let (x, y) = data(32);
     let b = Batchable { x: &x, y: &y, mels: 8, frames: 12 };
-    let device = Device::flex();
+    let device = Device::Cpu;
     let a = tempfile::tempdir().unwrap();
-    let h1 = train_run(&spec(), &settings(4), RunData { train: b, valid: None, test: b }, &device, a.path(), |_| {}).unwrap().history;
+    let h1 = train_run(&spec(), &settings(4), RunData { train: b, valid: None, test: b }, device, a.path(), |_| {}).unwrap().history;
     let c = tempfile::tempdir().unwrap();
-    let h2 = train_run(&spec(), &settings(4), RunData { train: b, valid: None, test: b }, &device, c.path(), |_| {}).unwrap().history;
+    let h2 = train_run(&spec(), &settings(4), RunData { train: b, valid: None, test: b }, device, c.path(), |_| {}).unwrap().history;
     let strip = |h: &[genrelab_models::train::EpochRecord]| {
         h.iter().map(|r| (r.epoch, r.train_loss, r.train_acc, r.test_loss, r.test_acc)).collect::<Vec<_>>()
     };
@@ -63,7 +63,7 @@ fn same_seed_same_history_and_a_crash_resumes_exactly() {
     for (interval, redone) in [(Duration::ZERO, vec![3, 4]), (Duration::MAX, vec![1, 2, 3, 4])] {
         let d = tempfile::tempdir().unwrap();
         let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            train_run_checkpointing(&spec(), &settings(4), RunData { train: b, valid: None, test: b }, &device, d.path(), interval, |r| {
+            train_run_checkpointing(&spec(), &settings(4), RunData { train: b, valid: None, test: b }, device, d.path(), interval, |r| {
                 if r.epoch == 3 {
                     panic!("simulated kill");
                 }
@@ -71,7 +71,7 @@ fn same_seed_same_history_and_a_crash_resumes_exactly() {
         }));
         assert!(crashed.is_err());
         let mut seen = vec![];
-        let h3 = train_run(&spec(), &settings(4), RunData { train: b, valid: None, test: b }, &device, d.path(), |r| seen.push(r.epoch))
+        let h3 = train_run(&spec(), &settings(4), RunData { train: b, valid: None, test: b }, device, d.path(), |r| seen.push(r.epoch))
             .unwrap()
             .history;
         assert_eq!(seen, redone, "only the epochs after the last checkpoint run again ({interval:?})");
@@ -83,14 +83,17 @@ fn same_seed_same_history_and_a_crash_resumes_exactly() {
 fn a_reloaded_checkpoint_predicts_identically() {
     let (x, y) = data(16);
     let b = Batchable { x: &x, y: &y, mels: 8, frames: 12 };
-    let device = Device::flex();
+    let device = Device::Cpu;
     let dir = tempfile::tempdir().unwrap();
-    let model = train_run(&spec(), &settings(2), RunData { train: b, valid: None, test: b }, &device, dir.path(), |_| {}).unwrap().model;
-    let before = predict_proba(&model, b, None, 5, &device);
-    let loaded = load_model(dir.path(), &spec(), &device).unwrap();
-    let after = predict_proba(&loaded, b, None, 7, &device);
+    let model = train_run(&spec(), &settings(2), RunData { train: b, valid: None, test: b }, device, dir.path(), |_| {}).unwrap().model;
+    let before = predict_proba(&model, b, None, 5);
+    let loaded = load_model(dir.path(), &spec(), device).unwrap();
+    let after = predict_proba(&loaded, b, None, 5);
     assert_eq!(before.len(), 32);
-    assert_eq!(before, after);
+    assert_eq!(before, after, "the weights round-trip exactly");
+    // Another batch size changes how libtorch blocks its kernels: float rounding, no more.
+    let other = predict_proba(&loaded, b, None, 7);
+    assert!(other.iter().zip(&after).all(|(a, b)| (a - b).abs() < 1e-5), "{other:?} {after:?}");
     for row in after.chunks(2) {
         assert!((row[0] + row[1] - 1.0).abs() < 1e-5);
     }
@@ -140,37 +143,37 @@ fn a_full_recipe_trains_on_crops_and_selects_on_validation() {
     };
     let settings = TrainSettings { recipe, ..settings(12) };
     let spec = ModelSpec { name: "simple_cnn".into(), mels: 8, frames: 16, classes: 2 };
-    let device = Device::flex();
+    let device = Device::Cpu;
     let dir = tempfile::tempdir().unwrap();
     let run =
-        |dir: &std::path::Path| train_run(&spec, &settings, RunData { train, valid: Some(valid), test }, &device, dir, |_| {}).unwrap();
+        |dir: &std::path::Path| train_run(&spec, &settings, RunData { train, valid: Some(valid), test }, device, dir, |_| {}).unwrap();
     let out = run(dir.path());
     let h = &out.history;
     assert!(h.iter().all(|r| r.valid_loss.is_some() && r.learning_rate.is_some()));
     let best = h.iter().min_by(|a, b| a.valid_loss.unwrap().total_cmp(&b.valid_loss.unwrap())).unwrap().epoch;
     assert_eq!(out.epoch, best, "the selected epoch is the best validation epoch");
-    assert_eq!(out.weights, "best.bpk");
+    assert_eq!(out.weights, "best.safetensors");
     if out.stopped_early {
         assert!(h.len() < 12 && h.len() - best == 2, "stops `patience` epochs after the best: {} / {best}", h.len());
     }
     // The returned model is the selected one, and a second call reuses the finished run.
-    let p = predict_proba(&out.model, test, Some((16, 8)), 4, &device);
+    let p = predict_proba(&out.model, test, Some((16, 8)), 4);
     assert_eq!(p.len(), 4 * 2);
     let again = run(dir.path());
     assert_eq!(again.history, out.history);
-    assert_eq!(predict_proba(&again.model, test, Some((16, 8)), 3, &device), p);
+    assert_eq!(predict_proba(&again.model, test, Some((16, 8)), 4), p);
     // One checkpoint at the end only: the best epoch's weights are kept until then, so the same
     // epoch and the same model are selected.
     let once = tempfile::tempdir().unwrap();
     let late =
-        train_run_checkpointing(&spec, &settings, RunData { train, valid: Some(valid), test }, &device, once.path(), Duration::MAX, |_| {})
+        train_run_checkpointing(&spec, &settings, RunData { train, valid: Some(valid), test }, device, once.path(), Duration::MAX, |_| {})
             .unwrap();
     assert_eq!((late.epoch, late.weights, late.stopped_early), (out.epoch, out.weights, out.stopped_early));
-    assert_eq!(predict_proba(&late.model, test, Some((16, 8)), 3, &device), p);
-    let best = load_weights(once.path(), late.weights, &spec, &device).unwrap();
-    assert_eq!(predict_proba(&best, test, Some((16, 8)), 3, &device), p, "the best weights as written");
+    assert_eq!(predict_proba(&late.model, test, Some((16, 8)), 4), p);
+    let best = load_weights(once.path(), late.weights, &spec, device).unwrap();
+    assert_eq!(predict_proba(&best, test, Some((16, 8)), 4), p, "the best weights as written");
     // Validation is required by best_valid selection.
-    let none = train_run(&spec, &settings, RunData { train, valid: None, test }, &device, tempfile::tempdir().unwrap().path(), |_| {});
+    let none = train_run(&spec, &settings, RunData { train, valid: None, test }, device, tempfile::tempdir().unwrap().path(), |_| {});
     assert!(none.err().unwrap().to_string().contains("validation"));
 }
 
@@ -178,7 +181,7 @@ fn a_full_recipe_trains_on_crops_and_selects_on_validation() {
 #[test]
 fn every_registered_model_trains_a_step_and_predicts() {
     use genrelab_models::{Input, registry};
-    let device = Device::flex();
+    let device = Device::Cpu;
     for info in registry() {
         let (mels, frames, crop) = match info.input {
             Input::Clip => (32, 40, 0),
@@ -193,11 +196,11 @@ fn every_registered_model_trains_a_step_and_predicts() {
         let settings = TrainSettings { recipe, ..settings(1) };
         let spec = ModelSpec { name: info.name.into(), mels, frames: if crop > 0 { crop } else { frames }, classes: 3 };
         let dir = tempfile::tempdir().unwrap();
-        let out = train_run(&spec, &settings, RunData { train: b, valid: None, test: b }, &device, dir.path(), |_| {})
+        let out = train_run(&spec, &settings, RunData { train: b, valid: None, test: b }, device, dir.path(), |_| {})
             .unwrap_or_else(|e| panic!("{}: {e}", info.name));
         assert_eq!(out.history.len(), 1, "{}", info.name);
         assert!(out.history[0].train_loss.is_finite(), "{}", info.name);
-        let p = predict_proba(&out.model, b, settings.recipe.window(), 4, &device);
+        let p = predict_proba(&out.model, b, settings.recipe.window(), 4);
         assert_eq!(p.len(), n * 3, "{}", info.name);
         for row in p.chunks(3) {
             assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-4, "{}: {row:?}", info.name);

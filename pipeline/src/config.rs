@@ -20,8 +20,10 @@ use crate::PipelineError;
 pub struct Config {
     /// Where stage outputs, the store and the stamps live (relative to the config file).
     pub workdir: PathBuf,
-    /// Worker threads for parallel stages and for training and prediction on the CPU (burn flex's
-    /// kernels); 0 = every core (or `RAYON_NUM_THREADS`). Not a parameter of any result.
+    /// Worker threads for parallel stages and for training and prediction on the CPU (libtorch's
+    /// intra-op pool); 0 = every core (or `RAYON_NUM_THREADS`). Results are reproducible at a
+    /// given thread count; other counts give the same figures up to float rounding. Not a
+    /// parameter of any result.
     pub threads: usize,
     /// Training runs at once, each in a process of its own with `threads / jobs` threads (burn
     /// flex's random generator is global to a process, so runs that share one cannot train at

@@ -181,8 +181,9 @@ impl Stage for Train {
     }
     fn version(&self) -> u32 {
         // 2: checkpoints carry a fingerprint of their data. 3: recipes, validation, crop and
-        // descriptor models.
-        3
+        // descriptor models. 4: libtorch (tch) instead of burn; safetensors weights (runs of
+        // burn's `.bpk` checkpoints are trained again).
+        4
     }
     fn about(&self) -> &'static str {
         "train every configured model for every seed (and fold) from the cached features"

@@ -180,7 +180,7 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &Eva
     let features = &inputs.features;
     let (_, split) = read_split(&store_dir.join(names::SPLIT))?;
     let (labels, y_all) = labels_of(features);
-    let device = default_device();
+    let device = default_device().map_err(|e| StageError::Config(e.to_string()))?;
 
     let mut runs = vec![];
     let mut predictions: Vec<(String, String, usize, usize, f64)> = vec![];
@@ -194,7 +194,7 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &Eva
             )));
         }
         let test = test_rows(features, &split, c.fold);
-        let model = load_weights(dir, &c.weights, &c.spec, &device).map_err(|e| StageError::Failed(e.to_string()))?;
+        let model = load_weights(dir, &c.weights, &c.spec, device).map_err(|e| StageError::Failed(e.to_string()))?;
         let (mels, frames) = inputs.shape(c);
         let window = c.test_window(cfg.window_hop);
         let k = labels.len();
@@ -203,7 +203,7 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &Eva
             Ok((inputs.gather(c, rows)?, rows.iter().map(|&r| y_all[r]).collect()))
         };
         let (x, y) = data(&test)?;
-        let probs = predict_proba(&model, Batchable { x: &x, y: &y, mels, frames }, window, c.settings.eval_batch_size, &device);
+        let probs = predict_proba(&model, Batchable { x: &x, y: &y, mels, frames }, window, c.settings.eval_batch_size);
         let pred: Vec<usize> = probs.chunks(k).map(argmax).collect();
         let test_loss = probs.chunks(k).zip(&y).map(|(p, &t)| -(p[t].max(1e-12) as f64).ln()).sum::<f64>() / y.len().max(1) as f64;
         // The validation part, scored as training scores it each epoch.
@@ -212,8 +212,7 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &Eva
             None
         } else {
             let (vx, vy) = data(&valid_part)?;
-            let (loss, accuracy) =
-                score_model(&model, Batchable { x: &vx, y: &vy, mels, frames }, window, c.settings.eval_batch_size, &device);
+            let (loss, accuracy) = score_model(&model, Batchable { x: &vx, y: &vy, mels, frames }, window, c.settings.eval_batch_size);
             Some(ValidScore { clips: vy.len(), accuracy, loss })
         };
         for ((&row, &p), probs) in test.iter().zip(&pred).zip(probs.chunks(k)) {
@@ -841,7 +840,7 @@ mod tests {
             runs: vec![],
             ensembles: vec![pair],
             train_seconds: 4.0 * 3600.0,
-            trained_on: vec!["CPU (burn flex), 2 threads".into()],
+            trained_on: vec!["CPU (libtorch 2.13.0), 2 threads".into()],
             window_hop: Some(32),
         };
         let (name, acc) = e.best().unwrap();
@@ -860,7 +859,7 @@ mod tests {
         assert!(row.contains("| - | 75.0% +- "), "{row}");
         assert!(table.contains("test and validation windows: 32 frames apart (`[evaluate] window_hop`)"), "{table}");
         assert!(table.contains("| a+b | a, b |") && table.lines().any(|l| l.starts_with("| a+b |") && l.ends_with("| 0.5 s |")), "{table}");
-        assert!(table.ends_with("Cost: 4.0 h of training for the 0 runs (their wall times summed, epochs with their validation and test scoring), on CPU (burn flex), 2 threads."), "{table}");
+        assert!(table.ends_with("Cost: 4.0 h of training for the 0 runs (their wall times summed, epochs with their validation and test scoring), on CPU (libtorch 2.13.0), 2 threads."), "{table}");
         assert!(table.find("| a | a, 2 seeds averaged |") < table.find("| a+b | a, b |"), "{table}");
         // With one seed, a model's runs are what predict uses.
         e.models[0] = model("a", &[0.7, 0.84], None);

@@ -86,7 +86,6 @@ pub struct Predictor {
     /// Each run with its weight in the average.
     runs: Vec<(genrelab_models::Model, Checkpoint, f64)>,
     lm: LogMel,
-    device: burn::prelude::Device,
     /// Crop models: the hop between the windows inside each 30 s window, when the evaluation
     /// set one (`[evaluate] window_hop`); None: each run's own.
     window_hop: Option<usize>,
@@ -96,7 +95,7 @@ impl Predictor {
     /// Load every run of `model`, or of each member of an ensemble across models `a+b` (each
     /// member's runs averaged, then the members with equal weight, as evaluate scores it).
     pub fn load(train_dir: &Path, model: &str) -> Result<Predictor, StageError> {
-        let device = default_device();
+        let device = default_device().map_err(|e| StageError::Config(e.to_string()))?;
         let checkpoints = read_checkpoints(train_dir)?;
         let members: Vec<&str> = model.split('+').collect();
         let mut runs = vec![];
@@ -107,7 +106,7 @@ impl Predictor {
             }
             let weight = 1.0 / (members.len() * mine.len()) as f64;
             for (dir, c) in mine {
-                let m = load_weights(dir, &c.weights, &c.spec, &device).map_err(|e| StageError::Failed(e.to_string()))?;
+                let m = load_weights(dir, &c.weights, &c.spec, device).map_err(|e| StageError::Failed(e.to_string()))?;
                 runs.push((m, c.clone(), weight));
             }
         }
@@ -116,7 +115,7 @@ impl Predictor {
             return Err(StageError::Source(format!("run {} has other labels or features than run {}; train them again", c.run, first.run)));
         }
         let lm = LogMel::new(&first.feature_config).map_err(StageError::Config)?;
-        Ok(Predictor { model: model.to_string(), runs, lm, device, window_hop: None })
+        Ok(Predictor { model: model.to_string(), runs, lm, window_hop: None })
     }
 
     /// Average crop models over windows `hop` frames apart (None: each run's own), as
@@ -171,7 +170,7 @@ impl Predictor {
                 }
             };
             let y = vec![0usize; wins.len()];
-            let p = predict_proba(model, Batchable { x: &x, y: &y, mels, frames }, c.test_window(self.window_hop), 16, &self.device);
+            let p = predict_proba(model, Batchable { x: &x, y: &y, mels, frames }, c.test_window(self.window_hop), 16);
             for (t, row) in total.iter_mut().zip(p.chunks(k)) {
                 for (t, v) in t.iter_mut().zip(row) {
                     *t += *v as f64 * weight;

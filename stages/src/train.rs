@@ -11,9 +11,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use burn::prelude::Device;
 use genrelab_models::train::{Batchable, EpochRecord, Recipe, RunData, Schedule, Select, TrainSettings, train_run};
-use genrelab_models::{Input, ModelSpec, default_device, info};
+use genrelab_models::{Device, Input, ModelSpec, default_device, info};
 use genrelab_store::tables::{Column, write_columns};
 use genrelab_store::{FeatureMatrix, FloatTable, SplitRow, TableMeta, names, read_features, read_float_table, read_split};
 use serde::{Deserialize, Serialize};
@@ -584,18 +583,16 @@ impl Only<'_> {
     }
 }
 
-/// Runs trained in other processes, `jobs` at once, each process on `threads` threads. burn
-/// flex keeps its random generator in one global per process, so two runs in one process cannot
-/// train at once and stay deterministic; in processes of their own they can, and give what one
-/// process training them in turn gives (a test checks).
+/// Runs trained in other processes, `jobs` at once, each process on `threads` threads.
+/// libtorch keeps its random generator (dropout, initialisation) in one global per process, so
+/// two runs in one process cannot train at once and stay deterministic; in processes of their
+/// own they can, and give what one process training them in turn on as many threads gives (a
+/// test checks). A worker keeps its thread count for all its runs: a run's figures depend on
+/// its thread count (float rounding), so it never changes within a run.
 #[derive(Debug, Clone)]
 pub struct Workers {
     pub jobs: usize,
     pub threads: usize,
-    /// The threads all workers share. When the queue is empty and fewer workers are busy, a
-    /// busy one is restarted on its share of them at its next checkpoint (its run resumes from
-    /// there exactly), so the last runs of a queue do not train on one thread beside idle cores.
-    pub all_threads: usize,
     /// The command that trains runs in a worker (the CLI's hidden `train-runs`, which calls
     /// [`train_worker`]); the stage appends `--store DIR --train-dir DIR --threads N`, passes
     /// the training configuration as JSON in [`WORKER_CONFIG_ENV`] and writes run ids to its
@@ -623,7 +620,7 @@ pub fn train_worker(
     let cfg: TrainConfig = serde_json::from_str(&json).map_err(|e| StageError::Config(format!("{WORKER_CONFIG_ENV}: {e}")))?;
     let inputs = Inputs::read(store_dir, &input_kinds(&cfg)?)?;
     let (ctx, plans) = RunContext::new(&inputs, store_dir, train_dir, &cfg)?;
-    let device = default_device();
+    let device = default_device().map_err(|e| StageError::Config(e.to_string()))?;
     for line in runs.lines() {
         let id = line.map_err(|e| StageError::Failed(format!("reading the runs to train: {e}")))?;
         let id = id.trim();
@@ -631,7 +628,7 @@ pub fn train_worker(
             continue;
         }
         let plan = plans.iter().find(|p| p.id == id).ok_or_else(|| StageError::Config(format!("no run {id} in this configuration")))?;
-        ctx.train_plan(plan, &device, |_| {})?;
+        ctx.train_plan(plan, device, |_| {})?;
         writeln!(done, "{WORKER_DONE}{id}")
             .and_then(|_| done.flush())
             .map_err(|e| StageError::Failed(format!("reporting run {id}: {e}")))?;
@@ -643,10 +640,7 @@ impl Workers {
     /// `jobs` processes sharing `threads` threads (0 = every core of this process's pool).
     pub fn new(jobs: usize, threads: usize, command: Vec<std::ffi::OsString>) -> Workers {
         let total = if threads == 0 { rayon::current_num_threads() } else { threads };
-        let threads = (total / jobs.max(1)).max(1);
-        // On a GPU the threads do not train the run: no worker is restarted for more of them.
-        let all_threads = if genrelab_models::uses_cuda() { threads } else { total.max(1) };
-        Workers { jobs, threads, all_threads, command }
+        Workers { jobs, threads: (total / jobs.max(1)).max(1), command }
     }
 }
 
@@ -720,7 +714,7 @@ impl<'a> RunContext<'a> {
 
     /// Train one run (or resume it, or keep it when the folder holds it done) and write its
     /// checkpoint; its history. `progress(n)` reports n more of its configured epochs accounted for.
-    fn train_plan(&self, plan: &RunPlan, device: &Device, progress: impl Fn(u64)) -> Result<Vec<EpochRecord>, StageError> {
+    fn train_plan(&self, plan: &RunPlan, device: Device, progress: impl Fn(u64)) -> Result<Vec<EpochRecord>, StageError> {
         let span = tracing::info_span!("run", run = %plan.id);
         let _enter = span.enter();
         let Prepared { mut ckpt, epochs, x, y, done } = self.prepare(plan)?;
@@ -813,7 +807,9 @@ impl<'a> RunContext<'a> {
             .ok()
             .and_then(|b| serde_json::from_slice::<Checkpoint>(&b).ok())
             .filter(|c| {
-                c.spec == spec
+                // A run trained before libtorch (burn's `.bpk` weights) is trained again.
+                [genrelab_models::train::WEIGHTS, genrelab_models::train::BEST_WEIGHTS].contains(&c.weights.as_str())
+                    && c.spec == spec
                     && c.settings == ckpt.settings
                     && c.labels == ckpt.labels
                     && c.feature_config == ckpt.feature_config
@@ -840,7 +836,7 @@ pub fn train_with(
         std::fs::remove_dir_all(train_dir).map_err(|e| StageError::io(train_dir, e))?;
     }
     let (ctx, plans) = RunContext::new(inputs, store_dir, train_dir, cfg)?;
-    let device = default_device();
+    let device = default_device().map_err(|e| StageError::Config(e.to_string()))?;
 
     // Runs of models that are no longer configured are removed, so the folder holds this config's runs only.
     let wanted: std::collections::HashSet<&str> = plans.iter().map(|p| p.id.as_str()).collect();
@@ -873,7 +869,7 @@ pub fn train_with(
                 bar.inc(cfg.epochs_of(&plan.model) as u64);
                 history
             }
-            None => ctx.train_plan(plan, &device, |n| bar.inc(n))?,
+            None => ctx.train_plan(plan, device, |n| bar.inc(n))?,
         };
         hist.extend(history.into_iter().map(|r| (plan.id.clone(), plan.model.clone(), plan.seed, plan.fold, r)));
     }
@@ -939,10 +935,6 @@ fn train_in_workers(
         current: Option<String>,
         exit: Option<std::process::ExitStatus>,
         reader: Option<std::thread::JoinHandle<()>>,
-        threads: usize,
-        /// Waiting to be restarted on more threads: its run's epochs at its last checkpoint
-        /// when that was decided (the restart follows the next one).
-        restart_after: Option<usize>,
     }
     // Give a worker the queue's next run, or close its input when none is left (it then exits).
     let next = |wk: &mut Worker, queue: &mut std::collections::VecDeque<String>| {
@@ -958,8 +950,8 @@ fn train_in_workers(
         wk.stdin = None;
     };
     let (tx, rx) = std::sync::mpsc::channel::<(usize, String)>();
-    // Worker `i` on `threads` threads; its finished runs arrive in `rx` as (i, run id).
-    let spawn = |i: usize, threads: usize| -> Result<Worker, String> {
+    // Worker `i`; its finished runs arrive in `rx` as (i, run id).
+    let spawn = |i: usize| -> Result<Worker, String> {
         let mut child = std::process::Command::new(program)
             .args(args)
             .arg("--store")
@@ -967,7 +959,7 @@ fn train_in_workers(
             .arg("--train-dir")
             .arg(train_dir)
             .arg("--threads")
-            .arg(threads.to_string())
+            .arg(w.threads.to_string())
             .env("GENRELAB_PROGRESS", "0")
             .env(WORKER_CONFIG_ENV, &config)
             .stdin(std::process::Stdio::piped())
@@ -983,19 +975,23 @@ fn train_in_workers(
                 }
             }
         });
-        Ok(Worker { child, stdin, current: None, exit: None, reader: Some(reader), threads, restart_after: None })
+        Ok(Worker { child, stdin, current: None, exit: None, reader: Some(reader) })
     };
-    let stop = |wk: &mut Worker| {
-        let _ = wk.child.kill();
-        wk.exit = wk.child.wait().ok();
+    // A worker that has exited: its input closed, its reader ended (every run it finished is in `rx`).
+    let reap = |wk: &mut Worker| {
         wk.stdin = None;
         if let Some(r) = wk.reader.take() {
             let _ = r.join();
         }
     };
+    let stop = |wk: &mut Worker| {
+        let _ = wk.child.kill();
+        wk.exit = wk.child.wait().ok();
+        reap(wk);
+    };
     let mut workers: Vec<Worker> = vec![];
     for i in 0..jobs {
-        match spawn(i, w.threads) {
+        match spawn(i) {
             Ok(mut wk) => {
                 next(&mut wk, &mut queue);
                 workers.push(wk);
@@ -1015,57 +1011,18 @@ fn train_in_workers(
             next(wk, queue);
         }
     };
-    let index_of = |id: &str| pending.iter().position(|p| p.id == id).expect("a pending run");
     loop {
-        // (`spawn` holds a sender for restarts, so this waits the full half second when idle.)
         if let Ok((i, id)) = rx.recv_timeout(std::time::Duration::from_millis(500)) {
             finished(i, id, &mut workers, &mut queue);
         }
         for wk in workers.iter_mut().filter(|wk| wk.exit.is_none()) {
             wk.exit = wk.child.try_wait().map_err(|e| StageError::Failed(format!("waiting for a training worker: {e}")))?;
             if wk.exit.is_some() {
-                wk.stdin = None;
-                if let Some(r) = wk.reader.take() {
-                    let _ = r.join();
-                }
+                reap(wk);
             }
         }
         while let Ok((i, id)) = rx.try_recv() {
             finished(i, id, &mut workers, &mut queue);
-        }
-        // The queue is empty and workers have gone idle: each busy one gets its share of all
-        // the threads, restarted just after its next checkpoint (a run in its last epoch is
-        // left to finish). The checkpoint holds everything the run needs to continue exactly.
-        let busy: Vec<usize> = (0..workers.len()).filter(|&i| workers[i].exit.is_none() && workers[i].current.is_some()).collect();
-        if queue.is_empty() && !busy.is_empty() {
-            let share = (w.all_threads / busy.len()).max(1);
-            for i in busy {
-                let wk = &mut workers[i];
-                let run = index_of(wk.current.as_deref().expect("busy"));
-                let done = epochs_done(run);
-                if wk.threads >= share || done + 1 >= epochs[run] {
-                    continue;
-                }
-                match wk.restart_after {
-                    None => wk.restart_after = Some(done),
-                    Some(at) if done > at => {
-                        let id = wk.current.take().expect("busy");
-                        tracing::info!(run = %id, epochs_done = done, threads = share, "restarting its training worker on more threads");
-                        stop(wk);
-                        queue.push_front(id);
-                        match spawn(i, share) {
-                            Ok(mut fresh) => {
-                                next(&mut fresh, &mut queue);
-                                workers[i] = fresh;
-                            }
-                            // The run waits in the queue for a worker that finishes its own,
-                            // or is reported as not started.
-                            Err(e) => tracing::error!("{e}"),
-                        }
-                    }
-                    Some(_) => {}
-                }
-            }
         }
         progress((0..pending.len()).map(epochs_done).sum());
         if workers.iter().all(|wk| wk.exit.is_some()) {
@@ -1181,12 +1138,7 @@ mod tests {
             "while read id; do case \"$id\" in *fold1*) exit 3;; esac; echo \"$id\" >> {}; echo \"trained $id\"; done",
             log.display()
         );
-        let worker = |jobs| Workers {
-            jobs,
-            threads: 1,
-            all_threads: jobs,
-            command: vec!["sh".into(), "-c".into(), script.clone().into(), "worker".into()],
-        };
+        let worker = |jobs| Workers { jobs, threads: 1, command: vec!["sh".into(), "-c".into(), script.clone().into(), "worker".into()] };
         let trained = || {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
             std::fs::remove_file(&log).ok();
@@ -1213,44 +1165,9 @@ mod tests {
             done.sort();
             assert_eq!(done, ["cnn/fold0-seed0", "linear/fold0-seed0", "linear/fold2-seed0"], "jobs = {jobs}");
         }
-        let missing = Workers { jobs: 2, threads: 1, all_threads: 2, command: vec!["/nonexistent/genrelab".into()] };
+        let missing = Workers { jobs: 2, threads: 1, command: vec!["/nonexistent/genrelab".into()] };
         let err = train_in_workers(&missing, &runs, dirs, &cfg, |_| {}).unwrap_err().to_string();
         assert!(err.contains("starting a training worker (/nonexistent/genrelab)"), "{err}");
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn when_the_queue_runs_dry_the_last_busy_worker_moves_to_all_threads_at_its_next_checkpoint() {
-        let runs = [plan("long/fold0-seed0"), plan("short/fold0-seed0")];
-        let runs: Vec<&RunPlan> = runs.iter().collect();
-        let dir = tempfile::tempdir().unwrap();
-        let mut cfg = TrainConfig { epochs: 1, ..TrainConfig::default() };
-        cfg.model.insert("long".into(), serde_json::json!({"epochs": 12}));
-        // A worker (`--store S --train-dir D --threads N` are $1 - $6) logs each run it starts
-        // with its threads and the epochs it resumes from, then checkpoints an epoch every 0.3 s
-        // as `progress.json` (what the stage reads), resuming from the one it finds.
-        let log = dir.path().join("log");
-        let script = format!(
-            r#"while read id; do d="$4/$id"; mkdir -p "$d"; case "$id" in long*) e=12;; *) e=1;; esac
-               n=$(grep -o '{{}}' "$d/progress.json" 2>/dev/null | wc -l); echo "$id $6 $n" >> {log}
-               while [ "$n" -lt "$e" ]; do sleep 0.3; n=$((n+1))
-                 printf '{{"history":[%s]}}' "$(yes '{{}}' | head -n "$n" | paste -sd, -)" > "$d/p.tmp"; mv "$d/p.tmp" "$d/progress.json"; done
-               echo "trained $id"; done"#,
-            log = log.display()
-        );
-        let w = Workers { jobs: 2, threads: 1, all_threads: 2, command: vec!["sh".into(), "-c".into(), script.into(), "worker".into()] };
-        train_in_workers(&w, &runs, (dir.path(), dir.path()), &cfg, |_| {}).unwrap();
-        let lines: Vec<Vec<String>> =
-            std::fs::read_to_string(&log).unwrap().lines().map(|l| l.split(' ').map(String::from).collect()).collect();
-        assert_eq!(lines.len(), 3, "{lines:?}");
-        assert_eq!(lines[0], ["long/fold0-seed0", "1", "0"], "the longest run first, on threads / jobs");
-        assert_eq!(lines[1], ["short/fold0-seed0", "1", "0"]);
-        // The short run's worker went idle: the long run went on in a worker on both threads,
-        // from a checkpoint after the first (it was not started over), and finished there.
-        let (restarted, resumed_at) = (&lines[2], lines[2][2].parse::<usize>().unwrap());
-        assert_eq!(restarted[..2], ["long/fold0-seed0", "2"]);
-        assert!((1..11).contains(&resumed_at), "{lines:?}");
-        assert_eq!(genrelab_models::train::epochs_completed(&dir.path().join("long/fold0-seed0")), Some(12));
     }
 
     #[test]
