@@ -52,8 +52,8 @@ lint: libtorch
 	$(CARGO) fmt --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-bench:
-	python3 bench/features_bench.py
+bench: build
+	$$(bench/venv.sh) bench/features_bench.py
 
 parity:
 	python3 tests/parity/make_reference.py

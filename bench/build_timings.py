@@ -6,7 +6,7 @@
 
 Prints each crate's compile time (seconds of one core, summed over its units: lib, test
 harness, build script) for the 25 slowest, and the totals for polars (polars-* and sqlparser,
-which only `genrelab query` uses), burn and genrelab's own crates. With a second report, both
+which only `genrelab query` uses), tch (and its C++ wrapper, torch-sys) and genrelab's own crates. With a second report, both
 side by side (e.g. before and after a profile change; the second may be an incremental rebuild:
 only the crates it rebuilt are compared).
 """
@@ -17,7 +17,7 @@ from collections import defaultdict
 
 GROUPS = {
     "polars (polars-*, sqlparser)": lambda n: n.startswith("polars") or n == "sqlparser",
-    "burn (burn-*)": lambda n: n.startswith("burn"),
+    "tch, torch-sys (libtorch binding)": lambda n: n in ("tch", "torch-sys"),
     "arrow, parquet": lambda n: n.startswith("arrow") or n == "parquet",
     "genrelab's crates": lambda n: n.startswith("genrelab"),
 }

@@ -34,7 +34,7 @@ for cfg in "${@:-configs/demo.toml}"; do
   {
     echo "## \`${cfg}\`: default model \`${model}\` (${runs} trained runs in the work folder)"
     echo
-    echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); machine: ${machine}; the dev profile (optimised) as make builds it, burn flex (CPU); command: \`bench/predict_bench.sh ${cfg}\`"
+    echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); machine: ${machine}; the dev profile (optimised) as make builds it, libtorch 2.13.0 (CPU); command: \`bench/predict_bench.sh ${cfg}\`"
     echo
     echo "| model | 30 s WAV (1 window) | 10 min FLAC (20 windows) |"
     echo "|---|---:|---:|"

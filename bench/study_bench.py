@@ -55,7 +55,7 @@ def stage_seconds(work):
     out = {}
     for line in open(os.path.join(work, ".genrelab", "events.jsonl")):
         e = json.loads(line)
-        if e.get("event") == "ran" and "seconds" in e:
+        if e.get("action") == "ran" and "seconds" in e:
             out[e["stage"]] = e["seconds"]
     return out
 
@@ -114,7 +114,6 @@ def main():
         f" {k} {v}" for k, v in [("--clips", args.clips), ("--synthetic", args.synthetic)] if v) + (
         f" --epochs {args.epochs}" if args.epochs != 150 else "") + (f" --seeds {args.seeds}" if args.seeds != 5 else "") + (
         " --skip-python" if args.skip_python else "")
-    train_n = results.get("train_clips") or (py or {}).get("train_clips")
     lines = [f"# The study's recipe end to end: {set_name}", "", f"- date: {date}",
              f"- machine: {cpu_model()}, {os.cpu_count()} cores",
              f"- command: `{cmd}` (with bench/venv.sh's python)",
@@ -123,7 +122,7 @@ def main():
              f"test part scored every epoch); genrelab with jobs = {args.jobs}", ""]
     lines += ["| | wall time | features | training (+ evaluation) |", "|---|---:|---:|---:|"]
     if py:
-        lines.append(f"| the study's Python (librosa {''}+ PyTorch {py['torch']}, {py['threads']} threads, one run at a time) | "
+        lines.append(f"| the study's Python (librosa {py['librosa']} + PyTorch {py['torch']}, {py['threads']} threads, one run at a time) | "
                      f"{py['total_s']:.1f} s | {py['features_s']:.1f} s | {py['train_s']:.1f} s |")
     g_train = stages.get("train", 0) + stages.get("evaluate", 0)
     g_feat = stages.get("download", 0) + stages.get("features", 0) + stages.get("split", 0)
@@ -138,7 +137,7 @@ def main():
               "| model | study's Python | genrelab |", "|---|---:|---:|"]
     for m in ["linear", "simple_cnn", "complex_cnn"]:
         g = next((r for r in results.get("models", []) if r.get("model") == m), None)
-        gacc = f"{100 * g['accuracy_mean']:.1f} %" if g and "accuracy_mean" in g else "see `genrelab results`"
+        gacc = f"{100 * g['accuracy']['mean']:.1f} %" if g else "not trained"
         pacc = f"{100 * py['test_accuracy'][m]:.1f} %" if py else "not run"
         lines.append(f"| {m} | {pacc} | {gacc} |")
     lines += ["", f"genrelab's stages (seconds): {json.dumps({k: round(v, 1) for k, v in stages.items()})}"]

@@ -66,6 +66,7 @@ def main():
     x = np.stack([features(p) for p, _ in clips])
     t_features = time.perf_counter() - t0
 
+    import librosa
     import torch
     genres = sorted({g for _, g in clips})
     y = np.array([genres.index(g) for _, g in clips])
@@ -106,7 +107,7 @@ def main():
         acc[name] = sum(accs) / len(accs)
     t_train = time.perf_counter() - t1
     print(json.dumps({"features_s": t_features, "train_s": t_train, "clips": len(clips), "train_clips": len(train),
-                      "test_clips": len(test), "threads": torch.get_num_threads(), "torch": torch.__version__,
+                      "test_clips": len(test), "threads": torch.get_num_threads(), "torch": torch.__version__, "librosa": librosa.__version__,
                       "test_accuracy": acc}))
 
 

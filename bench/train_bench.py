@@ -8,8 +8,10 @@ PyTorch, on the same libtorch (2.13.0), every model of the registry.
 Both sides: batches of 128 random inputs (64 x 100 for the study's three models, 128 x 128 crops
 for the crop models, 77 descriptors for logreg), forward + cross-entropy + backward + Adam step
 (PyTorch's `torch.optim.Adam` with its defaults; genrelab's training loop's own step, the
-`train_throughput` example), two warm-up steps, then `steps` timed steps. The frameworks alternate
-(genrelab, PyTorch, genrelab, PyTorch) and the best of each is reported. Writes
+`train_throughput` example), two warm-up steps, then `steps` timed steps (times 100 for linear,
+500 for logreg, 3 for the simple CNN, 2 for the complex CNN: seconds of work each). The frameworks alternate
+(genrelab, PyTorch, PyTorch with genrelab's allocator settings, twice) and the best of each is
+reported. Writes
 bench/results/train.md (train_gpu.md with --device cuda), which the README quotes.
 """
 import argparse
@@ -21,6 +23,13 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = ["linear", "simple_cnn", "complex_cnn", "resnet", "resnet_wide", "short_chunk_cnn", "logreg"]
+# Steps per model, as multiples of --steps, so that each timing lasts seconds rather than
+# milliseconds (a logreg step takes 0.1 ms, a resnet_wide step a second).
+STEPS = {"linear": 100, "logreg": 500, "simple_cnn": 3, "complex_cnn": 2}
+
+
+def steps_of(name, steps):
+    return steps * STEPS.get(name, 1)
 
 
 def cpu_model():
@@ -98,7 +107,7 @@ def torch_model(name):
     }[name]()
 
 
-def torch_throughput(names, steps, device="cpu", threads=None):
+def torch_throughput(names, steps, device="cpu", threads=None, channels_last=False):
     import torch
     if threads:
         torch.set_num_threads(threads)
@@ -106,6 +115,8 @@ def torch_throughput(names, steps, device="cpu", threads=None):
     out = {}
     for name in names:
         model = torch_model(name).to(device)
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
         params = sum(p.numel() for p in model.parameters() if p.requires_grad)
         opt = torch.optim.Adam(model.parameters(), lr=1e-4)
         loss_fn = torch.nn.CrossEntropyLoss()
@@ -126,15 +137,31 @@ def torch_throughput(names, steps, device="cpu", threads=None):
             step()
         if device == "cuda":
             torch.cuda.synchronize()
+        n = steps_of(name, steps)
         t0 = time.perf_counter()
-        for _ in range(steps):
+        for _ in range(n):
             step()
         if device == "cuda":
             torch.cuda.synchronize()
         secs = time.perf_counter() - t0
-        out[name] = {"samples_per_s": steps * 128 / secs, "params": params, "torch": torch.__version__,
+        out[name] = {"samples_per_s": n * 128 / secs, "params": params, "torch": torch.__version__,
                      "threads": torch.get_num_threads()}
     return out
+
+
+# glibc's allocator with the settings genrelab applies at its start (models::keep_freed_memory).
+SAME_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
+
+
+def torch_in_process(names, steps, device, threads, env=None):
+    """torch_throughput in a fresh Python process (so that an allocator environment applies);
+    with `env` (genrelab's settings) also the models in channels-last layout, as genrelab keeps
+    them on the CPU."""
+    import sys
+    args = [sys.executable, os.path.abspath(__file__), "--torch-worker", "--models", ",".join(names), "--steps", str(steps),
+            "--device", device] + (["--threads", str(threads)] if threads else []) + (["--channels-last"] if env and device == "cpu" else [])
+    out = subprocess.run(args, check=True, stdout=subprocess.PIPE, text=True, env=dict(os.environ, **(env or {}))).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def genrelab_throughput(names, steps, device="cpu", threads=None, exe=None):
@@ -145,7 +172,7 @@ def genrelab_throughput(names, steps, device="cpu", threads=None, exe=None):
     env = dict(os.environ, GENRELAB_DEVICE=device)
     out = {}
     for name in names:
-        args = [exe, str(steps), "128", name] + ([str(threads)] if threads else [])
+        args = [exe, str(steps_of(name, steps)), "128", name] + ([str(threads)] if threads else [])
         line = subprocess.run(args, check=True, stdout=subprocess.PIPE, text=True, env=env).stdout.strip()
         out[name] = json.loads(line)
     return out
@@ -172,13 +199,19 @@ def main():
     ap.add_argument("--threads", type=int, help="intra-op threads on both sides (default: libtorch's, every physical core)")
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--exe", help="a prebuilt train_throughput example (else cargo builds it)")
+    ap.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--channels-last", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    import torch
     names = args.models.split(",")
-    runs = []
+    if args.torch_worker:
+        print(json.dumps(torch_throughput(names, args.steps, args.device, args.threads, args.channels_last)))
+        return
+    import torch
+    runs, same = [], []
     for _ in range(2):
         runs.append(genrelab_throughput(names, args.steps, args.device, args.threads, args.exe))
-        runs.append(torch_throughput(names, args.steps, args.device, args.threads))
+        runs.append(torch_in_process(names, args.steps, args.device, args.threads))
+        same.append(torch_in_process(names, args.steps, args.device, args.threads, SAME_MALLOC))
     for name in names:
         fw = runs[0][name]["framework"]
         if fw != f"genrelab-tch-{args.device}":
@@ -188,16 +221,22 @@ def main():
     cmd = f"python3 bench/train_bench.py --steps {args.steps}" + (f" --device {args.device}" if args.device != "cpu" else "") + (
         f" --threads {args.threads}" if args.threads else "")
     lines = [f"# Training throughput ({args.device.upper()})", "", f"- date: {date}", f"- machine: {where}",
-             f"- command: `{cmd}` (with bench/venv.sh's python; alternating genrelab, PyTorch, genrelab, PyTorch; best of each); batch 128, forward + cross-entropy + backward + Adam",
+             f"- command: `{cmd}` (with bench/venv.sh's python; alternating genrelab, PyTorch, PyTorch with genrelab's settings, twice; best of each); batch 128, forward + cross-entropy + backward + Adam",
              f"- genrelab: tch 0.26 on libtorch {torch.__version__.split('+')[0]}, {runs[0][names[0]]['threads']} threads; PyTorch {torch.__version__}, {runs[1][names[0]]['threads']} threads (the same libtorch files)",
-             "", "| model | input | genrelab (samples/s) | PyTorch (samples/s) | genrelab / PyTorch | study protocol at this speed (genrelab) |",
-             "|---|---|---:|---:|---:|---:|"]
+             "- genrelab sets glibc's allocator to keep freed memory (`mallopt`, as `MALLOC_MMAP_THRESHOLD_` and `MALLOC_TRIM_THRESHOLD_` at 1 GiB do)"
+             " and keeps convolution weights channels-last on the CPU. \"PyTorch, same settings\" runs PyTorch with that environment and"
+             " `model.to(memory_format=torch.channels_last)`: kernel for kernel, the comparison of the engines; \"PyTorch, defaults\" is what"
+             " the study's code gets.",
+             "", "| model | input | genrelab (samples/s) | PyTorch, defaults (samples/s) | genrelab / PyTorch | PyTorch, same settings (samples/s) | genrelab / that |"
+             " study protocol at this speed (genrelab) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
     for name in names:
         g = max(runs[0][name]["samples_per_s"], runs[2][name]["samples_per_s"])
         t = max(runs[1][name]["samples_per_s"], runs[3][name]["samples_per_s"])
+        m = max(same[0][name]["samples_per_s"], same[1][name]["samples_per_s"])
         hours = study_hours(g)
         study = f"{hours:.2f} h" if name in ("linear", "simple_cnn", "complex_cnn") else "-"
-        lines.append(f"| {name} | {runs[0][name]['input']} | {g:.0f} | {t:.0f} | {g / t:.2f} | {study} |")
+        lines.append(f"| {name} | {runs[0][name]['input']} | {g:.0f} | {t:.0f} | {g / t:.2f} | {m:.0f} | {g / m:.2f} | {study} |")
     lines += ["", "The study-protocol column is training throughput extrapolated (5 seeds x 150 epochs x 799 clips, and the",
               "200 test clips scored each epoch); `bench/study_bench.py` measures the whole protocol instead."]
     text = "\n".join(lines) + "\n"

@@ -3,7 +3,7 @@
 # study's feature pipeline, and PyTorch 2.13.0, the version whose libtorch genrelab links, so that
 # both sides of bench/train_bench.py and bench/study_bench.py run the same kernels. PyPI's torch
 # wheel loads its CUDA libraries even on a CPU, so this installs them too (about 3.5 GB to
-# download, 7 GB on disk, a few minutes; the project's own .libtorch needs only 0.6 GB of it).
+# download, 7 GB on disk, a few minutes; the project's own .libtorch holds only the wheel, 1.3 GB).
 # Prints the venv's python.
 #
 #   PY=$(bench/venv.sh) && $PY bench/train_bench.py

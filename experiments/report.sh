@@ -1,18 +1,19 @@
 # Shared by the experiment scripts (source it): run a config through the pipeline and write its
 # results, with date, machine and wall time, to a markdown file.
 #   run_and_report CONFIG OUT TITLE COMMAND NOTE
-# The binary is target/debug/genrelab, built by `genrelab_bin`; GENRELAB_BIN names another (a CUDA
-# build from cuda/build.sh, say: GENRELAB_BIN=target/cuda/debug/genrelab), which is then not built.
+# The binary is target/debug/genrelab, built by `genrelab_bin` (with libtorch from
+# tools/libtorch.sh); GENRELAB_BIN names another (one built elsewhere against a CUDA libtorch,
+# say), which is then not built.
 genrelab_bin() {
-  if [ -z "${GENRELAB_BIN:-}" ]; then cargo build --quiet --bin genrelab; fi
+  if [ -z "${GENRELAB_BIN:-}" ]; then tools/libtorch.sh && cargo build --quiet --bin genrelab; fi
 }
 genrelab() { "${GENRELAB_BIN:-target/debug/genrelab}" "$@"; }
 # The machine, for the results' header: CPU and cores, and the GPU when a CUDA build runs there.
 machine_line() {
   local machine
   machine="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"
-  if [ -n "${GENRELAB_BIN:-}" ] && command -v nvidia-smi >/dev/null; then
-    machine="${machine}; GPU $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1) (\`${GENRELAB_BIN}\`; GENRELAB_DEVICE=${GENRELAB_DEVICE:-unset})"
+  if command -v nvidia-smi >/dev/null && [ "${GENRELAB_DEVICE:-}" != cpu ] && nvidia-smi -L >/dev/null 2>&1; then
+    machine="${machine}; GPU $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1) (GENRELAB_DEVICE=${GENRELAB_DEVICE:-unset}; the report's cost line says where the runs trained)"
   fi
   echo "$machine"
 }

@@ -208,7 +208,33 @@ pub fn build(spec: &ModelSpec, device: Device) -> Result<Model, ModelError> {
         },
         other => return Err(info(other).err().expect("every registered model is built above")),
     };
+    if device == Device::Cpu {
+        channels_last(&vs);
+    }
     Ok(Model { vs, net })
+}
+
+/// Store the convolutions' weights channels-last (NHWC in memory, the same NCHW shape), so that
+/// libtorch's CPU kernels run every convolution, batch norm and pooling of the network in that
+/// layout: the same arithmetic up to float rounding, without converting each activation to
+/// oneDNN's layout and back. Measured with the `train_throughput` example on a 2-core AMD EPYC
+/// (training steps, batches of 128, samples per second in the default layout -> channels-last):
+/// simple CNN 1,595 -> 1,971, complex CNN 841 -> 1,386, resnet 392 -> 570, resnet_wide 144 -> 182,
+/// short-chunk CNN 431 -> 899; PyTorch gains the same from `model.to(memory_format=
+/// torch.channels_last)`. Weights files are written contiguous (NCHW) all the same.
+fn channels_last(vs: &nn::VarStore) {
+    tch::no_grad(|| {
+        for (_, mut t) in vs.variables() {
+            if let [o, i, h, w] = t.size()[..] {
+                // Channels-last strides, set explicitly: a permuted copy keeps the default strides
+                // when a dimension is 1 (the first convolution's single input channel), and
+                // libtorch then keeps that layer, and what follows it, in the default layout.
+                let mut nhwc = Tensor::empty_strided([o, i, h, w], [i * h * w, 1, w * i, i], (t.kind(), t.device()));
+                nhwc.copy_(&t);
+                t.set_data(&nhwc);
+            }
+        }
+    });
 }
 
 /// The device to train and predict on: CUDA GPU 0 when libtorch was built with CUDA, a GPU is

@@ -10,8 +10,8 @@
 //! in +-1/sqrt(fan_in); `BatchNorm2d`: weight 1, bias 0), drawn from libtorch's generator, so
 //! that a model starts where the study's PyTorch code would start it.
 
+use tch::Tensor;
 use tch::nn::{self, Init};
-use tch::{Kind, Tensor};
 
 /// PyTorch's default bound for a layer's weights and biases: 1/sqrt(fan_in).
 fn uniform(fan_in: i64) -> Init {
@@ -206,6 +206,3 @@ impl ShortChunkCnn {
         pooled.apply(&self.fc1).relu().dropout(0.5, train).apply(&self.fc2)
     }
 }
-
-/// The element type of every model's inputs and weights.
-pub const KIND: Kind = Kind::Float;

@@ -25,12 +25,13 @@ pub struct Config {
     /// given thread count; other counts give the same figures up to float rounding. Not a
     /// parameter of any result.
     pub threads: usize,
-    /// Training runs at once, each in a process of its own with `threads / jobs` threads (burn
-    /// flex's random generator is global to a process, so runs that share one cannot train at
-    /// once and stay deterministic). 1 = one run after another in this process. Runs of many
-    /// folds or seeds use a machine's cores better this way: two runs side by side trained 1.27x
-    /// as fast as one run on both cores of a 2-core machine (bench/results/flex_build.md). The
-    /// results are the same. Not a parameter of any result.
+    /// Training runs at once, each in a process of its own with `threads / jobs` threads
+    /// (libtorch's random generator is global to a process, so runs that share one cannot train
+    /// at once and stay deterministic). 1 = one run after another in this process. Runs of many
+    /// folds or seeds use a machine's cores better this way: two one-thread processes trained
+    /// 1.12 - 1.25x the samples of one process on both cores of a 2-core machine
+    /// (bench/results/jobs.md). A run's figures are those of one process on as many threads.
+    /// Not a parameter of any result.
     pub jobs: usize,
     /// The command that trains runs in a worker process (`genrelab --quiet train-runs`), set by
     /// the command line; not part of the file.
