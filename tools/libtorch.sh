@@ -46,8 +46,8 @@ command -v python3 >/dev/null || { say "python3 (with pip) is needed to fetch li
 case "$want" in
   cpu)
     say "downloading PyTorch $VERSION for the CPU from PyPI (the torch wheel: 527 MB, 1.3 GB in $DIR/; about 1 to 3 minutes)"
-    rm -rf "$DIR/py" "$DIR/cpu"
-    python3 -m pip install --quiet --disable-pip-version-check --no-deps --target "$DIR/py.tmp" "torch==$VERSION" "${CPU_DEPS[@]}" >&2
+    rm -rf "$DIR/py" "$DIR/cpu" "$DIR/py.tmp" "$DIR/cpu.tmp"
+    PIP_ROOT_USER_ACTION=ignore python3 -m pip install --disable-pip-version-check --no-deps --target "$DIR/py.tmp" "torch==$VERSION" "${CPU_DEPS[@]}" >&2
     mv "$DIR/py.tmp" "$DIR/py"
     # A libtorch folder of the CPU libraries only: tch links libtorch_cuda when it finds it.
     mkdir -p "$DIR/cpu.tmp/lib"
@@ -65,8 +65,8 @@ case "$want" in
     ;;
   cuda)
     say "downloading PyTorch $VERSION with CUDA 13 and cuDNN from PyPI (about 3.5 GB, 7 GB in $DIR/; several minutes)"
-    rm -rf "$DIR/py" "$DIR/cpu"
-    python3 -m pip install --quiet --disable-pip-version-check --target "$DIR/py.tmp" "torch==$VERSION" >&2
+    rm -rf "$DIR/py" "$DIR/cpu" "$DIR/py.tmp" "$DIR/cpu.tmp"
+    PIP_ROOT_USER_ACTION=ignore python3 -m pip install --disable-pip-version-check --target "$DIR/py.tmp" "torch==$VERSION" >&2
     mv "$DIR/py.tmp" "$DIR/py"
     ln -s py/torch "$DIR/current"
     ;;

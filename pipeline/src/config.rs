@@ -29,8 +29,8 @@ pub struct Config {
     /// (libtorch's random generator is global to a process, so runs that share one cannot train
     /// at once and stay deterministic). 1 = one run after another in this process. Runs of many
     /// folds or seeds use a machine's cores better this way: two one-thread processes trained
-    /// 1.12 - 1.25x the samples of one process on both cores of a 2-core machine
-    /// (bench/results/jobs.md). A run's figures are those of one process on as many threads.
+    /// 1.08 - 1.33x the samples of one process on both cores of a 2-core machine for the study's
+    /// CNNs, as many for the resnet (bench/results/jobs.md). A run's figures are those of one process on as many threads.
     /// Not a parameter of any result.
     pub jobs: usize,
     /// The command that trains runs in a worker process (`genrelab --quiet train-runs`), set by
