@@ -13,15 +13,11 @@ import json
 import os
 import subprocess
 
+from machine import cpu_model
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXE = os.path.join(ROOT, "target", "debug", "examples", "train_throughput")
 
-
-def cpu_model():
-    try:
-        return next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration):
-        return "unknown CPU"
 
 
 def run(procs, threads, model, steps):

@@ -29,16 +29,12 @@ import sys
 import tempfile
 import time
 
+from machine import cpu_line
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "debug", "genrelab")
 MINI = os.path.join(ROOT, "..", "shared", "data", "gtzan-mini")
 
-
-def cpu_model():
-    try:
-        return next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration):
-        return "unknown CPU"
 
 
 def timed(cmd, **kw):
@@ -115,7 +111,7 @@ def main():
         f" --epochs {args.epochs}" if args.epochs != 150 else "") + (f" --seeds {args.seeds}" if args.seeds != 5 else "") + (
         " --skip-python" if args.skip_python else "")
     lines = [f"# The study's recipe end to end: {set_name}", "", f"- date: {date}",
-             f"- machine: {cpu_model()}, {os.cpu_count()} cores",
+             f"- machine: {cpu_line()}",
              f"- command: `{cmd}` (with bench/venv.sh's python)",
              f"- clips: {len(clips)} from `{clips_dir if not args.synthetic else 'genrelab synthetic set, seed 7'}`; "
              f"recipe: the study's (80/20 split, 3 models x {args.seeds} seeds x {args.epochs} epochs, Adam 1e-4, batch 128, "

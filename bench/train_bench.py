@@ -21,6 +21,8 @@ import os
 import subprocess
 import time
 
+from machine import cpu_line, cpu_model
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = ["linear", "simple_cnn", "complex_cnn", "resnet", "resnet_wide", "short_chunk_cnn", "logreg"]
 # Steps per model, as multiples of --steps, so that each timing lasts seconds rather than
@@ -31,12 +33,6 @@ STEPS = {"linear": 100, "logreg": 500, "simple_cnn": 3, "complex_cnn": 2}
 def steps_of(name, steps):
     return steps * STEPS.get(name, 1)
 
-
-def cpu_model():
-    try:
-        return next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration):
-        return "unknown CPU"
 
 
 def input_shape(name):
@@ -217,7 +213,7 @@ def main():
         if fw != f"genrelab-tch-{args.device}":
             raise SystemExit(f"genrelab ran on {fw}, not {args.device}")
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    where = gpu_name() + f"; host: {cpu_model()}" if args.device == "cuda" else f"{cpu_model()}, {os.cpu_count()} cores"
+    where = gpu_name() + f"; host: {cpu_model()}" if args.device == "cuda" else cpu_line()
     cmd = f"python3 bench/train_bench.py --steps {args.steps}" + (f" --device {args.device}" if args.device != "cpu" else "") + (
         f" --threads {args.threads}" if args.threads else "")
     lines = [f"# Training throughput ({args.device.upper()})", "", f"- date: {date}", f"- machine: {where}",

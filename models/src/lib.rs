@@ -85,14 +85,14 @@ pub fn registry() -> &'static [ModelInfo] {
 /// biases and batch norm's running statistics) in one `tch` variable store on one device.
 pub struct Model {
     vs: nn::VarStore,
-    net: Net,
+    net: Arch,
 }
 
-enum Net {
+enum Arch {
     Linear(LinearModel),
     SimpleCnn(SimpleCnn),
     ComplexCnn(ComplexCnn),
-    ResNet(ResNet),
+    ResNet(Box<ResNet>),
     ShortChunkCnn(ShortChunkCnn),
 }
 
@@ -101,11 +101,11 @@ impl Model {
     /// norm use (and update) the batch's statistics.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         match &self.net {
-            Net::Linear(m) => m.forward(x),
-            Net::SimpleCnn(m) => m.forward_t(x, train),
-            Net::ComplexCnn(m) => m.forward_t(x, train),
-            Net::ResNet(m) => m.forward_t(x, train),
-            Net::ShortChunkCnn(m) => m.forward_t(x, train),
+            Arch::Linear(m) => m.forward(x),
+            Arch::SimpleCnn(m) => m.forward_t(x, train),
+            Arch::ComplexCnn(m) => m.forward_t(x, train),
+            Arch::ResNet(m) => m.forward_t(x, train),
+            Arch::ShortChunkCnn(m) => m.forward_t(x, train),
         }
     }
 
@@ -191,20 +191,20 @@ pub fn build(spec: &ModelSpec, device: Device) -> Result<Model, ModelError> {
     };
     let classes = spec.classes as i64;
     let net = match spec.name.as_str() {
-        "linear" | "logreg" => Net::Linear(LinearModel::new(p, (spec.mels * spec.frames) as i64, classes)),
+        "linear" | "logreg" => Arch::Linear(LinearModel::new(p, (spec.mels * spec.frames) as i64, classes)),
         "simple_cnn" | "complex_cnn" => match small(8) {
             Some(e) => return Err(e),
-            None if spec.name == "simple_cnn" => Net::SimpleCnn(SimpleCnn::new(p, [8, 16, 32], 128, classes)),
-            None => Net::ComplexCnn(ComplexCnn::new(p, classes)),
+            None if spec.name == "simple_cnn" => Arch::SimpleCnn(SimpleCnn::new(p, [8, 16, 32], 128, classes)),
+            None => Arch::ComplexCnn(ComplexCnn::new(p, classes)),
         },
         "resnet" | "resnet_wide" => match small(16) {
             Some(e) => return Err(e),
-            None if spec.name == "resnet" => Net::ResNet(ResNet::new(p, [16, 32, 64, 128], classes)),
-            None => Net::ResNet(ResNet::new(p, [32, 64, 128, 256], classes)),
+            None if spec.name == "resnet" => Arch::ResNet(Box::new(ResNet::new(p, [16, 32, 64, 128], classes))),
+            None => Arch::ResNet(Box::new(ResNet::new(p, [32, 64, 128, 256], classes))),
         },
         "short_chunk_cnn" => match small(32) {
             Some(e) => return Err(e),
-            None => Net::ShortChunkCnn(ShortChunkCnn::new(p, [16, 16, 32, 32, 64], 64, classes)),
+            None => Arch::ShortChunkCnn(ShortChunkCnn::new(p, [16, 16, 32, 32, 64], 64, classes)),
         },
         other => return Err(info(other).err().expect("every registered model is built above")),
     };
