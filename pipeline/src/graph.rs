@@ -31,7 +31,7 @@ impl Stage for Download {
         1
     }
     fn about(&self) -> &'static str {
-        "fetch GTZAN (hub, tarball, folder or synthetic) and list its clips with checksums"
+        "fetch or locate the clips (hub, tarball, folder, manifest or synthetic) and list them with labels and checksums"
     }
     fn deps(&self) -> &'static [&'static str] {
         &[]
@@ -39,15 +39,24 @@ impl Stage for Download {
     fn params(&self, cfg: &Config) -> Value {
         let d = &cfg.download;
         match d.source {
+            SourceKind::Hub if d.hub_is_parquet() => {
+                json!({"source": "hub", "repo": d.repo, "revision": d.revision, "files": d.hub_files(), "audio": d.columns.audio, "label": d.columns.label})
+            }
             SourceKind::Hub => json!({"source": "hub", "repo": d.repo, "revision": d.revision, "file": d.file}),
             SourceKind::Tarball => json!({"source": "tarball", "path": d.path}),
             SourceKind::Folder => json!({"source": "folder", "path": d.path}),
+            SourceKind::Manifest => json!({"source": "manifest", "path": d.path, "columns": d.columns}),
             SourceKind::Synthetic => json!({"source": "synthetic", "synthetic": d.synthetic}),
         }
     }
     fn external_inputs(&self, cfg: &Config) -> Vec<PathBuf> {
         match cfg.download.source {
             SourceKind::Tarball | SourceKind::Folder => cfg.download.path.iter().cloned().collect(),
+            // The manifest and every file it names.
+            SourceKind::Manifest => match &cfg.download.path {
+                Some(m) => std::iter::once(m.clone()).chain(genrelab_stages::manifest::listed_files(m, &cfg.download.columns)).collect(),
+                None => vec![],
+            },
             SourceKind::Hub | SourceKind::Synthetic => vec![],
         }
     }
@@ -64,6 +73,14 @@ impl Stage for Download {
             return None;
         }
         let m = download::read_manifest(&paths.download_dir()).ok()?;
+        if m.container == genrelab_stages::source::Container::Parquet {
+            let files = cfg.download.hub_files();
+            return files
+                .iter()
+                .map(|f| m.path.join(f))
+                .find(|p| !p.is_file())
+                .map(|p| format!("the downloaded file {} is gone", p.display()));
+        }
         match std::fs::metadata(&m.path) {
             Ok(meta) if meta.len() == m.bytes => None,
             _ => Some(format!("the downloaded archive {} is gone or changed", m.path.display())),
@@ -105,7 +122,7 @@ impl Stage for Features {
     }
     fn run(&self, ctx: &mut Ctx) -> Result<Value, PipelineError> {
         let source = download::read_manifest(&ctx.paths.download_dir())?;
-        let s = features::extract_features(&source, &ctx.cfg.features, &ctx.paths.store_dir(), ctx.cfg.threads)?;
+        let s = features::extract_features(&source, &ctx.cfg.features, &ctx.paths.store_dir(), ctx.cfg.threads, !ctx.forced)?;
         Ok(json!(s))
     }
 }
@@ -149,10 +166,10 @@ impl Stage for Split {
         1
     }
     fn about(&self) -> &'static str {
-        "assign every clip to train / valid / test or to a fold, stratified by genre"
+        "assign every clip to train / valid / test or to a fold, stratified by class, keeping groups whole"
     }
     fn deps(&self) -> &'static [&'static str] {
-        &["features"]
+        &["download", "features"]
     }
     fn params(&self, cfg: &Config) -> Value {
         json!(cfg.split)
@@ -169,7 +186,8 @@ impl Stage for Split {
         vec![paths.store_dir().join(names::SPLIT)]
     }
     fn run(&self, ctx: &mut Ctx) -> Result<Value, PipelineError> {
-        Ok(json!(split::make_split(&ctx.paths.store_dir(), &ctx.cfg.split)?))
+        let source = download::read_manifest(&ctx.paths.download_dir())?;
+        Ok(json!(split::make_split(&ctx.paths.store_dir(), &ctx.cfg.split, Some(&source))?))
     }
 }
 

@@ -20,7 +20,7 @@ use genrelab_store::tables::{Column, write_columns};
 use serde::{Deserialize, Serialize};
 
 use crate::StageError;
-use crate::audio::decode_wav;
+use crate::audio::decode_any;
 use crate::logmel::{FeatureConfig, LogMel, lowpass, power_to_db};
 use crate::source::{ClipEntry, SourceManifest};
 
@@ -226,8 +226,9 @@ pub fn extract_descriptors(
     let start = Instant::now();
     let mut rows: Vec<(String, String, Vec<f32>)> = vec![];
     let mut skipped = 0;
-    let describe_clip =
-        |_: &ClipEntry, b: &[u8]| decode_wav(b, cfg.sample_rate).map_err(|e| e.to_string()).map(|a| describe(&lm, &a.samples, dcfg.max_hz));
+    let describe_clip = |e: &ClipEntry, b: &[u8]| {
+        decode_any(b, e.extension(), cfg.sample_rate).map_err(|e| e.to_string()).map(|a| describe(&lm, &a.samples, dcfg.max_hz))
+    };
     source.par_map_clips(threads, "descriptors", describe_clip, |done| {
         for (entry, d) in done {
             match d {
@@ -249,7 +250,7 @@ pub fn extract_descriptors(
     for (k, name) in names.iter().enumerate() {
         columns.push((name.as_str(), Column::Float(rows.iter().map(|r| r.2[k] as f64).collect())));
     }
-    let mut meta = crate::features::feature_table_meta("descriptors", cfg, &source.origin);
+    let mut meta = crate::features::feature_table_meta("descriptors", cfg, source);
     if let Some(hz) = dcfg.max_hz {
         meta = meta.with(MAX_HZ, hz.to_string());
     }

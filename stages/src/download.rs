@@ -1,12 +1,16 @@
 //! The download stage: make the raw clips available and list them in a [`SourceManifest`].
 //!
-//! Four sources, chosen by `download.source` in the configuration:
+//! Five sources, chosen by `download.source` in the configuration:
 //! - `hub`: `data/genres.tar.gz` of the dataset repo `marsyas/gtzan` on the Hugging Face hub
-//!   (repo, revision and file configurable), through hf-hub into its cache. `HF_ENDPOINT`,
-//!   `HF_HOME` and `HF_TOKEN` are honoured as by every Hugging Face tool. The archive's SHA-256 is
-//!   checked against the hub's LFS checksum (the blob's name) when there is one;
+//!   (repo, revision and file configurable), through hf-hub into its cache; or a dataset stored
+//!   as Parquet (`files = [...]`, each with an `audio` struct of encoded bytes and a label
+//!   column), read in place with arrow. `HF_ENDPOINT`, `HF_HOME` and `HF_TOKEN` are honoured as
+//!   by every Hugging Face tool. Every file's SHA-256 is checked against the hub's LFS checksum
+//!   (the blob's name) when there is one;
 //! - `tarball`: a local `genres.tar.gz` (or `.tar`);
-//! - `folder`: a local folder in the Marsyas or Kaggle layout;
+//! - `folder`: a local folder in GTZAN's Marsyas or Kaggle layout, or any folder of class
+//!   sub-folders ([`crate::layout`]);
+//! - `manifest`: a CSV, TSV or Parquet table of paths and labels ([`crate::manifest`]);
 //! - `synthetic`: the built-in synthetic genre set, generated into the stage's folder.
 //!
 //! Whatever the source, the output is `source.json`: the container, its checksum and every clip
@@ -20,7 +24,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::StageError;
-use crate::source::{Container, FileHash, SourceManifest, scan_folder, scan_tarball};
+use crate::layout::Layout;
+use crate::manifest::{self, Columns};
+use crate::source::{Container, FileHash, ParquetColumns, SourceManifest, scan_folder, scan_hub_parquet, scan_tarball};
 use crate::synthetic::{self, SyntheticConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +35,7 @@ pub enum SourceKind {
     Hub,
     Tarball,
     Folder,
+    Manifest,
     Synthetic,
 }
 
@@ -40,9 +47,27 @@ pub struct DownloadConfig {
     pub repo: String,
     pub revision: String,
     pub file: String,
-    /// The tarball or folder, for `tarball` and `folder` sources.
+    /// Hub datasets stored as Parquet: the files to read (e.g.
+    /// `["data/train-00000-of-00002.parquet", "data/train-00001-of-00002.parquet"]`); when set,
+    /// `file` is not used.
+    pub files: Vec<String>,
+    /// The tarball, folder or manifest, for `tarball`, `folder` and `manifest` sources.
     pub path: Option<PathBuf>,
+    /// Which columns of a manifest or hub dataset hold the path, label, group, ...
+    pub columns: Columns,
     pub synthetic: SyntheticConfig,
+}
+
+impl DownloadConfig {
+    /// The hub files to fetch: `files`, else `file`.
+    pub fn hub_files(&self) -> Vec<String> {
+        if self.files.is_empty() { vec![self.file.clone()] } else { self.files.clone() }
+    }
+
+    /// Whether the hub source is a Parquet dataset rather than a tarball.
+    pub fn hub_is_parquet(&self) -> bool {
+        self.hub_files().iter().all(|f| f.ends_with(".parquet"))
+    }
 }
 
 impl Default for DownloadConfig {
@@ -52,7 +77,9 @@ impl Default for DownloadConfig {
             repo: "marsyas/gtzan".into(),
             revision: "main".into(),
             file: "data/genres.tar.gz".into(),
+            files: vec![],
             path: None,
+            columns: Columns::default(),
             synthetic: SyntheticConfig::default(),
         }
     }
@@ -76,9 +103,58 @@ pub fn download(cfg: &DownloadConfig, out_dir: &Path, opts: DownloadOptions) -> 
     let need_path =
         || cfg.path.clone().ok_or_else(|| StageError::Config(format!("download.source = {:?} needs download.path", cfg.source)));
     let manifest = match cfg.source {
+        SourceKind::Hub if cfg.hub_is_parquet() => {
+            let files = cfg.hub_files();
+            let mut fetched = vec![];
+            for f in &files {
+                fetched.push(fetch_from_hub(cfg, f, opts.progress, opts.refetch)?);
+            }
+            let origin = format!("hub:{}@{}/{}", cfg.repo, cfg.revision, files.join(","));
+            let (root, sizes) = snapshot_root(&fetched, &files)?;
+            let (clips, rejected) = scan_hub_parquet(&root, &files, &cfg.columns).map_err(StageError::Source)?;
+            let bytes = sizes.iter().map(|(b, _)| b).sum();
+            let sha256 = Some(sizes.iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>().join(","));
+            let parquet = Some(ParquetColumns { audio: cfg.columns.audio.clone(), label: cfg.columns.label.clone() });
+            SourceManifest {
+                origin,
+                container: Container::Parquet,
+                path: root,
+                layout: Layout::HubParquet,
+                bytes,
+                sha256,
+                clips,
+                rejected,
+                parquet,
+            }
+        }
         SourceKind::Hub => {
-            let path = fetch_from_hub(cfg, opts.progress, opts.refetch)?;
+            let path = fetch_from_hub(cfg, &cfg.file, opts.progress, opts.refetch)?;
             tarball_manifest(&path, format!("hub:{}@{}/{}", cfg.repo, cfg.revision, cfg.file))?
+        }
+        SourceKind::Manifest => {
+            let path = absolute(&need_path()?)?;
+            let (clips, rejected) = manifest::manifest_clips(&path, &cfg.columns, opts.hash_file).map_err(StageError::Source)?;
+            if clips.is_empty() {
+                return Err(StageError::Source(format!(
+                    "{}: no usable clips ({} rows rejected; first reason: {})",
+                    path.display(),
+                    rejected.len(),
+                    rejected.first().map_or("the manifest has no rows", |r| r.reason.as_str())
+                )));
+            }
+            let bytes = clips.iter().map(|c| c.bytes).sum();
+            let root = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+            SourceManifest {
+                origin: format!("manifest:{}", path.display()),
+                container: Container::Folder,
+                path: root,
+                layout: Layout::Manifest,
+                bytes,
+                sha256: None,
+                clips,
+                rejected,
+                parquet: None,
+            }
         }
         SourceKind::Tarball => {
             let path = need_path()?;
@@ -118,14 +194,24 @@ fn tarball_manifest(path: &Path, origin: String) -> Result<SourceManifest, Stage
     let path = absolute(path)?;
     let (bytes, sha256) = sha256_file(&path)?;
     let (layout, clips) = scan_tarball(&path).map_err(StageError::Source)?;
-    Ok(SourceManifest { origin, container: Container::Tarball, path, layout, bytes, sha256: Some(sha256), clips })
+    Ok(SourceManifest {
+        origin,
+        container: Container::Tarball,
+        path,
+        layout,
+        bytes,
+        sha256: Some(sha256),
+        clips,
+        rejected: vec![],
+        parquet: None,
+    })
 }
 
 fn folder_manifest(root: &Path, origin: String, hash: &mut dyn FnMut(&Path) -> FileHash) -> Result<SourceManifest, StageError> {
     let root = absolute(root)?;
-    let (layout, clips) = scan_folder(&root, hash).map_err(StageError::Source)?;
+    let (layout, clips, rejected) = scan_folder(&root, hash).map_err(StageError::Source)?;
     let bytes = clips.iter().map(|c| c.bytes).sum();
-    Ok(SourceManifest { origin, container: Container::Folder, path: root, layout, bytes, sha256: None, clips })
+    Ok(SourceManifest { origin, container: Container::Folder, path: root, layout, bytes, sha256: None, clips, rejected, parquet: None })
 }
 
 pub fn sha256_file(path: &Path) -> Result<(u64, String), StageError> {
@@ -144,8 +230,21 @@ pub fn sha256_file(path: &Path) -> Result<(u64, String), StageError> {
     Ok((total, hex::encode(hasher.finalize())))
 }
 
-/// Fetch the configured file from the hub into hf-hub's cache; returns the cached file's path.
-fn fetch_from_hub(cfg: &DownloadConfig, progress: bool, refetch: bool) -> Result<PathBuf, StageError> {
+/// The folder that holds the fetched hub files (hf-hub's snapshot folder), and each file's
+/// `(size, SHA-256)`.
+fn snapshot_root(fetched: &[PathBuf], files: &[String]) -> Result<(PathBuf, Vec<(u64, String)>), StageError> {
+    let first = fetched.first().ok_or_else(|| StageError::Config("download.files is empty".into()))?;
+    let mut root = first.clone();
+    for _ in Path::new(&files[0]).components() {
+        root.pop();
+    }
+    let sizes = fetched.iter().map(|p| sha256_file(p)).collect::<Result<Vec<_>, _>>()?;
+    Ok((root, sizes))
+}
+
+/// Fetch `file` of the configured hub repo into hf-hub's cache; returns the cached file's path
+/// (in the snapshot folder).
+fn fetch_from_hub(cfg: &DownloadConfig, file: &str, progress: bool, refetch: bool) -> Result<PathBuf, StageError> {
     use hf_hub::api::sync::ApiBuilder;
     use hf_hub::{Repo, RepoType};
 
@@ -157,14 +256,14 @@ fn fetch_from_hub(cfg: &DownloadConfig, progress: bool, refetch: bool) -> Result
     }
     let api = builder.build().map_err(|e| StageError::Config(format!("hub client: {e}")))?;
     let repo = api.repo(Repo::with_revision(cfg.repo.clone(), RepoType::Dataset, cfg.revision.clone()));
-    let url = repo.url(&cfg.file);
+    let url = repo.url(file);
     let fail = |message: String| StageError::Download { url: url.clone(), message };
     tracing::info!(%url, "fetching from the hub");
     let blobs = hf_hub::Cache::from_env()
         .path()
         .join(Repo::with_revision(cfg.repo.clone(), RepoType::Dataset, cfg.revision.clone()).folder_name())
         .join("blobs");
-    let result = if refetch { repo.download(&cfg.file) } else { repo.get(&cfg.file) };
+    let result = if refetch { repo.download(file) } else { repo.get(file) };
     let path = match result {
         Ok(p) => p,
         Err(e) => {
@@ -184,7 +283,7 @@ fn fetch_from_hub(cfg: &DownloadConfig, progress: bool, refetch: bool) -> Result
             return Err(fail(format!("checksum mismatch: got SHA-256 {sha}, the hub announced {name}; the damaged file was removed")));
         }
     }
-    Ok(blob)
+    Ok(if cfg.hub_is_parquet() { path } else { blob })
 }
 
 /// hf-hub leaves `*.sync.part` files (for resuming) and `*.lock` files behind when a fetch

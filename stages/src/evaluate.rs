@@ -151,6 +151,12 @@ pub struct Evaluation {
     /// `[evaluate] window_hop`, when set: the test windows' hop of every crop model.
     #[serde(default)]
     pub window_hop: Option<usize>,
+    /// Groups (artists, albums) the split kept whole, when the source gives clips a group.
+    #[serde(default)]
+    pub groups: Option<usize>,
+    /// Where the clips came from (`hub:marsyas/gtzan@main/...`, `folder:...`, `synthetic`).
+    #[serde(default)]
+    pub source: String,
 }
 
 pub const METRICS_JSON: &str = "metrics.json";
@@ -178,7 +184,9 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &Eva
     let kinds: Vec<genrelab_models::Input> = checkpoints.iter().map(|(_, c)| c.input).collect();
     let inputs = Inputs::read(store_dir, &kinds)?;
     let features = &inputs.features;
-    let (_, split) = read_split(&store_dir.join(names::SPLIT))?;
+    let (split_meta, split) = read_split(&store_dir.join(names::SPLIT))?;
+    let groups = split_meta.get("grouped").and_then(|g| g.parse().ok());
+    let gtzan = crate::features::is_gtzan(&features.meta);
     let (labels, y_all) = labels_of(features);
     let device = default_device().map_err(|e| StageError::Config(e.to_string()))?;
 
@@ -254,7 +262,7 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &Eva
             for r in &rs {
                 add_confusion(&mut confusion, &r.scores.confusion);
             }
-            let study = STUDY.iter().find(|s| s.0 == m);
+            let study = STUDY.iter().find(|s| s.0 == m).filter(|_| gtzan);
             // The ensemble of the model's seeds: an ensemble of one member, scored as the others.
             let several_seeds = ensemble.iter().any(|((model, _, _), (_, n))| model == m && *n > 1);
             let seeds_averaged = several_seeds.then(|| with_cost(fuse(std::slice::from_ref(m), &ensemble, &y_all, k), &runs));
@@ -312,6 +320,8 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &Eva
         ensembles,
         trained_on,
         window_hop: cfg.window_hop,
+        groups,
+        source: features.meta.get("source").unwrap_or_default().to_string(),
     };
     write_tables(store_dir, &eval, &predictions)?;
     write_report(report_dir, &eval, &checkpoints)?;
@@ -494,19 +504,23 @@ pub fn comparison_table(e: &Evaluation) -> String {
         Some(f) => format!("{f} folds x {seeds}"),
         None => seeds,
     };
+    // The study's figures are GTZAN's: shown only when the data is GTZAN.
+    let show_study = e.models.iter().any(|m| m.study_test_acc.is_some());
     let _ = writeln!(
         s,
-        "| model | parameters | epochs, weights | train acc (mean +- std) | valid acc / loss | test acc (mean +- std) | 95% interval | balanced acc | macro-F1 | ensemble of seeds | training per run | study (1 run): train / test |"
+        "| model | parameters | epochs, weights | train acc (mean +- std) | valid acc / loss | test acc (mean +- std) | 95% interval | balanced acc | macro-F1 | ensemble of seeds | training per run |{}",
+        if show_study { " study (1 run): train / test |" } else { "" }
     );
-    let _ = writeln!(s, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|{}", if show_study { "---:|" } else { "" });
     for m in &e.models {
         let study = match (m.study_train_acc, m.study_test_acc) {
-            (Some(a), Some(b)) => format!("{} / {}", pct(a), pct(b)),
-            _ => "-".into(),
+            _ if !show_study => String::new(),
+            (Some(a), Some(b)) => format!(" {} / {} |", pct(a), pct(b)),
+            _ => " - |".into(),
         };
         let _ = writeln!(
             s,
-            "| {} | {} | {}, {} | {} +- {} | {} | {} +- {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {}, {} | {} +- {} | {} | {} +- {} | {} | {} | {} | {} | {} |{}",
             m.model,
             m.parameters,
             m.epochs,
@@ -560,7 +574,14 @@ pub fn comparison_table(e: &Evaluation) -> String {
             "stratified k-fold cross-validation by track (each fold tested once; models that select weights validate on the next fold)"
         }
         "filtered" => "the fault-filtered split (Kereliuk, Sturm & Larsen 2015: train / valid / test by artist)",
+        "given" => "the parts or folds the manifest gives each clip",
         _ => "the study's stratified hold-out by track (validation, when used, taken from the training part)",
+    };
+    let protocol = match (e.groups, e.protocol.as_str()) {
+        (Some(g), "kfold" | "study") => {
+            format!("{protocol}, keeping each of the {g} groups (the source's group column: artist, album) whole: no group is in two parts")
+        }
+        _ => protocol.to_string(),
     };
     let _ = write!(s, "\nProtocol: {} = {protocol}; {runs}, {} classes. Test parts never choose anything.", e.protocol, e.labels.len());
     if let Some(hop) = e.window_hop {
@@ -842,6 +863,8 @@ mod tests {
             train_seconds: 4.0 * 3600.0,
             trained_on: vec!["CPU (libtorch 2.13.0), 2 threads".into()],
             window_hop: Some(32),
+            groups: None,
+            source: String::new(),
         };
         let (name, acc) = e.best().unwrap();
         assert_eq!(name, "a");
@@ -852,7 +875,8 @@ mod tests {
         let row = table.lines().find(|l| l.starts_with("| a | a, 2 seeds averaged |")).expect(&table);
         assert!(row.ends_with("| 85.0% | 75.0% | 6.7 min |"), "{row}");
         let row = table.lines().find(|l| l.starts_with("| a | 1 |")).expect(&table);
-        assert!(row.ends_with("| 85.0% +- 7.1% | 3.3 min | - |"), "{row}");
+        // No study column: models a and b have no study figures (they appear only next to GTZAN).
+        assert!(row.ends_with("| 85.0% +- 7.1% | 3.3 min |") && !table.contains("study (1 run)"), "{row}");
         // Validation columns: a's runs validate (mean accuracy 75 %, loss 0.6), b's do not.
         assert!(row.contains("| 75.0% / 0.600 | 77.0% +- "), "{row}");
         let row = table.lines().find(|l| l.starts_with("| b | 1 |")).expect(&table);

@@ -1,9 +1,16 @@
-//! Where the clips are: GTZAN's file layouts, in a folder or inside a tarball.
+//! Where the clips are: GTZAN's file layouts, and any folder of class sub-folders.
 //!
-//! A clip is any `<genre>/<genre>.<digits>.wav` (the genre folder named like the file's prefix).
-//! Recognised roots: the Marsyas layout `genres/<genre>/...` (also what `genres.tar.gz` holds),
-//! the Kaggle layout `Data/genres_original/<genre>/...`, or a folder that directly holds the genre
-//! folders. Other files (`.mf` lists, CSVs, images) are ignored.
+//! GTZAN: a clip is any `<genre>/<genre>.<digits>.wav` (the genre folder named like the file's
+//! prefix), and its track id is the file's stem (`jazz.00054`). Recognised roots: the Marsyas
+//! layout `genres/<genre>/...` (also what `genres.tar.gz` holds), the Kaggle layout
+//! `Data/genres_original/<genre>/...`, or a folder that directly holds the genre folders. Other
+//! files (`.mf` lists, CSVs, images) are ignored.
+//!
+//! Any other collection: a folder whose top-level sub-folders are the classes, each holding audio
+//! files (any name, nested as deep as you like, any format of [`AUDIO_EXTENSIONS`]). The label is
+//! the top-level folder; the track id is the path relative to the root (`rock/live/1.mp3`).
+//! Hidden files and folders (`.name`) are skipped, and symbolic links to folders are not
+//! followed.
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +25,21 @@ pub enum Layout {
     Kaggle,
     /// `<genre>/<genre>.000NN.wav` directly under the given folder.
     GenreFolders,
+    /// `<class>/**/<any name>.<audio extension>`: any labelled collection.
+    ClassFolders,
+    /// Clips listed by a manifest (CSV, TSV or Parquet) with their labels.
+    Manifest,
+    /// Clips stored inside a hub dataset's Parquet files.
+    HubParquet,
+}
+
+/// File extensions read as audio in class folders and manifests (decoded by symphonia, WAV by
+/// hound as in training).
+pub const AUDIO_EXTENSIONS: [&str; 9] = ["wav", "wave", "flac", "mp3", "ogg", "oga", "m4a", "mp4", "aac"];
+
+/// Whether a file name has one of [`AUDIO_EXTENSIONS`] (any case).
+pub fn is_audio_name(name: &str) -> bool {
+    name.rsplit_once('.').is_some_and(|(_, ext)| AUDIO_EXTENSIONS.iter().any(|a| a.eq_ignore_ascii_case(ext)))
 }
 
 impl Layout {
@@ -26,7 +48,7 @@ impl Layout {
         match self {
             Layout::Marsyas => "genres",
             Layout::Kaggle => "Data/genres_original",
-            Layout::GenreFolders => "",
+            Layout::GenreFolders | Layout::ClassFolders | Layout::Manifest | Layout::HubParquet => "",
         }
     }
 
@@ -59,7 +81,8 @@ pub fn parse_clip_name(rel: &str) -> Option<(String, String)> {
     valid.then(|| (stem.to_string(), genre.to_string()))
 }
 
-/// Find the layout of a data folder by looking for its clip root.
+/// Find the layout of a data folder: one of GTZAN's when it has GTZAN clips, else class folders
+/// when some top-level folder holds audio files.
 pub fn detect_folder(root: &Path) -> Result<Layout, String> {
     for layout in [Layout::Marsyas, Layout::Kaggle, Layout::GenreFolders] {
         let dir = root.join(layout.clip_root());
@@ -75,11 +98,89 @@ pub fn detect_folder(root: &Path) -> Result<Layout, String> {
             return Ok(layout);
         }
     }
+    if std::fs::metadata(root).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
+        return Err(format!("{}: no such folder", root.display()));
+    }
+    let (found, _) = list_class_folders(root);
+    if !found.is_empty() {
+        return Ok(Layout::ClassFolders);
+    }
     Err(format!(
-        "no GTZAN clips found under {}: expected genres/<genre>/<genre>.00000.wav (Marsyas), \
-         Data/genres_original/<genre>/<genre>.00000.wav (Kaggle) or <genre>/<genre>.00000.wav",
-        root.display()
+        "no audio found under {}: expected one sub-folder per class holding audio files ({}), \
+         e.g. rock/song.mp3, or GTZAN's layouts (genres/<genre>/<genre>.00000.wav, Kaggle's \
+         Data/genres_original/...)",
+        root.display(),
+        AUDIO_EXTENSIONS.join(", ")
     ))
+}
+
+/// A file that looked like a clip but cannot be one, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unlisted {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+/// Every audio file under the class folders of `root`: `(path, track id, label)` sorted by track
+/// id, and the entries that could not be listed (unreadable folders, names that are not UTF-8,
+/// dangling links). Symbolic links to files are followed, to folders are not.
+pub fn list_class_folders(root: &Path) -> (Vec<(PathBuf, String, String)>, Vec<Unlisted>) {
+    fn walk(dir: &Path, rel: &str, label: &str, out: &mut Vec<(PathBuf, String, String)>, bad: &mut Vec<Unlisted>) {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) => {
+                bad.push(Unlisted { path: dir.to_path_buf(), reason: format!("cannot list the folder: {e}") });
+                return;
+            }
+        };
+        for entry in entries {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    bad.push(Unlisted { path: dir.to_path_buf(), reason: format!("cannot list the folder: {e}") });
+                    continue;
+                }
+            };
+            let path = entry.path();
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                if is_audio_name(&entry.file_name().to_string_lossy()) {
+                    bad.push(Unlisted { path, reason: "the file name is not valid UTF-8".into() });
+                }
+                continue;
+            };
+            if name.starts_with('.') {
+                continue;
+            }
+            let child = format!("{rel}/{name}");
+            let Ok(kind) = entry.file_type() else { continue };
+            if kind.is_dir() {
+                walk(&path, &child, label, out, bad);
+            } else if is_audio_name(&name) {
+                match std::fs::metadata(&path) {
+                    Ok(m) if m.is_file() => out.push((path, child, label.to_string())),
+                    Ok(_) => {}
+                    Err(e) => bad.push(Unlisted { path, reason: format!("cannot read: {e}") }),
+                }
+            }
+        }
+    }
+    let (mut out, mut bad) = (vec![], vec![]);
+    let Ok(classes) = std::fs::read_dir(root) else { return (out, bad) };
+    for entry in classes.flatten() {
+        let Ok(kind) = entry.file_type() else { continue };
+        let Some(label) = entry.file_name().to_str().map(str::to_string) else {
+            if kind.is_dir() {
+                bad.push(Unlisted { path: entry.path(), reason: "the folder name is not valid UTF-8".into() });
+            }
+            continue;
+        };
+        if kind.is_dir() && !label.starts_with('.') {
+            walk(&entry.path(), &label, &label, &mut out, &mut bad);
+        }
+    }
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    bad.sort_by(|a, b| a.path.cmp(&b.path));
+    (out, bad)
 }
 
 /// Every clip file under a folder of the given layout, sorted by relative path.
@@ -137,8 +238,44 @@ mod tests {
             assert_eq!(ids, ["blues.00000", "rock.00000", "rock.00001"]);
         }
         let empty = tempfile::tempdir().unwrap();
-        touch(empty.path(), "music/song.mp3");
+        touch(empty.path(), "music/notes.txt");
+        touch(empty.path(), "song.mp3");
         let err = detect_folder(empty.path()).unwrap_err();
-        assert!(err.contains("no GTZAN clips found") && err.contains("Kaggle"), "{err}");
+        assert!(err.contains("no audio found under") && err.contains("Kaggle") && err.contains("flac"), "{err}");
+    }
+
+    #[test]
+    fn class_folders_take_any_name_nested_any_format_labelled_by_the_top_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        for rel in [
+            "rock/1.mp3",
+            "rock/live/2003/2.FLAC",
+            "jazz/a b.ogg",
+            "jazz/x.m4a",
+            "jazz/cover.jpg",
+            "jazz/.hidden.wav",
+            ".git/x.wav",
+            "README.wav",
+        ] {
+            touch(dir.path(), rel);
+        }
+        assert_eq!(detect_folder(dir.path()).unwrap(), Layout::ClassFolders);
+        let (found, bad) = list_class_folders(dir.path());
+        let got: Vec<(&str, &str)> = found.iter().map(|(_, id, l)| (id.as_str(), l.as_str())).collect();
+        assert_eq!(got, [("jazz/a b.ogg", "jazz"), ("jazz/x.m4a", "jazz"), ("rock/1.mp3", "rock"), ("rock/live/2003/2.FLAC", "rock")]);
+        assert!(bad.is_empty(), "{bad:?}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn links_to_folders_are_not_followed_and_dangling_links_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        touch(dir.path(), "rock/1.wav");
+        std::os::unix::fs::symlink(dir.path().join("rock"), dir.path().join("rock/self")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("gone.wav"), dir.path().join("rock/dangling.wav")).unwrap();
+        let (found, bad) = list_class_folders(dir.path());
+        assert_eq!(found.len(), 1);
+        assert_eq!(bad.len(), 1);
+        assert!(bad[0].path.ends_with("rock/dangling.wav") && bad[0].reason.contains("cannot read"), "{bad:?}");
     }
 }

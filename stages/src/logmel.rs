@@ -52,6 +52,27 @@ pub struct FeatureConfig {
     pub out_frames: usize,
     /// How the resize interpolates.
     pub resize: Resize,
+    /// Which part of a track longer than `frames` is kept: its start (the study's, GTZAN's 30 s
+    /// clips are kept whole) or its middle (skipping intros of full-length songs).
+    #[serde(skip_serializing_if = "Excerpt::is_start")]
+    pub excerpt: Excerpt,
+}
+
+/// The part of a long track the features describe (`features.excerpt`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Excerpt {
+    /// The first `frames` frames (what the study did).
+    #[default]
+    Start,
+    /// The `frames` frames in the middle of the track.
+    Middle,
+}
+
+impl Excerpt {
+    fn is_start(&self) -> bool {
+        *self == Excerpt::Start
+    }
 }
 
 impl Default for FeatureConfig {
@@ -69,6 +90,7 @@ impl Default for FeatureConfig {
             out_mels: 64,
             out_frames: 100,
             resize: Resize::Antialiased,
+            excerpt: Excerpt::Start,
         }
     }
 }
@@ -257,8 +279,29 @@ impl LogMel {
         s
     }
 
+    /// The samples of a clip the features describe: all of a clip up to `frames` frames long
+    /// (shorter ones are padded), else the configured excerpt of that length (whole hops, so
+    /// frames line up with the track's own).
+    pub fn excerpt<'a>(&self, samples: &'a [f32]) -> &'a [f32] {
+        let (hop, keep) = (self.cfg.hop_length, self.cfg.frames * self.cfg.hop_length + self.cfg.n_fft);
+        if samples.len() <= keep {
+            return samples;
+        }
+        let start = match self.cfg.excerpt {
+            Excerpt::Start => 0,
+            Excerpt::Middle => (samples.len() - keep) / 2 / hop * hop,
+        };
+        &samples[start..start + keep]
+    }
+
+    /// Whether a clip is shorter than `frames` frames, so that its features are padded.
+    pub fn is_padded(&self, samples: &[f32]) -> bool {
+        1 + samples.len() / self.cfg.hop_length < self.cfg.frames
+    }
+
     /// The features of one clip (or one window of a longer recording).
     pub fn features(&self, samples: &[f32]) -> Features {
+        let samples = self.excerpt(samples);
         let full = fit_frames(&self.log_mel_unpadded(samples), self.cfg.frames, self.cfg.pad_db);
         let small = resize(&full, self.cfg.out_mels, self.cfg.out_frames, self.cfg.resize);
         Features { full, small }
@@ -521,6 +564,18 @@ mod tests {
     fn short_clips_are_padded_with_pad_db_and_long_ones_cut() {
         let cfg = FeatureConfig { frames: 50, out_frames: 10, ..Default::default() };
         let lm = LogMel::new(&cfg).unwrap();
+        let mid = LogMel::new(&FeatureConfig { excerpt: Excerpt::Middle, ..lm.config().clone() }).unwrap();
+        let (n, keep) = (100_000usize, lm.config().frames * lm.config().hop_length + lm.config().n_fft);
+        let ramp: Vec<f32> = (0..n).map(|i| i as f32).collect();
+        assert_eq!(lm.excerpt(&ramp), &ramp[..keep], "the start by default");
+        let m = mid.excerpt(&ramp);
+        assert_eq!(m.len(), keep);
+        assert!(
+            (m[0] as usize).is_multiple_of(lm.config().hop_length) && (m[0] as usize).abs_diff((n - keep) / 2) < lm.config().hop_length
+        );
+        assert_eq!(mid.excerpt(&ramp[..keep]), &ramp[..keep], "a clip that fits is kept whole");
+        assert_eq!(FeatureConfig::default().hash(), FeatureConfig { excerpt: Excerpt::Start, ..FeatureConfig::default() }.hash());
+        assert_ne!(FeatureConfig::default().hash(), mid.config().hash(), "the excerpt is part of the configuration");
         let short = lm.features(&tone(440.0, 22050, 0.5, 0.3)); // 22 frames
         assert_eq!(short.full.n_frames, 50);
         assert_eq!(short.full.at(5, 49), 0.0);

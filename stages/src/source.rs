@@ -5,6 +5,7 @@
 //! reads clips back through [`SourceManifest::read_batches`], streaming tarballs member by
 //! member, so a 1.2 GB archive is never unpacked to disk.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -19,19 +20,56 @@ use crate::layout::{self, Layout};
 pub enum Container {
     /// A `.tar.gz` (or plain `.tar`) archive.
     Tarball,
-    /// A folder of WAV files.
+    /// A folder of audio files (clips in class folders, or the files a manifest lists, relative to
+    /// the manifest's folder).
     Folder,
+    /// Parquet files of a hub dataset (in hf-hub's snapshot folder); a clip's member is
+    /// `<file>#<row>`.
+    Parquet,
 }
 
 /// One clip: its identity and where its bytes are.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClipEntry {
     pub track_id: String,
+    /// The clip's label (a genre for GTZAN; any class for other collections).
     pub genre: String,
     /// Tar member name, or path relative to the folder.
     pub member: String,
     pub bytes: u64,
     pub blake3: String,
+    /// The clip's group (artist, album) from a manifest: splits never put one group in two parts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// A fold or a part (`train`, `valid`, `test`) given by a manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fold: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part: Option<String>,
+}
+
+impl ClipEntry {
+    /// A clip with no group, fold or part.
+    pub fn new(track_id: String, genre: String, member: String, bytes: u64, blake3: String) -> Self {
+        ClipEntry { track_id, genre, member, bytes, blake3, group: None, fold: None, part: None }
+    }
+
+    /// The member's file extension, a hint for the decoder.
+    pub fn extension(&self) -> Option<&str> {
+        let file = self.member.rsplit('/').next()?;
+        file.rsplit_once('.').map(|(_, e)| e)
+    }
+}
+
+/// A clip the download stage found but could not list (a missing file, an empty label, a file
+/// that cannot be read): it goes to the `rejects` table with its reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceReject {
+    pub track_id: String,
+    pub genre: String,
+    /// Where it is, for people.
+    pub location: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +84,84 @@ pub struct SourceManifest {
     pub bytes: u64,
     pub sha256: Option<String>,
     pub clips: Vec<ClipEntry>,
+    /// What a manifest or folder listed that cannot be a clip, with the reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected: Vec<SourceReject>,
+    /// For Parquet datasets: the audio and label columns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parquet: Option<ParquetColumns>,
+}
+
+/// The columns of a hub Parquet dataset that hold the audio and the label.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ParquetColumns {
+    pub audio: String,
+    pub label: String,
+}
+
+/// `(file, row)` of a Parquet member `<file>#<row>`.
+fn parquet_member(member: &str) -> Option<(&str, usize)> {
+    let (file, row) = member.rsplit_once('#')?;
+    Some((file, row.parse().ok()?))
+}
+
+/// List the clips of a hub dataset's Parquet `files` (relative to `root`): every row's audio
+/// bytes hashed, its label from the label column (a `ClassLabel` index is turned into its name
+/// from the file's `huggingface` metadata). A row without audio or label is a reject.
+pub fn scan_hub_parquet(
+    root: &Path,
+    files: &[String],
+    cols: &crate::manifest::Columns,
+) -> Result<(Vec<ClipEntry>, Vec<SourceReject>), String> {
+    let mut clips = vec![];
+    let mut rejected = vec![];
+    let mut ids: HashMap<String, usize> = HashMap::new();
+    for file in files {
+        let path = root.join(file);
+        let names = genrelab_store::foreign::class_names(&path, &cols.label).map_err(|e| e.to_string())?;
+        genrelab_store::foreign::read_audio_rows(&path, &cols.audio, &cols.label, 256, |rows| {
+            for r in rows {
+                let member = format!("{file}#{}", r.row);
+                let label = match (&r.label, &names) {
+                    (Some(l), Some(names)) => l.parse::<usize>().ok().and_then(|i| names.get(i).cloned()).or_else(|| Some(l.clone())),
+                    (l, _) => l.clone(),
+                };
+                let label = label.filter(|l| !l.trim().is_empty());
+                // The file name the dataset kept, made unique; else file and row.
+                let track_id = match r.file_name.as_deref().map(|n| n.rsplit('/').next().unwrap_or(n).to_string()).filter(|n| !n.is_empty())
+                {
+                    Some(n) => {
+                        let k = ids.entry(n.clone()).or_insert(0);
+                        *k += 1;
+                        if *k == 1 { n } else { format!("{n}#{}", *k - 1) }
+                    }
+                    None => member.clone(),
+                };
+                let location = format!("{}#{}", path.display(), r.row);
+                match (r.bytes, label) {
+                    (Some(b), Some(genre)) if !b.is_empty() => {
+                        let blake3 = blake3::hash(&b).to_hex().to_string();
+                        clips.push(ClipEntry::new(track_id, genre, member, b.len() as u64, blake3));
+                    }
+                    (_, None) => rejected.push(SourceReject {
+                        track_id,
+                        genre: String::new(),
+                        location,
+                        reason: format!("empty label (column {:?})", cols.label),
+                    }),
+                    (_, Some(genre)) => rejected.push(SourceReject {
+                        track_id,
+                        genre,
+                        location,
+                        reason: format!("no audio bytes (column {:?})", cols.audio),
+                    }),
+                }
+            }
+            Ok(())
+        })
+        .map_err(|e| e.to_string())?;
+    }
+    Ok((clips, rejected))
 }
 
 impl SourceManifest {
@@ -53,7 +169,7 @@ impl SourceManifest {
     pub fn location(&self, entry: &ClipEntry) -> String {
         match self.container {
             Container::Tarball => format!("{}!{}", self.path.display(), entry.member),
-            Container::Folder => self.path.join(&entry.member).display().to_string(),
+            Container::Folder | Container::Parquet => self.path.join(&entry.member).display().to_string(),
         }
     }
 
@@ -128,8 +244,45 @@ impl SourceManifest {
                 }
                 Ok(())
             }
+            Container::Parquet => {
+                let mut by_file: std::collections::BTreeMap<&str, HashMap<usize, &ClipEntry>> = Default::default();
+                for c in &self.clips {
+                    let (file, row) = parquet_member(&c.member).ok_or_else(|| format!("bad Parquet member {:?}", c.member))?;
+                    by_file.entry(file).or_default().insert(row, c);
+                }
+                let mut pending = Vec::with_capacity(batch);
+                let mut seen = 0;
+                for (file, wanted) in by_file {
+                    let path = self.path.join(file);
+                    let cols = self.parquet.clone().unwrap_or_default();
+                    genrelab_store::foreign::read_audio_rows(&path, &cols.audio, &cols.label, batch, |rows| {
+                        for r in rows {
+                            if let Some(entry) = wanted.get(&r.row) {
+                                seen += 1;
+                                pending.push(((*entry).clone(), r.bytes.ok_or_else(|| "no audio bytes in the row".to_string())));
+                                if pending.len() == batch {
+                                    f(std::mem::take(&mut pending))?;
+                                }
+                            }
+                        }
+                        Ok(())
+                    })
+                    .map_err(|e| e.to_string())?;
+                }
+                if !pending.is_empty() {
+                    f(pending)?;
+                }
+                if seen != self.clips.len() {
+                    return Err(format!(
+                        "{}: holds {seen} of the {} clips listed when it was downloaded; run the download stage again",
+                        self.path.display(),
+                        self.clips.len()
+                    ));
+                }
+                Ok(())
+            }
             Container::Tarball => {
-                let wanted: std::collections::HashMap<&str, &ClipEntry> = self.clips.iter().map(|c| (c.member.as_str(), c)).collect();
+                let wanted: HashMap<&str, &ClipEntry> = self.clips.iter().map(|c| (c.member.as_str(), c)).collect();
                 let mut pending = Vec::with_capacity(batch);
                 let mut seen = 0;
                 for_each_member(&self.path, |name, reader| {
@@ -194,7 +347,7 @@ pub fn scan_tarball(path: &Path) -> Result<(Layout, Vec<ClipEntry>), String> {
         let mut hasher = blake3::Hasher::new();
         let bytes = std::io::copy(reader, &mut hasher).map_err(|e| format!("{}: {name}: {e}", path.display()))?;
         layout.get_or_insert(l);
-        clips.push(ClipEntry { track_id, genre, member: name.to_string(), bytes, blake3: hasher.finalize().to_hex().to_string() });
+        clips.push(ClipEntry::new(track_id, genre, name.to_string(), bytes, hasher.finalize().to_hex().to_string()));
         Ok(())
     })?;
     let layout = layout.ok_or_else(|| format!("{}: no GTZAN clips (<genre>/<genre>.000NN.wav) in the archive", path.display()))?;
@@ -205,14 +358,29 @@ pub fn scan_tarball(path: &Path) -> Result<(Layout, Vec<ClipEntry>), String> {
 /// A file's `(size in bytes, blake3 hex)`, or why it could not be read.
 pub type FileHash = Result<(u64, String), String>;
 
-/// List and hash the clips of a folder; `hash` may reuse known hashes (keyed by path, size, mtime).
-pub fn scan_folder(root: &Path, mut hash: impl FnMut(&Path) -> FileHash) -> Result<(Layout, Vec<ClipEntry>), String> {
+/// List and hash the clips of a folder; `hash` may reuse known hashes (keyed by path, size,
+/// mtime). A file that cannot be read is a reject, not an error.
+pub fn scan_folder(root: &Path, mut hash: impl FnMut(&Path) -> FileHash) -> Result<(Layout, Vec<ClipEntry>, Vec<SourceReject>), String> {
     let layout = layout::detect_folder(root)?;
+    let (listed, unlisted) = match layout {
+        Layout::ClassFolders => layout::list_class_folders(root),
+        _ => (layout::list_folder(root, layout), vec![]),
+    };
+    let rel = |path: &Path| path.strip_prefix(root).unwrap_or(path).to_string_lossy().replace('\\', "/");
+    let mut rejected: Vec<SourceReject> = unlisted
+        .into_iter()
+        .map(|u| {
+            let track_id = rel(&u.path);
+            let genre = track_id.split('/').next().unwrap_or_default().to_string();
+            SourceReject { track_id, genre, location: u.path.display().to_string(), reason: u.reason }
+        })
+        .collect();
     let mut clips = vec![];
-    for (path, track_id, genre) in layout::list_folder(root, layout) {
-        let (bytes, blake3) = hash(&path)?;
-        let member = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().replace('\\', "/");
-        clips.push(ClipEntry { track_id, genre, member, bytes, blake3 });
+    for (path, track_id, genre) in listed {
+        match hash(&path) {
+            Ok((bytes, blake3)) => clips.push(ClipEntry::new(track_id, genre, rel(&path), bytes, blake3)),
+            Err(reason) => rejected.push(SourceReject { track_id, genre, location: path.display().to_string(), reason }),
+        }
     }
-    Ok((layout, clips))
+    Ok((layout, clips, rejected))
 }

@@ -11,7 +11,12 @@
 //!   443 / 197 / 290 (train / valid / test), from the lists shipped in `stages/data/gtzan-splits`
 //!   (or `split.lists` to use other copies). Clips in no list get no part.
 //!
-//! Shuffles use a seeded generator, so a seed always gives the same split.
+//! - `given`: the parts or folds a manifest gave each clip (`download.columns.split` / `fold`).
+//!
+//! When the source gives clips a group (an artist or album, `download.columns.group`), `study`
+//! and `kfold` keep every group whole: no group is in two parts or two folds, the parts still
+//! stratified by class as well as whole groups allow. Shuffles use a seeded generator, so a seed
+//! always gives the same split.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -28,6 +33,7 @@ pub enum Protocol {
     Study,
     Kfold,
     Filtered,
+    Given,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -196,6 +202,108 @@ fn load_lists(cfg: &SplitConfig) -> Result<Vec<(&'static str, String)>, StageErr
         .collect()
 }
 
+/// A clip for the group-aware protocols: track id, class, group.
+pub struct GroupedClip<'a> {
+    pub id: &'a str,
+    pub class: &'a str,
+    pub group: &'a str,
+}
+
+/// Groups (sorted by name, shuffled by `seed`, then largest first) with their clips and their
+/// per-class counts over `classes`.
+fn groups<'a>(clips: &[GroupedClip<'a>], classes: &[&'a str], rng: &mut Rng) -> Vec<(Vec<&'a str>, Vec<usize>)> {
+    let mut by: BTreeMap<&str, (Vec<&str>, Vec<usize>)> = BTreeMap::new();
+    for c in clips {
+        let e = by.entry(c.group).or_insert_with(|| (vec![], vec![0; classes.len()]));
+        e.0.push(c.id);
+        e.1[classes.binary_search(&c.class).expect("class listed")] += 1;
+    }
+    let mut g: Vec<_> = by.into_values().collect();
+    shuffle(&mut g, rng);
+    g.sort_by_key(|(ids, _)| std::cmp::Reverse(ids.len()));
+    g
+}
+
+fn classes_of<'a>(clips: &[GroupedClip<'a>]) -> Vec<&'a str> {
+    let mut c: Vec<&str> = clips.iter().map(|c| c.class).collect();
+    c.sort();
+    c.dedup();
+    c
+}
+
+/// The study's hold-out keeping groups whole: groups (largest first) go to `test` while they
+/// fill more of each class's test quota than they overshoot it.
+pub fn grouped_holdout(clips: &[GroupedClip], test_fraction: f64, seed: u64) -> Vec<SplitRow> {
+    let classes = classes_of(clips);
+    let counts: Vec<usize> = classes.iter().map(|k| clips.iter().filter(|c| c.class == *k).count()).collect();
+    let n_test = ((test_fraction * clips.len() as f64) - 1e-9).ceil().max(0.0) as usize;
+    let mut deficit = apportion(&counts, n_test.min(clips.len()));
+    let mut rng = Rng::new(seed);
+    let mut test = std::collections::HashSet::new();
+    for (ids, per_class) in groups(clips, &classes, &mut rng) {
+        let fill: usize = per_class.iter().zip(&deficit).map(|(g, d)| (*g).min(*d)).sum();
+        let over: usize = per_class.iter().zip(&deficit).map(|(g, d)| g.saturating_sub(*d)).sum();
+        if fill > over {
+            deficit.iter_mut().zip(&per_class).for_each(|(d, g)| *d = d.saturating_sub(*g));
+            test.extend(ids);
+        }
+    }
+    let mut rows: Vec<SplitRow> = clips
+        .iter()
+        .map(|c| SplitRow {
+            track_id: c.id.into(),
+            genre: c.class.into(),
+            part: Some(if test.contains(c.id) { "test" } else { "train" }.into()),
+            fold: None,
+        })
+        .collect();
+    rows.sort_by(|a, b| a.track_id.cmp(&b.track_id));
+    rows
+}
+
+/// Stratified k-fold keeping groups whole: each group (largest first) joins the fold where it
+/// brings the per-class counts closest to an even share (ties: the smaller fold, then the lower).
+pub fn grouped_kfold(clips: &[GroupedClip], folds: usize, seed: u64) -> Vec<SplitRow> {
+    let classes = classes_of(clips);
+    let target: Vec<f64> = classes.iter().map(|k| clips.iter().filter(|c| c.class == *k).count() as f64 / folds as f64).collect();
+    let mut count = vec![vec![0usize; classes.len()]; folds];
+    let mut size = vec![0usize; folds];
+    let mut fold_of = HashMap::new();
+    let mut rng = Rng::new(seed);
+    for (ids, per_class) in groups(clips, &classes, &mut rng) {
+        let cost = |f: usize| -> f64 {
+            (0..classes.len()).map(|k| ((count[f][k] + per_class[k]) as f64 - target[k]).max(0.0).powi(2)).sum::<f64>()
+        };
+        let best = (0..folds).min_by(|&a, &b| cost(a).total_cmp(&cost(b)).then(size[a].cmp(&size[b])).then(a.cmp(&b))).expect("folds >= 1");
+        count[best].iter_mut().zip(&per_class).for_each(|(c, g)| *c += g);
+        size[best] += ids.len();
+        fold_of.extend(ids.into_iter().map(|id| (id, best)));
+    }
+    let mut rows: Vec<SplitRow> = clips
+        .iter()
+        .map(|c| SplitRow { track_id: c.id.into(), genre: c.class.into(), part: None, fold: Some(fold_of[c.id] as i32) })
+        .collect();
+    rows.sort_by(|a, b| a.track_id.cmp(&b.track_id));
+    rows
+}
+
+/// Each class must be splittable: at least `need` clips (or groups, when grouped).
+fn check_classes(clips: &[GroupedClip], grouped: bool, need: usize, what: &str) -> Result<(), StageError> {
+    for class in classes_of(clips) {
+        let mut units: Vec<&str> = clips.iter().filter(|c| c.class == class).map(|c| if grouped { c.group } else { c.id }).collect();
+        units.sort();
+        units.dedup();
+        if units.len() < need {
+            let unit = if grouped { "groups" } else { "clips" };
+            return Err(StageError::Config(format!(
+                "class {class:?} has {} {unit}; {what} needs at least {need} (add clips of it, remove it, or change the split)",
+                units.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Counts per part / fold, for the summary and the table's metadata.
 pub fn counts(rows: &[SplitRow]) -> BTreeMap<String, usize> {
     let mut c = BTreeMap::new();
@@ -210,15 +318,33 @@ pub fn counts(rows: &[SplitRow]) -> BTreeMap<String, usize> {
     c
 }
 
-/// Run the stage on the clips of the features table.
-pub fn make_split(store_dir: &Path, cfg: &SplitConfig) -> Result<BTreeMap<String, usize>, StageError> {
+/// Run the stage on the clips of the features table; `source` gives the groups, folds and parts
+/// a manifest set (None: no groups).
+pub fn make_split(
+    store_dir: &Path,
+    cfg: &SplitConfig,
+    source: Option<&crate::source::SourceManifest>,
+) -> Result<BTreeMap<String, usize>, StageError> {
     let clips = genrelab_store::tables::read_track_genres(&store_dir.join(names::FEATURES))?;
     if clips.is_empty() {
         return Err(StageError::Failed("the features table is empty".into()));
     }
+    let given: HashMap<&str, &crate::source::ClipEntry> =
+        source.map(|s| s.clips.iter().map(|c| (c.track_id.as_str(), c)).collect()).unwrap_or_default();
+    let grouped = given.values().any(|c| c.group.is_some());
+    let grouped_clips: Vec<GroupedClip> = clips
+        .iter()
+        .map(|(id, class)| GroupedClip { id, class, group: given.get(id.as_str()).and_then(|c| c.group.as_deref()).unwrap_or(id) })
+        .collect();
     let mut meta = TableMeta::new("split")
         .with("protocol", serde_json::to_value(cfg.protocol).expect("serialises").as_str().unwrap_or_default())
         .with("seed", cfg.seed.to_string());
+    if grouped && matches!(cfg.protocol, Protocol::Study | Protocol::Kfold) {
+        let mut g: Vec<&str> = grouped_clips.iter().map(|c| c.group).collect();
+        g.sort();
+        g.dedup();
+        meta = meta.with("grouped", g.len().to_string());
+    }
     let rows = match cfg.protocol {
         Protocol::Study => {
             if !(0.0..1.0).contains(&cfg.test_fraction) {
@@ -231,11 +357,43 @@ pub fn make_split(store_dir: &Path, cfg: &SplitConfig) -> Result<BTreeMap<String
                 )));
             }
             meta = meta.with("test_fraction", cfg.test_fraction.to_string()).with("valid_fraction", cfg.valid_fraction.to_string());
-            with_validation(
-                stratified_holdout(&clips, cfg.test_fraction, cfg.seed),
-                cfg.valid_fraction / (1.0 - cfg.test_fraction),
-                cfg.seed,
-            )
+            if cfg.test_fraction > 0.0 {
+                check_classes(&grouped_clips, grouped, 2, "a train / test split")?;
+            }
+            if grouped {
+                let rows = grouped_holdout(&grouped_clips, cfg.test_fraction, cfg.seed);
+                if cfg.valid_fraction > 0.0 {
+                    let train: Vec<GroupedClip> = grouped_clips
+                        .iter()
+                        .filter(|c| {
+                            rows.binary_search_by(|r| r.track_id.as_str().cmp(c.id)).is_ok_and(|i| rows[i].part.as_deref() == Some("train"))
+                        })
+                        .map(|c| GroupedClip { ..*c })
+                        .collect();
+                    let valid: std::collections::HashSet<String> =
+                        grouped_holdout(&train, cfg.valid_fraction / (1.0 - cfg.test_fraction), cfg.seed.wrapping_add(1))
+                            .into_iter()
+                            .filter(|r| r.part.as_deref() == Some("test"))
+                            .map(|r| r.track_id)
+                            .collect();
+                    rows.into_iter()
+                        .map(|mut r| {
+                            if valid.contains(&r.track_id) {
+                                r.part = Some("valid".into());
+                            }
+                            r
+                        })
+                        .collect()
+                } else {
+                    rows
+                }
+            } else {
+                with_validation(
+                    stratified_holdout(&clips, cfg.test_fraction, cfg.seed),
+                    cfg.valid_fraction / (1.0 - cfg.test_fraction),
+                    cfg.seed,
+                )
+            }
         }
         Protocol::Kfold => {
             if cfg.folds < 2 || cfg.folds > clips.len() {
@@ -246,7 +404,33 @@ pub fn make_split(store_dir: &Path, cfg: &SplitConfig) -> Result<BTreeMap<String
                 )));
             }
             meta = meta.with("folds", cfg.folds.to_string());
-            stratified_kfold(&clips, cfg.folds, cfg.seed)
+            if grouped {
+                check_classes(&grouped_clips, true, 2, "k-fold cross-validation")?;
+                grouped_kfold(&grouped_clips, cfg.folds, cfg.seed)
+            } else {
+                check_classes(&grouped_clips, false, 2, "k-fold cross-validation")?;
+                stratified_kfold(&clips, cfg.folds, cfg.seed)
+            }
+        }
+        Protocol::Given => {
+            let rows: Vec<SplitRow> = clips
+                .iter()
+                .map(|(id, genre)| {
+                    let c = given.get(id.as_str());
+                    SplitRow {
+                        track_id: id.clone(),
+                        genre: genre.clone(),
+                        part: c.and_then(|c| c.part.clone()),
+                        fold: c.and_then(|c| c.fold),
+                    }
+                })
+                .collect();
+            if rows.iter().all(|r| r.part.is_none() && r.fold.is_none()) {
+                return Err(StageError::Config(
+                    "split.protocol = \"given\" needs a split or fold column in the manifest (download.columns.split / fold)".into(),
+                ));
+            }
+            rows
         }
         Protocol::Filtered => {
             let (rows, missing) = filtered(&clips, &load_lists(cfg)?);

@@ -361,7 +361,10 @@ fn rows_where(features: &FeatureMatrix, split: &[SplitRow], pred: impl Fn(&Split
 
 /// The train / valid / test rows of every run the split and the config call for.
 pub fn plan_runs(features: &FeatureMatrix, split: &[SplitRow], protocol: &str, cfg: &TrainConfig) -> Result<Vec<RunPlan>, StageError> {
-    let folds: Vec<Option<i32>> = if protocol == "kfold" { folds_of(split).into_iter().map(Some).collect() } else { vec![None] };
+    // k-fold, or a manifest's own folds (`given`): one run per fold.
+    let given = folds_of(split);
+    let folds: Vec<Option<i32>> =
+        if protocol == "kfold" || (protocol == "given" && !given.is_empty()) { given.into_iter().map(Some).collect() } else { vec![None] };
     let mut plans = vec![];
     for model in &cfg.models {
         let mcfg = cfg.for_model(model)?;

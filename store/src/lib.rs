@@ -20,14 +20,15 @@
 
 pub mod atomic;
 pub mod error;
+pub mod foreign;
 pub mod query;
 pub mod tables;
 
 pub use atomic::AtomicFile;
 pub use error::StoreError;
 pub use tables::{
-    FeatureMatrix, FeatureRow, FeatureTableWriter, FloatTable, RejectRow, SplitRow, TableMeta, read_features, read_float_table,
-    read_rejects, read_split, read_table_meta, write_rejects, write_split,
+    FeatureMatrix, FeatureRow, FeatureRowReader, FeatureTableWriter, FloatTable, RejectRow, SplitRow, TableMeta, read_features,
+    read_float_table, read_rejects, read_split, read_table_meta, write_rejects, write_split,
 };
 
 /// File names of the store's tables, in one place.

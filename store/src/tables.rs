@@ -86,10 +86,10 @@ fn properties(meta: &TableMeta, row_group_rows: usize, float_columns: &[ColumnPa
     b.build()
 }
 
-fn parquet_err(path: &Path) -> impl Fn(parquet::errors::ParquetError) -> StoreError + '_ {
+pub(crate) fn parquet_err(path: &Path) -> impl Fn(parquet::errors::ParquetError) -> StoreError + '_ {
     move |source| StoreError::Parquet { path: path.to_path_buf(), source }
 }
-fn arrow_err(path: &Path) -> impl Fn(arrow::error::ArrowError) -> StoreError + '_ {
+pub(crate) fn arrow_err(path: &Path) -> impl Fn(arrow::error::ArrowError) -> StoreError + '_ {
     move |source| StoreError::Arrow { path: path.to_path_buf(), source }
 }
 
@@ -110,7 +110,7 @@ fn write_batches(
     Ok(())
 }
 
-fn open_reader(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>, StoreError> {
+pub(crate) fn open_reader(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>, StoreError> {
     let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
     ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_err(path))
 }
@@ -163,6 +163,8 @@ pub struct FeatureRow {
     /// Mean and standard deviation of the (full-resolution) dB values: handy for queries.
     pub mean_db: f32,
     pub std_db: f32,
+    /// The clip was shorter than the feature window, so its spectrogram is padded.
+    pub padded: bool,
     /// Row-major `n_mels x n_frames` values in dB.
     pub values: Vec<f32>,
 }
@@ -179,6 +181,7 @@ fn feature_schema(len: i32) -> SchemaRef {
         Field::new("duration_s", DataType::Float64, false),
         Field::new("mean_db", DataType::Float32, false),
         Field::new("std_db", DataType::Float32, false),
+        Field::new("padded", DataType::Boolean, false),
         Field::new("n_mels", DataType::UInt32, false),
         Field::new("n_frames", DataType::UInt32, false),
         Field::new("feature", DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, false)), len), false),
@@ -199,13 +202,33 @@ pub struct FeatureTableWriter {
 impl FeatureTableWriter {
     /// `meta.table` names the table (`features` or `features_full`); rows are `n_mels x n_frames`.
     pub fn create(dest: &Path, meta: &TableMeta, n_mels: usize, n_frames: usize) -> Result<Self, StoreError> {
+        Self::create_with(dest, meta, n_mels, n_frames, true)
+    }
+
+    /// A table that is read back once and deleted (the features stage's segments): not
+    /// compressed, which makes writing and reading it several times cheaper.
+    pub fn create_scratch(dest: &Path, meta: &TableMeta, n_mels: usize, n_frames: usize) -> Result<Self, StoreError> {
+        Self::create_with(dest, meta, n_mels, n_frames, false)
+    }
+
+    fn create_with(dest: &Path, meta: &TableMeta, n_mels: usize, n_frames: usize, compress: bool) -> Result<Self, StoreError> {
         let len = n_mels * n_frames;
         let schema = feature_schema(len as i32);
         // Row groups of about 16 MiB of features: small enough to stream, large enough to compress.
         let rows_per_group = ((16 << 20) / (len * 4)).clamp(8, 4096);
         let meta = meta.clone().with("shape", format!("{n_mels}x{n_frames}"));
-        let props =
-            properties(&meta, rows_per_group, &[ColumnPath::from(vec!["feature".to_string(), "list".to_string(), "item".to_string()])]);
+        let feature = ColumnPath::from(vec!["feature".to_string(), "list".to_string(), "item".to_string()]);
+        let props = if compress {
+            properties(&meta, rows_per_group, &[feature])
+        } else {
+            WriterProperties::builder()
+                .set_compression(Compression::UNCOMPRESSED)
+                .set_max_row_group_row_count(Some(rows_per_group))
+                .set_key_value_metadata(Some(meta.to_key_values()))
+                .set_column_dictionary_enabled(feature.clone(), false)
+                .set_column_statistics_enabled(feature, parquet::file::properties::EnabledStatistics::None)
+                .build()
+        };
         let file = AtomicFile::create(dest)?;
         let writer = ArrowWriter::try_new(file.try_clone()?, schema.clone(), Some(props)).map_err(parquet_err(dest))?;
         Ok(FeatureTableWriter { path: dest.to_path_buf(), n_mels, n_frames, schema, writer, file, rows: 0 })
@@ -241,6 +264,7 @@ impl FeatureTableWriter {
             Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.n_samples as f64 / r.sample_rate.max(1) as f64))),
             Arc::new(Float32Array::from_iter_values(rows.iter().map(|r| r.mean_db))),
             Arc::new(Float32Array::from_iter_values(rows.iter().map(|r| r.std_db))),
+            Arc::new(arrow::array::BooleanArray::from(rows.iter().map(|r| r.padded).collect::<Vec<_>>())),
             Arc::new(UInt32Array::from_value(self.n_mels as u32, n)),
             Arc::new(UInt32Array::from_value(self.n_frames as u32, n)),
             Arc::new(list),
@@ -494,6 +518,7 @@ mod tests {
             channels: 1,
             mean_db: base,
             std_db: 1.0,
+            padded: false,
             values: (0..len).map(|i| base + i as f32 * 0.25).collect(),
         }
     }
@@ -597,4 +622,92 @@ pub fn write_columns(dest: &Path, meta: &TableMeta, columns: Vec<(&str, Column)>
     let schema = Arc::new(Schema::new(fields));
     let batch = RecordBatch::try_new(schema.clone(), arrays).map_err(arrow_err(dest))?;
     write_batches(dest, schema, meta, [batch])
+}
+
+/// Random access by audio hash to the rows of a feature table (`features` or `features_full`),
+/// for reusing the rows of clips whose bytes have not changed. Only the `audio_hash` column is
+/// read up front; a row's values come from its row group, read when first asked for (and kept
+/// until a row of another group is asked for, so rows taken in table order read each group once).
+pub struct FeatureRowReader {
+    path: PathBuf,
+    meta: TableMeta,
+    len: usize,
+    index: std::collections::HashMap<String, (usize, usize)>,
+    cached: Option<(usize, RecordBatch)>,
+}
+
+impl FeatureRowReader {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let builder = open_reader(path)?;
+        let meta = TableMeta::from_key_values(builder.metadata().file_metadata().key_value_metadata());
+        let len = meta
+            .get("shape")
+            .and_then(|s| s.split_once('x'))
+            .and_then(|(a, b)| Some(a.parse::<usize>().ok()? * b.parse::<usize>().ok()?))
+            .ok_or_else(|| StoreError::invalid(path, "metadata has no valid `genrelab.shape`"))?;
+        if builder.schema().field_with_name("padded").is_err() {
+            return Err(StoreError::invalid(path, "written by an older genrelab (no `padded` column)"));
+        }
+        let groups = builder.metadata().num_row_groups();
+        let mut index = std::collections::HashMap::new();
+        for rg in 0..groups {
+            let builder = open_reader(path)?;
+            let mask = parquet::arrow::ProjectionMask::columns(builder.parquet_schema(), ["audio_hash"]);
+            let reader =
+                builder.with_projection(mask).with_row_groups(vec![rg]).with_batch_size(1 << 16).build().map_err(parquet_err(path))?;
+            let mut offset = 0;
+            for batch in reader {
+                let batch = batch.map_err(arrow_err(path))?;
+                let hashes = column::<StringArray>(path, &batch, "audio_hash")?;
+                for h in hashes.iter() {
+                    index.entry(h.unwrap_or_default().to_string()).or_insert((rg, offset));
+                    offset += 1;
+                }
+            }
+        }
+        Ok(FeatureRowReader { path: path.to_path_buf(), meta, len, index, cached: None })
+    }
+
+    pub fn meta(&self) -> &TableMeta {
+        &self.meta
+    }
+
+    pub fn contains(&self, audio_hash: &str) -> bool {
+        self.index.contains_key(audio_hash)
+    }
+
+    /// The row of the clip with `audio_hash` (None if the table has none), its identity columns
+    /// set to the given ones.
+    pub fn row(&mut self, audio_hash: &str, track_id: &str, genre: &str, source: &str) -> Result<Option<FeatureRow>, StoreError> {
+        let Some(&(rg, offset)) = self.index.get(audio_hash) else { return Ok(None) };
+        if self.cached.as_ref().is_none_or(|(g, _)| *g != rg) {
+            let builder = open_reader(&self.path)?;
+            let schema = builder.schema().clone();
+            let reader = builder.with_row_groups(vec![rg]).with_batch_size(1 << 16).build().map_err(parquet_err(&self.path))?;
+            let batches = reader.collect::<Result<Vec<_>, _>>().map_err(arrow_err(&self.path))?;
+            let batch = arrow::compute::concat_batches(&schema, &batches).map_err(arrow_err(&self.path))?;
+            self.cached = Some((rg, batch));
+        }
+        let batch = &self.cached.as_ref().expect("just read").1;
+        let path = &self.path;
+        let list = column::<FixedSizeListArray>(path, batch, "feature")?;
+        if list.value_length() as usize != self.len {
+            return Err(StoreError::invalid(path, "feature length does not match `genrelab.shape`"));
+        }
+        let values = list.value(offset);
+        let values = values.as_primitive::<Float32Type>().values().to_vec();
+        Ok(Some(FeatureRow {
+            track_id: track_id.to_string(),
+            genre: genre.to_string(),
+            source: source.to_string(),
+            audio_hash: audio_hash.to_string(),
+            sample_rate: column::<UInt32Array>(path, batch, "sample_rate")?.value(offset),
+            n_samples: column::<UInt64Array>(path, batch, "n_samples")?.value(offset),
+            channels: column::<UInt32Array>(path, batch, "channels")?.value(offset) as u16,
+            mean_db: column::<Float32Array>(path, batch, "mean_db")?.value(offset),
+            std_db: column::<Float32Array>(path, batch, "std_db")?.value(offset),
+            padded: column::<arrow::array::BooleanArray>(path, batch, "padded")?.value(offset),
+            values,
+        }))
+    }
 }
