@@ -5,7 +5,7 @@
 mod common;
 use common::*;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -65,20 +65,7 @@ fn serve(body: Vec<u8>, mode: Mode, requests: Arc<AtomicUsize>) -> String {
             let Ok(mut stream) = stream else { continue };
             stream.set_read_timeout(Some(std::time::Duration::from_secs(5))).ok();
             requests.fetch_add(1, Ordering::SeqCst);
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut request = String::new();
-            let mut range = None;
-            let mut line = String::new();
-            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
-                if request.is_empty() {
-                    request = line.clone();
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
-                    let (a, b) = v.trim().split_once('-').unwrap();
-                    range = Some((a.parse::<usize>().unwrap(), b.parse::<usize>().ok()));
-                }
-                line.clear();
-            }
+            let (mut reader, request, range) = read_request(&stream);
             let path_ok = request.starts_with("GET /datasets/test/gtzan/resolve/main/data/genres.tar.gz ");
             let total = body.len();
             let response: Vec<u8> = if mode == Mode::ServerError {

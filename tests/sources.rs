@@ -5,7 +5,7 @@
 mod common;
 use common::*;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::Path;
 use std::sync::Arc;
@@ -182,18 +182,7 @@ fn serve(repo: &str, files: Vec<(String, Vec<u8>)>) -> String {
         for stream in listener.incoming().take(40) {
             let Ok(mut stream) = stream else { continue };
             stream.set_read_timeout(Some(std::time::Duration::from_secs(5))).ok();
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let (mut request, mut line, mut range) = (String::new(), String::new(), None);
-            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
-                if request.is_empty() {
-                    request = line.clone();
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
-                    let (a, b) = v.trim().split_once('-').unwrap();
-                    range = Some((a.parse::<usize>().unwrap(), b.parse::<usize>().ok()));
-                }
-                line.clear();
-            }
+            let (_reader, request, range) = read_request(&stream);
             let found = files.iter().find(|(name, _)| request.starts_with(&format!("GET /datasets/{repo}/resolve/main/{name} ")));
             let response = match found {
                 None => b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_vec(),

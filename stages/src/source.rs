@@ -269,17 +269,7 @@ impl SourceManifest {
                     })
                     .map_err(|e| e.to_string())?;
                 }
-                if !pending.is_empty() {
-                    f(pending)?;
-                }
-                if seen != self.clips.len() {
-                    return Err(format!(
-                        "{}: holds {seen} of the {} clips listed when it was downloaded; run the download stage again",
-                        self.path.display(),
-                        self.clips.len()
-                    ));
-                }
-                Ok(())
+                self.end_of_stream(pending, seen, &mut f)
             }
             Container::Tarball => {
                 let wanted: HashMap<&str, &ClipEntry> = self.clips.iter().map(|c| (c.member.as_str(), c)).collect();
@@ -297,19 +287,29 @@ impl SourceManifest {
                     }
                     Ok(())
                 })?;
-                if !pending.is_empty() {
-                    f(pending)?;
-                }
-                if seen != self.clips.len() {
-                    return Err(format!(
-                        "{}: holds {seen} of the {} clips listed when it was downloaded; run the download stage again",
-                        self.path.display(),
-                        self.clips.len()
-                    ));
-                }
-                Ok(())
+                self.end_of_stream(pending, seen, &mut f)
             }
         }
+    }
+}
+
+impl SourceManifest {
+    /// The last batch of a streamed container, and the check that it held every listed clip.
+    fn end_of_stream<F>(&self, pending: Vec<(ClipEntry, Result<Vec<u8>, String>)>, seen: usize, f: &mut F) -> Result<(), String>
+    where
+        F: FnMut(Vec<(ClipEntry, Result<Vec<u8>, String>)>) -> Result<(), String>,
+    {
+        if !pending.is_empty() {
+            f(pending)?;
+        }
+        if seen != self.clips.len() {
+            return Err(format!(
+                "{}: holds {seen} of the {} clips listed when it was downloaded; run the download stage again",
+                self.path.display(),
+                self.clips.len()
+            ));
+        }
+        Ok(())
     }
 }
 

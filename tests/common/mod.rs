@@ -108,3 +108,24 @@ pub fn gtzan_mini() -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/gtzan-mini");
     p.join("genres").is_dir().then(|| p.canonicalize().unwrap())
 }
+
+/// A byte range asked for by an HTTP request: `(start, inclusive end)`.
+pub type Range = Option<(usize, Option<usize>)>;
+
+/// Read an HTTP request's head from `stream` (for the fake hubs): its request line and range.
+pub fn read_request(stream: &std::net::TcpStream) -> (std::io::BufReader<std::net::TcpStream>, String, Range) {
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+    let (mut request, mut line, mut range) = (String::new(), String::new(), None);
+    while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+        if request.is_empty() {
+            request = line.clone();
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
+            let (a, b) = v.trim().split_once('-').unwrap();
+            range = Some((a.parse::<usize>().unwrap(), b.parse::<usize>().ok()));
+        }
+        line.clear();
+    }
+    (reader, request, range)
+}
