@@ -279,8 +279,18 @@ pub fn extract_features(
         cfg.frames,
     )?;
     let (mut batch_small, mut batch_full) = (vec![], vec![]);
+    // Only the source being read holds a row group in memory: memory stays bounded by a row
+    // group per table, however many segments there are.
+    let mut current = None;
     for c in &source.clips {
-        let Some(r) = reusable.iter_mut().find(|r| r.contains(&c.blake3)) else { continue };
+        let Some(i) = reusable.iter().position(|r| r.contains(&c.blake3)) else { continue };
+        if let Some(last) = current.filter(|&last| last != i) {
+            let r: &mut Reusable = &mut reusable[last];
+            r.small.release();
+            r.full.release();
+        }
+        current = Some(i);
+        let r = &mut reusable[i];
         let location = source.location(c);
         let s = r.small.row(&c.blake3, &c.track_id, &c.genre, &location)?;
         let f = r.full.row(&c.blake3, &c.track_id, &c.genre, &location)?;

@@ -676,6 +676,11 @@ impl FeatureRowReader {
         self.index.contains_key(audio_hash)
     }
 
+    /// Drop the row group kept from the last read (a reader done with for now holds no rows).
+    pub fn release(&mut self) {
+        self.cached = None;
+    }
+
     /// The row of the clip with `audio_hash` (None if the table has none), its identity columns
     /// set to the given ones.
     pub fn row(&mut self, audio_hash: &str, track_id: &str, genre: &str, source: &str) -> Result<Option<FeatureRow>, StoreError> {
