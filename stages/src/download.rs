@@ -243,7 +243,7 @@ fn snapshot_root(fetched: &[PathBuf], files: &[String]) -> Result<(PathBuf, Vec<
 }
 
 /// Fetch `file` of the configured hub repo into hf-hub's cache; returns the cached file's path
-/// (in the snapshot folder).
+/// in the snapshot folder (a link to the blob).
 fn fetch_from_hub(cfg: &DownloadConfig, file: &str, progress: bool, refetch: bool) -> Result<PathBuf, StageError> {
     use hf_hub::api::sync::ApiBuilder;
     use hf_hub::{Repo, RepoType};
@@ -283,7 +283,9 @@ fn fetch_from_hub(cfg: &DownloadConfig, file: &str, progress: bool, refetch: boo
             return Err(fail(format!("checksum mismatch: got SHA-256 {sha}, the hub announced {name}; the damaged file was removed")));
         }
     }
-    Ok(if cfg.hub_is_parquet() { path } else { blob })
+    // The snapshot's path: Parquet files are read beside each other there; a tarball's manifest
+    // resolves it to the blob.
+    Ok(path)
 }
 
 /// hf-hub leaves `*.sync.part` files (for resuming) and `*.lock` files behind when a fetch

@@ -101,8 +101,7 @@ pub fn detect_folder(root: &Path) -> Result<Layout, String> {
     if std::fs::metadata(root).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
         return Err(format!("{}: no such folder", root.display()));
     }
-    let (found, _) = list_class_folders(root);
-    if !found.is_empty() {
+    if has_class_audio(root) {
         return Ok(Layout::ClassFolders);
     }
     Err(format!(
@@ -112,6 +111,26 @@ pub fn detect_folder(root: &Path) -> Result<Layout, String> {
         root.display(),
         AUDIO_EXTENSIONS.join(", ")
     ))
+}
+
+/// Whether some class folder of `root` holds an audio file (stops at the first one found).
+fn has_class_audio(root: &Path) -> bool {
+    fn any_audio(dir: &Path) -> bool {
+        std::fs::read_dir(dir).into_iter().flatten().flatten().any(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            match e.file_type() {
+                _ if name.starts_with('.') => false,
+                Ok(t) if t.is_dir() => any_audio(&e.path()),
+                Ok(_) => is_audio_name(&name),
+                Err(_) => false,
+            }
+        })
+    }
+    std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| e.file_type().is_ok_and(|t| t.is_dir()) && !e.file_name().to_string_lossy().starts_with('.') && any_audio(&e.path()))
 }
 
 /// A file that looked like a clip but cannot be one, and why.

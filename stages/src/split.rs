@@ -203,6 +203,7 @@ fn load_lists(cfg: &SplitConfig) -> Result<Vec<(&'static str, String)>, StageErr
 }
 
 /// A clip for the group-aware protocols: track id, class, group.
+#[derive(Clone, Copy)]
 pub struct GroupedClip<'a> {
     pub id: &'a str,
     pub class: &'a str,
@@ -368,7 +369,7 @@ pub fn make_split(
                         .filter(|c| {
                             rows.binary_search_by(|r| r.track_id.as_str().cmp(c.id)).is_ok_and(|i| rows[i].part.as_deref() == Some("train"))
                         })
-                        .map(|c| GroupedClip { ..*c })
+                        .copied()
                         .collect();
                     let valid: std::collections::HashSet<String> =
                         grouped_holdout(&train, cfg.valid_fraction / (1.0 - cfg.test_fraction), cfg.seed.wrapping_add(1))

@@ -524,6 +524,35 @@ mod tests {
     }
 
     #[test]
+    fn rows_are_found_by_audio_hash_across_row_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.parquet");
+        // 2.4 MB rows: row groups of 8 rows, so 20 rows make three.
+        let (mels, frames) = (600, 1000);
+        let mut w = FeatureTableWriter::create(&path, &TableMeta::new("features"), mels, frames).unwrap();
+        for chunk in (0..20).collect::<Vec<_>>().chunks(7) {
+            let rows: Vec<FeatureRow> = chunk
+                .iter()
+                .map(|&i| FeatureRow {
+                    audio_hash: format!("h{i}"),
+                    padded: i % 2 == 0,
+                    ..row(&format!("t{i}"), "g", mels * frames, i as f32)
+                })
+                .collect();
+            w.write(&rows).unwrap();
+        }
+        w.finish().unwrap();
+        assert_eq!(open_reader(&path).unwrap().metadata().num_row_groups(), 3);
+        let mut r = FeatureRowReader::open(&path).unwrap();
+        for i in [17, 3, 8, 19, 0] {
+            let got = r.row(&format!("h{i}"), "new id", "new genre", "here").unwrap().unwrap();
+            assert_eq!((got.track_id.as_str(), got.genre.as_str(), got.padded, got.mean_db), ("new id", "new genre", i % 2 == 0, i as f32));
+            assert_eq!(got.values, row("x", "g", mels * frames, i as f32).values, "row {i}");
+        }
+        assert!(r.row("h20", "", "", "").unwrap().is_none());
+    }
+
+    #[test]
     fn feature_table_round_trips_values_and_metadata() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("features.parquet");
@@ -648,21 +677,29 @@ impl FeatureRowReader {
         if builder.schema().field_with_name("padded").is_err() {
             return Err(StoreError::invalid(path, "written by an older genrelab (no `padded` column)"));
         }
-        let groups = builder.metadata().num_row_groups();
+        // Row `i` of the file is in the row group whose cumulative row count first exceeds it.
+        let ends: Vec<usize> = builder
+            .metadata()
+            .row_groups()
+            .iter()
+            .scan(0usize, |end, rg| {
+                *end += rg.num_rows() as usize;
+                Some(*end)
+            })
+            .collect();
+        let mask = parquet::arrow::ProjectionMask::columns(builder.parquet_schema(), ["audio_hash"]);
+        let reader = builder.with_projection(mask).with_batch_size(1 << 16).build().map_err(parquet_err(path))?;
         let mut index = std::collections::HashMap::new();
-        for rg in 0..groups {
-            let builder = open_reader(path)?;
-            let mask = parquet::arrow::ProjectionMask::columns(builder.parquet_schema(), ["audio_hash"]);
-            let reader =
-                builder.with_projection(mask).with_row_groups(vec![rg]).with_batch_size(1 << 16).build().map_err(parquet_err(path))?;
-            let mut offset = 0;
-            for batch in reader {
-                let batch = batch.map_err(arrow_err(path))?;
-                let hashes = column::<StringArray>(path, &batch, "audio_hash")?;
-                for h in hashes.iter() {
-                    index.entry(h.unwrap_or_default().to_string()).or_insert((rg, offset));
-                    offset += 1;
+        let (mut row, mut rg) = (0usize, 0usize);
+        for batch in reader {
+            let batch = batch.map_err(arrow_err(path))?;
+            for h in column::<StringArray>(path, &batch, "audio_hash")?.iter() {
+                while ends.get(rg).is_some_and(|&e| row >= e) {
+                    rg += 1;
                 }
+                let start = if rg == 0 { 0 } else { ends[rg - 1] };
+                index.entry(h.unwrap_or_default().to_string()).or_insert((rg, row - start));
+                row += 1;
             }
         }
         Ok(FeatureRowReader { path: path.to_path_buf(), meta, len, index, cached: None })
