@@ -151,11 +151,12 @@ def main():
         "- collection: class sub-folders, half MP3 and half FLAC, 30 s / 1 / 2 / 5 min tracks (mean 2.1 min), 8 encoded recordings copied "
         "with a tag of their own per file (see the script); `genrelab run split`: download (list and hash), features (decode whole file, "
         "log-mel of the first 30 s), descriptors are not run, split (5-fold)",
+        "- rows copied as they were: whole row groups of the previous `features_full` table copied byte for byte (the others are re-encoded)",
         "- the engine hashes the stage's inputs (every file, blake3) before the download stage runs, so that hashing is in \"whole run\", "
         "not in \"download\"; the download stage then reads the hashes from its cache",
         "",
-        "| tracks | audio on disk | download | features | clips/s (features) | split | whole run | peak memory (features stage) | adding 10 files: whole run | clips decoded then |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| tracks | audio on disk | download | features | clips/s (features) | split | whole run | peak memory (features stage) | adding 10 files: whole run | then: features stage | clips decoded | rows copied as they were |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         st, sa = r["stages"], r["stages_add"]
@@ -163,7 +164,8 @@ def main():
         lines.append(
             f"| {r['tracks']:,} | {r['bytes'] / 2**30:.2f} GiB | {st['download']['seconds']:.1f} s | {st['features']['seconds']:.1f} s | "
             f"{f['clips_per_second']:.1f} | {st['split']['seconds']:.2f} s | {r['wall']:.1f} s | {f['peak_rss_mib']:.0f} MiB | "
-            f"{r['wall_add']:.1f} s | {sa['features']['summary']['decoded']} of {sa['features']['summary']['clips']} |"
+            f"{r['wall_add']:.1f} s | {sa['features']['seconds']:.1f} s | {sa['features']['summary']['decoded']} of {sa['features']['summary']['clips']} | "
+            f"{sa['features']['summary'].get('copied', 0):,} |"
         )
     lines.append("")
     with open(a.out, "w") as fh:

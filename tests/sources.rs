@@ -80,6 +80,48 @@ fn a_folder_of_class_folders_with_any_names_and_formats_runs_end_to_end() {
     );
 }
 
+#[test]
+fn with_excerpt_windows_a_long_track_is_several_rows_of_one_track_and_one_prediction() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("music");
+    // Windows of 40 frames (20,480 samples + n_fft): 0.5 s is one padded window, 1.5 s one,
+    // 3 s three (the tail shorter than a window is left out).
+    for (c, class) in ["a", "b", "c"].iter().enumerate() {
+        for (i, seconds) in [0.5, 1.5, 3.0, 3.0].iter().enumerate() {
+            put(&data, &format!("{class}/{i}.wav"), &clip_wav(c, i, *seconds, 22050));
+        }
+    }
+    write_config(
+        dir.path(),
+        &format!(
+            "[download]\nsource = \"folder\"\npath = \"music\"\n[split]\ntest_fraction = 0.25\n{SMALL_FEATURES}excerpt = \"windows\"\n{TRAIN}"
+        ),
+    );
+    let summary = run_summary(dir.path(), "features");
+    assert_eq!((summary["clips"].as_u64(), summary["rows"].as_u64()), (Some(12), Some(24)), "{summary}");
+    let rows = query(
+        dir.path(),
+        "SELECT track_id, COUNT(*) AS n, MAX(\"window\") AS last, SUM(CAST(padded AS INT)) AS padded FROM features WHERE genre = 'b' GROUP BY track_id ORDER BY track_id",
+    );
+    assert_eq!(
+        rows,
+        serde_json::json!([
+            {"track_id": "b/0.wav", "n": 1, "last": 0, "padded": 1},
+            {"track_id": "b/1.wav", "n": 1, "last": 0, "padded": 0},
+            {"track_id": "b/2.wav", "n": 3, "last": 2, "padded": 0},
+            {"track_id": "b/3.wav", "n": 3, "last": 2, "padded": 0}
+        ])
+    );
+    // One split row per track, every window of a track in its part; one prediction per test track.
+    let split = query(dir.path(), "SELECT COUNT(*) AS n, SUM(CAST(part = 'test' AS INT)) AS test FROM split");
+    assert_eq!(split[0]["n"], 12, "{split}");
+    let test = split[0]["test"].as_u64().unwrap();
+    let predicted = query(dir.path(), "SELECT COUNT(*) AS n, COUNT(DISTINCT track_id) AS tracks FROM predictions");
+    assert_eq!((predicted[0]["n"].as_u64(), predicted[0]["tracks"].as_u64()), (Some(test), Some(test)), "{predicted}");
+    let metrics: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("work/report/metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["runs"][0]["test_clips"].as_u64(), Some(test), "{}", metrics["runs"]);
+}
+
 /// `genrelab run --json`, and the summary `stage` returned.
 fn run_summary(dir: &Path, stage: &str) -> serde_json::Value {
     let o = genrelab(dir, &["run", "--json"]);

@@ -104,8 +104,9 @@ impl Stage for Features {
     fn name(&self) -> &'static str {
         "features"
     }
+    // 2: the `window` column (an existing store's rows are reused, not decoded again).
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn about(&self) -> &'static str {
         "decode every clip and write the log-mel feature tables (and the rejects)"
@@ -133,8 +134,9 @@ impl Stage for Descriptors {
     fn name(&self) -> &'static str {
         "descriptors"
     }
+    // 2: an `audio_hash` column (rows reused per clip); a long track's excerpt described.
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn about(&self) -> &'static str {
         "hand-crafted statistics of every clip (MFCC, spectral shape, ZCR, RMS, chroma, tempo) for the classical baseline"

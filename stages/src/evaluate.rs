@@ -212,6 +212,9 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &Eva
         };
         let (x, y) = data(&test)?;
         let probs = predict_proba(&model, Batchable { x: &x, y: &y, mels, frames }, window, c.settings.eval_batch_size);
+        // One prediction per test track (its windows' mean with `features.excerpt = "windows"`).
+        let (tracks, probs) = per_track(&test, &probs, k, &features.track_ids);
+        let y: Vec<usize> = tracks.iter().map(|&r| y_all[r]).collect();
         let pred: Vec<usize> = probs.chunks(k).map(argmax).collect();
         let test_loss = probs.chunks(k).zip(&y).map(|(p, &t)| -(p[t].max(1e-12) as f64).ln()).sum::<f64>() / y.len().max(1) as f64;
         // The validation part, scored as training scores it each epoch.
@@ -223,7 +226,7 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &Eva
             let (loss, accuracy) = score_model(&model, Batchable { x: &vx, y: &vy, mels, frames }, window, c.settings.eval_batch_size);
             Some(ValidScore { clips: vy.len(), accuracy, loss })
         };
-        for ((&row, &p), probs) in test.iter().zip(&pred).zip(probs.chunks(k)) {
+        for ((&row, &p), probs) in tracks.iter().zip(&pred).zip(probs.chunks(k)) {
             predictions.push((c.run.clone(), features.track_ids[row].clone(), y_all[row], p, probs[p] as f64));
             let e = ensemble.entry((c.spec.name.clone(), c.fold, row)).or_insert_with(|| (vec![0.0; k], 0));
             e.0.iter_mut().zip(probs).for_each(|(s, v)| *s += *v as f64);
@@ -234,7 +237,7 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &Eva
             model: c.spec.name.clone(),
             seed: c.seed,
             fold: c.fold,
-            test_clips: test.len(),
+            test_clips: tracks.len(),
             train_acc: c.selected().map_or(f64::NAN, |h| h.train_acc),
             test_loss,
             scores: scores(&y, &pred, k),
@@ -329,6 +332,24 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &Eva
 }
 
 /// A summary over the runs that have a validation score (None when none has).
+/// Test rows by track: the rows of one track (consecutive, with its id: the windows of a long
+/// track) make one prediction, the mean of their probabilities. Returns each track's first row
+/// and the tracks' probabilities (`k` per track).
+fn per_track(rows: &[usize], probs: &[f32], k: usize, track_ids: &[String]) -> (Vec<usize>, Vec<f32>) {
+    let mut firsts: Vec<usize> = vec![];
+    let mut sums: Vec<(Vec<f32>, f32)> = vec![];
+    for (&row, p) in rows.iter().zip(probs.chunks(k)) {
+        if firsts.last().is_none_or(|&f| track_ids[f] != track_ids[row]) {
+            firsts.push(row);
+            sums.push((vec![0.0; k], 0.0));
+        }
+        let (s, n) = sums.last_mut().expect("pushed above");
+        s.iter_mut().zip(p).for_each(|(s, v)| *s += v);
+        *n += 1.0;
+    }
+    (firsts, sums.into_iter().flat_map(|(s, n)| s.into_iter().map(move |v| v / n)).collect())
+}
+
 fn valid_summary(runs: &[&RunResult], f: fn(&ValidScore) -> f64) -> Option<Summary> {
     let v: Vec<f64> = runs.iter().filter_map(|r| r.valid.as_ref().map(f)).collect();
     (!v.is_empty()).then(|| summarize(&v))

@@ -13,6 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use genrelab_store::tables::{GroupCuts, target_group_rows};
 use genrelab_store::{FeatureRow, FeatureRowReader, FeatureTableWriter, RejectRow, TableMeta, names, write_rejects};
 use serde::Serialize;
 
@@ -20,15 +21,21 @@ use crate::StageError;
 use crate::audio::decode_any;
 use crate::logmel::{FeatureConfig, Features, LogMel};
 use crate::source::{ClipEntry, SourceManifest};
+use genrelab_store::StoreError;
 
 /// What a run of the stage did.
 #[derive(Debug, Clone, Serialize)]
 pub struct FeatureSummary {
-    /// Rows of the tables.
+    /// Clips in the tables.
     pub clips: usize,
+    /// Rows of the tables: one per clip, or one per window with `features.excerpt = "windows"`.
+    pub rows: usize,
     /// Clips decoded by this run; the others' rows were reused (unchanged bytes, same settings).
     pub decoded: usize,
     pub reused: usize,
+    /// Rows of `features_full` copied from the previous tables or the segments as they were
+    /// (whole row groups, neither decoded nor compressed again).
+    pub copied: usize,
     pub rejected: usize,
     pub seconds: f64,
     /// Clips decoded (or rejected) per second.
@@ -74,8 +81,19 @@ pub fn feature_config_of(meta: &TableMeta) -> Result<FeatureConfig, StageError> 
     serde_json::from_str(json).map_err(|e| StageError::Source(format!("bad genrelab.feature_config: {e}")))
 }
 
-/// Decode one clip's bytes and compute its features; also returns the bytes' blake3 hash.
-pub fn clip_features(lm: &LogMel, entry: &ClipEntry, bytes: &[u8]) -> Result<(Features, crate::audio::Decoded, String), String> {
+/// What the features stage keeps of one decoded clip: the features of its rows (one, or one per
+/// window) with their padded flags, the file's facts and its bytes' blake3 hash. The samples
+/// themselves are dropped as soon as the features are made.
+pub struct ClipRows {
+    pub windows: Vec<(Features, bool)>,
+    pub source_rate: u32,
+    pub source_frames: u64,
+    pub channels: u16,
+    pub hash: String,
+}
+
+/// Decode one clip's bytes and compute the features of each of its rows.
+pub fn clip_features(lm: &LogMel, entry: &ClipEntry, bytes: &[u8]) -> Result<ClipRows, String> {
     let hash = blake3::hash(bytes).to_hex().to_string();
     if !entry.blake3.is_empty() && hash != entry.blake3 {
         return Err(format!(
@@ -84,7 +102,8 @@ pub fn clip_features(lm: &LogMel, entry: &ClipEntry, bytes: &[u8]) -> Result<(Fe
         ));
     }
     let decoded = decode_any(bytes, entry.extension(), lm.config().sample_rate).map_err(|e| e.to_string())?;
-    Ok((lm.features(&decoded.samples), decoded, hash))
+    let windows = lm.windows(&decoded.samples).into_iter().map(|w| (lm.features(w), lm.is_padded(w))).collect();
+    Ok(ClipRows { windows, source_rate: decoded.source_rate, source_frames: decoded.source_frames, channels: decoded.channels, hash })
 }
 
 /// Where a run keeps the rows it computed until the tables are written: segments of finished
@@ -94,8 +113,6 @@ pub fn partial_dir(store_dir: &Path, cfg: &FeatureConfig) -> PathBuf {
 }
 
 const PARTIAL: &str = ".partial";
-/// Computed rows per segment file.
-const SEGMENT_ROWS: usize = 64;
 
 /// A table pair (`features`, `features_full`) whose rows can be reused by audio hash.
 struct Reusable {
@@ -183,16 +200,16 @@ pub fn extract_features(
         let read = std::thread::scope(|scope| {
             let partial = &partial;
             let (meta_small, meta_full) = (&meta_small, &meta_full);
-            let writer = scope.spawn(move || -> Result<usize, StageError> {
+            let writer = scope.spawn(move || -> Result<(), StageError> {
                 let mut n = first_segment;
                 let (mut small, mut full) = (vec![], vec![]);
                 let mut flush = |small: &mut Vec<FeatureRow>, full: &mut Vec<FeatureRow>| -> Result<(), StageError> {
                     let name = |kind: &str| partial.join(format!("seg-{n:06}.{kind}.parquet"));
-                    let mut w = FeatureTableWriter::create_scratch(&name("full"), meta_full, cfg.n_mels, cfg.frames)?;
+                    let mut w = FeatureTableWriter::create(&name("full"), meta_full, cfg.n_mels, cfg.frames)?;
                     w.write(full)?;
                     w.finish()?;
                     // The small table last: a segment counts once its `.small` file exists.
-                    let mut w = FeatureTableWriter::create_scratch(&name("small"), meta_small, cfg.out_mels, cfg.out_frames)?;
+                    let mut w = FeatureTableWriter::create(&name("small"), meta_small, cfg.out_mels, cfg.out_frames)?;
                     w.write(small)?;
                     w.finish()?;
                     n += 1;
@@ -200,19 +217,22 @@ pub fn extract_features(
                     full.clear();
                     Ok(())
                 };
-                let mut rows = 0;
+                // A segment is one row group of `features_full` as the table cuts them, so that
+                // a fresh run's segments are copied into it whole.
+                let mut cuts = GroupCuts::new(target_group_rows(cfg.n_mels * cfg.frames));
                 for (s, f) in rx {
-                    rows += s.len();
-                    small.extend(s);
-                    full.extend(f);
-                    if small.len() >= SEGMENT_ROWS {
-                        flush(&mut small, &mut full)?;
+                    for (s, f) in s.into_iter().zip(f) {
+                        if cuts.push(&f.audio_hash) && !small.is_empty() {
+                            flush(&mut small, &mut full)?;
+                        }
+                        small.push(s);
+                        full.push(f);
                     }
                 }
                 if !small.is_empty() {
                     flush(&mut small, &mut full)?;
                 }
-                Ok(rows)
+                Ok(())
             });
             let read = subset.par_map_clips(
                 threads,
@@ -223,23 +243,28 @@ pub fn extract_features(
                     let mut rows_full = Vec::with_capacity(results.len());
                     for (entry, result) in results {
                         match result {
-                            Ok((f, decoded, hash)) => {
-                                let (mean_db, std_db) = f.full.mean_std();
-                                let row = FeatureRow {
-                                    source: source.location(&entry),
-                                    track_id: entry.track_id,
-                                    genre: entry.genre,
-                                    audio_hash: hash,
-                                    sample_rate: decoded.source_rate,
-                                    n_samples: decoded.source_frames,
-                                    channels: decoded.channels,
-                                    mean_db,
-                                    std_db,
-                                    padded: lm.is_padded(&decoded.samples),
-                                    values: f.small.values,
-                                };
-                                rows_full.push(FeatureRow { values: f.full.values, ..row.clone() });
-                                rows_small.push(row);
+                            Ok(clip) => {
+                                decoded += 1;
+                                let location = source.location(&entry);
+                                for (window, (f, padded)) in clip.windows.into_iter().enumerate() {
+                                    let (mean_db, std_db) = f.full.mean_std();
+                                    let row = FeatureRow {
+                                        source: location.clone(),
+                                        track_id: entry.track_id.clone(),
+                                        genre: entry.genre.clone(),
+                                        audio_hash: clip.hash.clone(),
+                                        sample_rate: clip.source_rate,
+                                        n_samples: clip.source_frames,
+                                        channels: clip.channels,
+                                        mean_db,
+                                        std_db,
+                                        padded,
+                                        window: window as u32,
+                                        values: f.small.values,
+                                    };
+                                    rows_full.push(FeatureRow { values: f.full.values, ..row.clone() });
+                                    rows_small.push(row);
+                                }
                             }
                             Err(reason) => {
                                 tracing::warn!(clip = %source.location(&entry), %reason, "skipped");
@@ -258,55 +283,34 @@ pub fn extract_features(
             drop(tx);
             let written = writer.join().expect("writer thread does not panic");
             // A writer error explains a failed send better than the send itself.
-            written.and_then(|rows| read.map(|t| (rows, t)))
+            written.and(read)
         })?;
-        decoded = read.0;
-        threads_used = read.1;
+        threads_used = read;
         reusable.extend(segments(&partial).iter().skip(first_segment).filter_map(|p| open_segment(p)));
     }
 
-    // 2. The tables, in the source's order: every row from the previous tables or a segment.
+    tracing::debug!(seconds = start.elapsed().as_secs_f64(), "new rows decoded and written to segments");
+    // 2. The tables, in the source's order: every row from the previous tables or a segment,
+    //    whole row groups copied as they are where their rows stay together.
+    let wanted: Vec<(usize, &ClipEntry, String)> =
+        source.clips.iter().filter_map(|c| Some((reusable.iter().position(|r| r.contains(&c.blake3))?, c, source.location(c)))).collect();
     let mut small = FeatureTableWriter::create(
         &store_dir.join(names::FEATURES),
         &feature_table_meta("features", cfg, source),
         cfg.out_mels,
         cfg.out_frames,
     )?;
+    assemble(&mut small, &mut reusable.iter_mut().map(|r| &mut r.small).collect::<Vec<_>>(), &wanted)?;
     let mut full = FeatureTableWriter::create(
         &store_dir.join(names::FEATURES_FULL),
         &feature_table_meta("features_full", cfg, source),
         cfg.n_mels,
         cfg.frames,
     )?;
-    let (mut batch_small, mut batch_full) = (vec![], vec![]);
-    // Only the source being read holds a row group in memory: memory stays bounded by a row
-    // group per table, however many segments there are.
-    let mut current = None;
-    for c in &source.clips {
-        let Some(i) = reusable.iter().position(|r| r.contains(&c.blake3)) else { continue };
-        if let Some(last) = current.filter(|&last| last != i) {
-            let r: &mut Reusable = &mut reusable[last];
-            r.small.release();
-            r.full.release();
-        }
-        current = Some(i);
-        let r = &mut reusable[i];
-        let location = source.location(c);
-        let s = r.small.row(&c.blake3, &c.track_id, &c.genre, &location)?;
-        let f = r.full.row(&c.blake3, &c.track_id, &c.genre, &location)?;
-        if let (Some(s), Some(f)) = (s, f) {
-            batch_small.push(s);
-            batch_full.push(f);
-        }
-        if batch_small.len() >= 16 {
-            small.write(&std::mem::take(&mut batch_small))?;
-            full.write(&std::mem::take(&mut batch_full))?;
-        }
-    }
-    small.write(&batch_small)?;
-    full.write(&batch_full)?;
+    let copied = assemble(&mut full, &mut reusable.iter_mut().map(|r| &mut r.full).collect::<Vec<_>>(), &wanted)?;
 
-    let clips = small.rows();
+    tracing::debug!(seconds = start.elapsed().as_secs_f64(), "tables assembled");
+    let (clips, rows) = (wanted.len(), small.rows());
     if clips == 0 {
         return Err(StageError::Failed(format!(
             "none of the {} clips could be decoded; first reason: {}",
@@ -322,8 +326,10 @@ pub fn extract_features(
     let seconds = start.elapsed().as_secs_f64();
     let summary = FeatureSummary {
         clips,
+        rows,
         decoded,
         reused: clips - decoded,
+        copied,
         rejected: rejects.len(),
         seconds,
         clips_per_second: (decoded + rejects.len()) as f64 / seconds.max(1e-9),
@@ -341,17 +347,78 @@ pub fn extract_features(
     Ok(summary)
 }
 
+/// Write the rows of the clips `wanted` (which reader holds each, the clip, its location) in
+/// order. A row group of a reader whose rows are wanted next, all of them, in its order and with
+/// the identity the table wants, is copied byte for byte; other rows are read and encoded again.
+/// Only the reader being read holds a row group in memory, so memory stays bounded by a row
+/// group. Returns how many rows were copied.
+fn assemble(
+    out: &mut FeatureTableWriter,
+    readers: &mut [&mut FeatureRowReader],
+    wanted: &[(usize, &ClipEntry, String)],
+) -> Result<usize, StoreError> {
+    // Every row wanted, in order: (reader, row of its file, clip).
+    let mut rows: Vec<(usize, usize, usize)> = vec![];
+    for (k, (i, c, _)) in wanted.iter().enumerate() {
+        rows.extend(readers[*i].rows_of(&c.blake3).into_iter().flatten().map(|r| (*i, r, k)));
+    }
+    let copyable: Vec<bool> = readers.iter().map(|r| out.can_copy_from(r)).collect();
+    // The row group of rows[j]'s reader, when rows[j..] starts with all of its rows and they
+    // make one group of this table (so the table is what encoding every row would make).
+    let hash = |j: usize| rows.get(j).map(|&(_, _, k)| wanted[k].1.blake3.as_str());
+    let whole_group = |readers: &[&mut FeatureRowReader], out: &FeatureTableWriter, j: usize| -> Option<usize> {
+        let (i, row, _) = rows[j];
+        let r = &readers[i];
+        let (group, 0) = r.group_of(row) else { return None };
+        let range = r.group_range(group);
+        let n = range.len();
+        let run = rows.get(j..j + n)?;
+        let same = run.iter().zip(range).all(|(&(i2, row2, k), want)| {
+            let (_, c, loc) = &wanted[k];
+            i2 == i && row2 == want && r.identity(want) == (c.track_id.as_str(), c.genre.as_str(), loc.as_str())
+        });
+        let hashes: Vec<&str> = (j..j + n).filter_map(hash).collect();
+        (copyable[i] && same && out.cuts().is_one_group(&hashes, hash(j + n))).then_some(group)
+    };
+    let mut batch = vec![];
+    let mut current: Option<usize> = None;
+    let (mut j, mut copied) = (0, 0);
+    while j < rows.len() {
+        let (i, row, k) = rows[j];
+        if let Some(last) = current.filter(|&last| last != i) {
+            readers[last].release();
+        }
+        current = Some(i);
+        if let Some(group) = whole_group(readers, out, j) {
+            out.write(&std::mem::take(&mut batch))?;
+            out.copy_row_group(readers[i], group)?;
+            let n = readers[i].group_range(group).len();
+            j += n;
+            copied += n;
+            continue;
+        }
+        let (_, c, location) = &wanted[k];
+        batch.push(readers[i].row(row, &c.blake3, &c.track_id, &c.genre, location)?);
+        if batch.len() >= 16 {
+            out.write(&std::mem::take(&mut batch))?;
+        }
+        j += 1;
+    }
+    out.write(&batch)?;
+    Ok(copied)
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::download::{DownloadConfig, DownloadOptions, SourceKind, download};
 
-    fn hash(p: &Path) -> crate::source::FileHash {
+    pub(crate) fn hash(p: &Path) -> crate::source::FileHash {
         std::fs::read(p).map(|b| (b.len() as u64, blake3::hash(&b).to_hex().to_string())).map_err(|e| e.to_string())
     }
 
     /// A short tone per class folder, any file name.
-    fn clip(root: &Path, rel: &str, pitch: f32) {
+    pub(crate) fn clip(root: &Path, rel: &str, pitch: f32) {
         let x: Vec<f32> = (0..8000).map(|i| 0.3 * (i as f32 * pitch).sin()).collect();
         let p = root.join(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -362,7 +429,7 @@ mod tests {
         FeatureConfig { n_mels: 16, frames: 20, out_mels: 8, out_frames: 10, ..FeatureConfig::default() }
     }
 
-    fn source(data: &Path, work: &Path) -> SourceManifest {
+    pub(crate) fn source(data: &Path, work: &Path) -> SourceManifest {
         let cfg = DownloadConfig { source: SourceKind::Folder, path: Some(data.to_path_buf()), ..DownloadConfig::default() };
         download(&cfg, work, DownloadOptions { progress: false, refetch: false, hash_file: &mut hash }).unwrap()
     }
@@ -399,13 +466,49 @@ mod tests {
         let mut r = FeatureRowReader::open(&store.join(names::FEATURES)).unwrap();
         let src = source(&data, &work);
         let c = &src.clips[0];
-        assert!(r.row(&c.blake3, &c.track_id, &c.genre, "").unwrap().unwrap().padded);
+        assert!(r.rows(&c.blake3, &c.track_id, &c.genre, "").unwrap()[0].padded);
 
         let forced = extract_features(&source(&data, &work), &cfg, &store, 2, false).unwrap();
         assert_eq!((forced.decoded, forced.reused), (6, 0), "without reuse (--force features) every clip is decoded");
         let other = FeatureConfig { top_db: 60.0, ..cfg };
         let third = extract_features(&source(&data, &work), &other, &store, 2, true).unwrap();
         assert_eq!(third.decoded, 6, "another feature configuration decodes everything");
+    }
+
+    #[test]
+    fn unchanged_row_groups_are_copied_and_the_tables_are_byte_for_byte_a_fresh_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, work, store) = (dir.path().join("data"), dir.path().join("work"), dir.path().join("store"));
+        for i in 0..40 {
+            clip(&data, &format!("a/{i:02}.wav"), 0.02 + 0.01 * i as f32);
+        }
+        // 2 MiB rows: row groups of about 8 rows (at most 16) in features_full.
+        let cfg = FeatureConfig { n_mels: 128, frames: 4096, out_mels: 8, out_frames: 10, ..FeatureConfig::default() };
+        let first = extract_features(&source(&data, &work), &cfg, &store, 2, true).unwrap();
+        assert_eq!((first.decoded, first.copied), (40, 40), "a fresh run's segments are its row groups, copied whole");
+        let groups = |store: &Path| {
+            let r = FeatureRowReader::open(&store.join(names::FEATURES_FULL)).unwrap();
+            let mut g = vec![];
+            while g.last().is_none_or(|r2: &std::ops::Range<usize>| r2.end < 40) {
+                g.push(r.group_range(g.len()));
+            }
+            g
+        };
+        assert!(groups(&store).len() >= 3, "{:?}", groups(&store));
+
+        clip(&data, "a/40.wav", 0.5);
+        clip(&data, "a/05b.wav", 0.6);
+        let second = extract_features(&source(&data, &work), &cfg, &store, 2, true).unwrap();
+        assert_eq!(second.decoded, 2);
+        assert!(second.copied >= 42 - 2 * 16 && second.copied < 42, "the groups the new clips fall in are encoded again: {second:?}");
+        let fresh = dir.path().join("fresh");
+        extract_features(&source(&data, &work), &cfg, &fresh, 2, false).unwrap();
+        for table in [names::FEATURES, names::FEATURES_FULL] {
+            assert!(
+                std::fs::read(store.join(table)).unwrap() == std::fs::read(fresh.join(table)).unwrap(),
+                "{table}: the incremental run writes the bytes a fresh run writes"
+            );
+        }
     }
 
     #[test]

@@ -53,7 +53,8 @@ pub struct FeatureConfig {
     /// How the resize interpolates.
     pub resize: Resize,
     /// Which part of a track longer than `frames` is kept: its start (the study's, GTZAN's 30 s
-    /// clips are kept whole) or its middle (skipping intros of full-length songs).
+    /// clips are kept whole), its middle (skipping intros of full-length songs), or all of it as
+    /// consecutive windows, one table row each (`window` 0, 1, ...).
     #[serde(skip_serializing_if = "Excerpt::is_start")]
     pub excerpt: Excerpt,
 }
@@ -67,6 +68,9 @@ pub enum Excerpt {
     Start,
     /// The `frames` frames in the middle of the track.
     Middle,
+    /// Every whole window of `frames` frames, back to back from the start (a track shorter than
+    /// one window gives one padded window; a tail shorter than a window is left out).
+    Windows,
 }
 
 impl Excerpt {
@@ -288,13 +292,25 @@ impl LogMel {
             return samples;
         }
         let start = match self.cfg.excerpt {
-            Excerpt::Start => 0,
+            Excerpt::Start | Excerpt::Windows => 0,
             Excerpt::Middle => (samples.len() - keep) / 2 / hop * hop,
         };
         &samples[start..start + keep]
     }
 
-    /// Whether a clip is shorter than `frames` frames, so that its features are padded.
+    /// The parts of a clip that become table rows: its one excerpt, or with
+    /// `excerpt = "windows"` every whole window of `frames` frames (hops of `frames * hop`
+    /// samples, each with the `n_fft` samples its last frame reads).
+    pub fn windows<'a>(&self, samples: &'a [f32]) -> Vec<&'a [f32]> {
+        let (step, keep) = (self.cfg.frames * self.cfg.hop_length, self.cfg.frames * self.cfg.hop_length + self.cfg.n_fft);
+        if self.cfg.excerpt != Excerpt::Windows || samples.len() <= keep {
+            return vec![self.excerpt(samples)];
+        }
+        let n = (samples.len() - keep) / step + 1;
+        (0..n).map(|w| &samples[w * step..w * step + keep]).collect()
+    }
+
+    /// Whether a clip (or window) is shorter than `frames` frames, so that its features are padded.
     pub fn is_padded(&self, samples: &[f32]) -> bool {
         1 + samples.len() / self.cfg.hop_length < self.cfg.frames
     }
@@ -558,6 +574,26 @@ mod tests {
         let f = lm.features(&x);
         assert_eq!((f.full.n_mels, f.full.n_frames), (128, 1291));
         assert_eq!((f.small.n_mels, f.small.n_frames), (64, 100));
+    }
+
+    #[test]
+    fn windows_cover_a_long_track_back_to_back_and_a_short_one_once() {
+        let cfg = FeatureConfig { frames: 50, out_frames: 10, excerpt: Excerpt::Windows, ..Default::default() };
+        let lm = LogMel::new(&cfg).unwrap();
+        let (step, keep) = (50 * 512, 50 * 512 + 2048);
+        let ramp: Vec<f32> = (0..100_000).map(|i| i as f32).collect();
+        let w = lm.windows(&ramp);
+        // Whole windows only: starts 0, 25,600, 51,200 (+27,648 <= 100,000); 76,800 would end past it.
+        assert_eq!(w.iter().map(|w| (w[0] as usize, w.len())).collect::<Vec<_>>(), [(0, keep), (step, keep), (2 * step, keep)]);
+        let f = lm.features(w[1]);
+        assert_eq!(f.full.n_frames, 50);
+        assert!(!lm.is_padded(w[1]));
+        assert_eq!(lm.windows(&ramp[..keep]).len(), 1, "a track of one window");
+        let short = lm.windows(&ramp[..5000]);
+        assert_eq!((short.len(), lm.is_padded(short[0])), (1, true), "a short track: one padded window");
+        let start = LogMel::new(&FeatureConfig { excerpt: Excerpt::Start, ..cfg.clone() }).unwrap();
+        assert_eq!(start.windows(&ramp), [&ramp[..keep]], "one excerpt otherwise");
+        assert_ne!(cfg.hash(), start.config().hash());
     }
 
     #[test]

@@ -326,7 +326,10 @@ pub fn make_split(
     cfg: &SplitConfig,
     source: Option<&crate::source::SourceManifest>,
 ) -> Result<BTreeMap<String, usize>, StageError> {
-    let clips = genrelab_store::tables::read_track_genres(&store_dir.join(names::FEATURES))?;
+    let mut clips = genrelab_store::tables::read_track_genres(&store_dir.join(names::FEATURES))?;
+    // One entry per track: the windows of a long track (`features.excerpt = "windows"`) are
+    // consecutive rows of one track, and go to one part together.
+    clips.dedup_by(|a, b| a.0 == b.0);
     if clips.is_empty() {
         return Err(StageError::Failed("the features table is empty".into()));
     }

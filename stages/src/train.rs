@@ -354,9 +354,14 @@ pub fn train_rows(features: &FeatureMatrix, split: &[SplitRow], fold: Option<i32
     })
 }
 
+/// The feature rows of the split's tracks that `pred` selects: a track's one row, or all of its
+/// windows (consecutive rows) with `features.excerpt = "windows"`.
 fn rows_where(features: &FeatureMatrix, split: &[SplitRow], pred: impl Fn(&SplitRow) -> bool) -> Vec<usize> {
-    let index: std::collections::HashMap<&str, usize> = features.track_ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
-    split.iter().filter(|r| pred(r)).filter_map(|r| index.get(r.track_id.as_str()).copied()).collect()
+    let mut index: std::collections::HashMap<&str, Vec<usize>> = std::collections::HashMap::new();
+    for (i, id) in features.track_ids.iter().enumerate() {
+        index.entry(id.as_str()).or_default().push(i);
+    }
+    split.iter().filter(|r| pred(r)).filter_map(|r| index.get(r.track_id.as_str())).flatten().copied().collect()
 }
 
 /// The train / valid / test rows of every run the split and the config call for.

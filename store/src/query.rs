@@ -89,6 +89,7 @@ mod tests {
             mean_db: mean,
             std_db: 0.0,
             padded: true,
+            window: 0,
             values: vec![mean; 4],
         };
         w.write(&[mk("a.1", "a", -10.0), mk("a.2", "a", -20.0), mk("b.1", "b", -40.0)]).unwrap();

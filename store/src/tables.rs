@@ -12,15 +12,19 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Float32Type, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_writer::{ArrowColumnWriter, ArrowRowGroupWriterFactory, compute_leaves};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::column::writer::ColumnCloseResult;
 use parquet::file::metadata::KeyValue;
+use parquet::file::metadata::ParquetMetaData;
 use parquet::file::properties::WriterProperties;
+use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 
 use crate::{AtomicFile, StoreError};
 
 /// Version of the layouts below; bump on any change of columns or their meaning.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 const KEY_PREFIX: &str = "genrelab.";
 
 /// The self-description written into every table's Parquet metadata.
@@ -81,7 +85,8 @@ fn properties(meta: &TableMeta, row_group_rows: usize, float_columns: &[ColumnPa
         b = b
             .set_column_dictionary_enabled(col.clone(), false)
             .set_column_statistics_enabled(col.clone(), parquet::file::properties::EnabledStatistics::None)
-            .set_column_encoding(col.clone(), Encoding::BYTE_STREAM_SPLIT);
+            .set_column_encoding(col.clone(), Encoding::BYTE_STREAM_SPLIT)
+            .set_column_compression(col.clone(), Compression::ZSTD(ZstdLevel::try_new(1).expect("valid zstd level")));
     }
     b.build()
 }
@@ -165,6 +170,9 @@ pub struct FeatureRow {
     pub std_db: f32,
     /// The clip was shorter than the feature window, so its spectrogram is padded.
     pub padded: bool,
+    /// Which window of the track the row holds (0 unless `features.excerpt = "windows"`, where a
+    /// long track has a row per window, 0, 1, ..., in order).
+    pub window: u32,
     /// Row-major `n_mels x n_frames` values in dB.
     pub values: Vec<f32>,
 }
@@ -182,19 +190,84 @@ fn feature_schema(len: i32) -> SchemaRef {
         Field::new("mean_db", DataType::Float32, false),
         Field::new("std_db", DataType::Float32, false),
         Field::new("padded", DataType::Boolean, false),
+        Field::new("window", DataType::UInt32, false),
         Field::new("n_mels", DataType::UInt32, false),
         Field::new("n_frames", DataType::UInt32, false),
         Field::new("feature", DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, false)), len), false),
     ]))
 }
 
+/// Rows per row group of a feature table with `len` values per row (about 16 MiB of values).
+pub fn target_group_rows(len: usize) -> usize {
+    ((16 << 20) / (len.max(1) * 4)).clamp(8, 4096)
+}
+
+/// Where a feature table's row groups begin, decided by the rows' content alone: a group starts
+/// at a clip whose audio hash falls on a boundary (one clip in `target`, by a hash of the hash),
+/// or after `2 x target` rows, never between the windows of one clip unless a group is full. The
+/// same rows therefore always make the same groups, however the table was assembled (from
+/// scratch, or from an earlier table with a few clips added): an incremental run writes the same
+/// bytes as a fresh one, and adding a clip changes only the group it falls in.
+#[derive(Debug, Clone)]
+pub struct GroupCuts {
+    target: usize,
+    /// Rows in the current group (0: the next row starts one).
+    rows: usize,
+    last: Option<String>,
+}
+
+impl GroupCuts {
+    pub fn new(target: usize) -> Self {
+        GroupCuts { target: target.max(1), rows: 0, last: None }
+    }
+
+    fn boundary(&self, hash: &str) -> bool {
+        // FNV-1a: stable across versions and platforms, unlike std's hasher.
+        let h = hash.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
+        h % self.target as u64 == 0
+    }
+
+    fn cuts(&self, rows: usize, last: Option<&str>, hash: &str) -> bool {
+        rows == 0 || rows >= 2 * self.target || (last != Some(hash) && self.boundary(hash))
+    }
+
+    /// Whether a row with `hash` appended now starts a new group.
+    pub fn cuts_before(&self, hash: &str) -> bool {
+        self.cuts(self.rows, self.last.as_deref(), hash)
+    }
+
+    /// Append a row; returns whether it starts a new group.
+    pub fn push(&mut self, hash: &str) -> bool {
+        let cut = self.cuts_before(hash);
+        self.rows = if cut { 1 } else { self.rows + 1 };
+        self.last = Some(hash.to_string());
+        cut
+    }
+
+    /// Whether rows with `hashes`, appended now and followed by a row with `next` (None: the
+    /// end), make exactly one group.
+    pub fn is_one_group(&self, hashes: &[&str], next: Option<&str>) -> bool {
+        let Some((first, rest)) = hashes.split_first() else { return false };
+        let mut probe = GroupCuts { target: self.target, rows: self.rows, last: self.last.clone() };
+        probe.push(first) && rest.iter().all(|h| !probe.push(h)) && next.is_none_or(|h| probe.cuts_before(h))
+    }
+}
+
 /// Writes a feature table row group by row group, so a whole data set never sits in memory.
+/// Row groups are cut by [`GroupCuts`]; a row group of another feature table with the same
+/// schema and the same rows can be copied in as it is ([`FeatureTableWriter::copy_row_group`]),
+/// without decoding or compressing it again: that is how the features stage assembles its tables
+/// from the previous tables and the segments of new clips.
 pub struct FeatureTableWriter {
     path: PathBuf,
     n_mels: usize,
     n_frames: usize,
     schema: SchemaRef,
-    writer: ArrowWriter<File>,
+    writer: SerializedFileWriter<File>,
+    factory: ArrowRowGroupWriterFactory,
+    /// The row group being encoded, if any.
+    open: Option<Vec<ArrowColumnWriter>>,
+    cuts: GroupCuts,
     file: AtomicFile,
     rows: usize,
 }
@@ -202,36 +275,35 @@ pub struct FeatureTableWriter {
 impl FeatureTableWriter {
     /// `meta.table` names the table (`features` or `features_full`); rows are `n_mels x n_frames`.
     pub fn create(dest: &Path, meta: &TableMeta, n_mels: usize, n_frames: usize) -> Result<Self, StoreError> {
-        Self::create_with(dest, meta, n_mels, n_frames, true)
-    }
-
-    /// A table that is read back once and deleted (the features stage's segments): not
-    /// compressed, which makes writing and reading it several times cheaper.
-    pub fn create_scratch(dest: &Path, meta: &TableMeta, n_mels: usize, n_frames: usize) -> Result<Self, StoreError> {
-        Self::create_with(dest, meta, n_mels, n_frames, false)
-    }
-
-    fn create_with(dest: &Path, meta: &TableMeta, n_mels: usize, n_frames: usize, compress: bool) -> Result<Self, StoreError> {
         let len = n_mels * n_frames;
         let schema = feature_schema(len as i32);
-        // Row groups of about 16 MiB of features: small enough to stream, large enough to compress.
-        let rows_per_group = ((16 << 20) / (len * 4)).clamp(8, 4096);
+        let target = target_group_rows(len);
         let meta = meta.clone().with("shape", format!("{n_mels}x{n_frames}"));
         let feature = ColumnPath::from(vec!["feature".to_string(), "list".to_string(), "item".to_string()]);
-        let props = if compress {
-            properties(&meta, rows_per_group, &[feature])
-        } else {
-            WriterProperties::builder()
-                .set_compression(Compression::UNCOMPRESSED)
-                .set_max_row_group_row_count(Some(rows_per_group))
-                .set_key_value_metadata(Some(meta.to_key_values()))
-                .set_column_dictionary_enabled(feature.clone(), false)
-                .set_column_statistics_enabled(feature, parquet::file::properties::EnabledStatistics::None)
-                .build()
-        };
+        let props = properties(&meta, 2 * target, &[feature]);
         let file = AtomicFile::create(dest)?;
-        let writer = ArrowWriter::try_new(file.try_clone()?, schema.clone(), Some(props)).map_err(parquet_err(dest))?;
-        Ok(FeatureTableWriter { path: dest.to_path_buf(), n_mels, n_frames, schema, writer, file, rows: 0 })
+        // ArrowWriter embeds the Arrow schema (the fixed-size list) in the file; its lower layers
+        // then let row groups be encoded here or copied from another file.
+        let (writer, factory) = ArrowWriter::try_new(file.try_clone()?, schema.clone(), Some(props))
+            .and_then(|w| w.into_serialized_writer())
+            .map_err(parquet_err(dest))?;
+        Ok(FeatureTableWriter {
+            path: dest.to_path_buf(),
+            n_mels,
+            n_frames,
+            schema,
+            writer,
+            factory,
+            open: None,
+            cuts: GroupCuts::new(target),
+            file,
+            rows: 0,
+        })
+    }
+
+    /// Where this table's row groups begin, as rows come.
+    pub fn cuts(&self) -> &GroupCuts {
+        &self.cuts
     }
 
     pub fn write(&mut self, rows: &[FeatureRow]) -> Result<(), StoreError> {
@@ -265,13 +337,85 @@ impl FeatureTableWriter {
             Arc::new(Float32Array::from_iter_values(rows.iter().map(|r| r.mean_db))),
             Arc::new(Float32Array::from_iter_values(rows.iter().map(|r| r.std_db))),
             Arc::new(arrow::array::BooleanArray::from(rows.iter().map(|r| r.padded).collect::<Vec<_>>())),
+            Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.window))),
             Arc::new(UInt32Array::from_value(self.n_mels as u32, n)),
             Arc::new(UInt32Array::from_value(self.n_frames as u32, n)),
             Arc::new(list),
         ];
         let batch = RecordBatch::try_new(self.schema.clone(), cols).map_err(arrow_err(&self.path))?;
-        self.writer.write(&batch).map_err(parquet_err(&self.path))?;
+        let starts: Vec<bool> = rows.iter().map(|r| self.cuts.push(&r.audio_hash)).collect();
+        let mut done = 0;
+        while done < n {
+            let end = (done + 1..n).find(|&i| starts[i]).unwrap_or(n);
+            if starts[done] {
+                self.close_row_group()?;
+            }
+            if self.open.is_none() {
+                let index = self.writer.flushed_row_groups().len();
+                self.open = Some(self.factory.create_column_writers(index).map_err(parquet_err(&self.path))?);
+            }
+            let writers = self.open.as_mut().expect("opened above");
+            let part = batch.slice(done, end - done);
+            let mut leaves = writers.iter_mut();
+            for (field, column) in self.schema.fields().iter().zip(part.columns()) {
+                for leaf in compute_leaves(field, column).map_err(parquet_err(&self.path))? {
+                    let writer = leaves.next().expect("one column writer per leaf");
+                    writer.write(&leaf).map_err(parquet_err(&self.path))?;
+                }
+            }
+            done = end;
+        }
         self.rows += n;
+        Ok(())
+    }
+
+    /// Finish the row group being encoded, if any.
+    fn close_row_group(&mut self) -> Result<(), StoreError> {
+        let Some(writers) = self.open.take() else { return Ok(()) };
+        let err = parquet_err(&self.path);
+        let mut group = self.writer.next_row_group().map_err(&err)?;
+        for w in writers {
+            w.close().map_err(&err)?.append_to_row_group(&mut group).map_err(&err)?;
+        }
+        group.close().map_err(&err)?;
+        Ok(())
+    }
+
+    /// Whether row groups of `from` can be copied into this table as they are (same columns,
+    /// same spectrogram size).
+    pub fn can_copy_from(&self, from: &FeatureRowReader) -> bool {
+        from.len == self.n_mels * self.n_frames
+            && self.writer.schema_descr().root_schema() == from.metadata.file_metadata().schema_descr().root_schema()
+    }
+
+    /// Append row group `group` of `from` byte for byte (after the rows written so far), with
+    /// its statistics and page index. The caller checks [`Self::can_copy_from`], that the group's
+    /// rows are the ones this table wants next, and that they make one group here
+    /// ([`GroupCuts::is_one_group`]), so that the table is what writing its rows would make.
+    pub fn copy_row_group(&mut self, from: &FeatureRowReader, group: usize) -> Result<(), StoreError> {
+        self.close_row_group()?;
+        let source = File::open(&from.path).map_err(|e| StoreError::io(&from.path, e))?;
+        let rg = from.metadata.row_group(group);
+        let index = from.metadata.page_index_for_row_group(group);
+        let err = parquet_err(&self.path);
+        let mut out = self.writer.next_row_group().map_err(&err)?;
+        for (c, column) in rg.columns().iter().enumerate() {
+            let close = ColumnCloseResult {
+                bytes_written: column.compressed_size() as u64,
+                rows_written: rg.num_rows() as u64,
+                metadata: column.clone(),
+                bloom_filter: None,
+                column_index: index.column_index(c).cloned(),
+                offset_index: index.offset_index(c).cloned(),
+            };
+            out.append_column(&source, close).map_err(parquet_err(&from.path))?;
+        }
+        out.close().map_err(&err)?;
+        let rows = from.group_range(group);
+        // The copied group ends here: the next row starts another.
+        self.cuts.rows = 0;
+        self.cuts.last = rows.clone().last().map(|r| from.identity[r][0].clone());
+        self.rows += rows.len();
         Ok(())
     }
 
@@ -280,7 +424,8 @@ impl FeatureTableWriter {
     }
 
     /// Close the Parquet file and move it into place.
-    pub fn finish(self) -> Result<PathBuf, StoreError> {
+    pub fn finish(mut self) -> Result<PathBuf, StoreError> {
+        self.close_row_group()?;
         self.writer.close().map_err(parquet_err(&self.path))?;
         self.file.commit()
     }
@@ -364,21 +509,30 @@ pub struct FloatTable {
     pub meta: TableMeta,
     pub track_ids: Vec<String>,
     pub genres: Vec<String>,
+    /// The `audio_hash` column, where the table has one (empty otherwise).
+    pub audio_hashes: Vec<String>,
     pub columns: Vec<String>,
     pub values: Vec<f32>,
 }
 
-/// Read a table of `track_id`, `genre` and Float64 columns.
+/// The column of the blake3 of a clip's bytes, in the tables that have one.
+pub const AUDIO_HASH: &str = "audio_hash";
+
+/// Read a table of `track_id`, `genre` and Float64 columns (and `audio_hash`, where present).
 pub fn read_float_table(path: &Path) -> Result<FloatTable, StoreError> {
     let meta = read_table_meta(path)?;
     let reader = open_reader(path)?.with_batch_size(4096).build().map_err(parquet_err(path))?;
-    let mut t = FloatTable { meta, track_ids: vec![], genres: vec![], columns: vec![], values: vec![] };
+    let mut t = FloatTable { meta, track_ids: vec![], genres: vec![], audio_hashes: vec![], columns: vec![], values: vec![] };
     for batch in reader {
         let batch = batch.map_err(arrow_err(path))?;
         let ids = column::<StringArray>(path, &batch, "track_id")?;
         let genres = column::<StringArray>(path, &batch, "genre")?;
+        if batch.column_by_name(AUDIO_HASH).is_some() {
+            t.audio_hashes.extend(column::<StringArray>(path, &batch, AUDIO_HASH)?.iter().map(|h| h.unwrap_or_default().to_string()));
+        }
         let schema = batch.schema();
-        let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).filter(|n| n != "track_id" && n != "genre").collect();
+        let names: Vec<String> =
+            schema.fields().iter().map(|f| f.name().clone()).filter(|n| n != "track_id" && n != "genre" && n != AUDIO_HASH).collect();
         if t.columns.is_empty() {
             t.columns = names.clone();
         }
@@ -519,6 +673,7 @@ mod tests {
             mean_db: base,
             std_db: 1.0,
             padded: false,
+            window: 0,
             values: (0..len).map(|i| base + i as f32 * 0.25).collect(),
         }
     }
@@ -527,7 +682,7 @@ mod tests {
     fn rows_are_found_by_audio_hash_across_row_groups() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f.parquet");
-        // 2.4 MB rows: row groups of 8 rows, so 20 rows make three.
+        // 2.4 MB rows: row groups of about 8 rows (cut by content), three for these 20.
         let (mels, frames) = (600, 1000);
         let mut w = FeatureTableWriter::create(&path, &TableMeta::new("features"), mels, frames).unwrap();
         for chunk in (0..20).collect::<Vec<_>>().chunks(7) {
@@ -545,11 +700,98 @@ mod tests {
         assert_eq!(open_reader(&path).unwrap().metadata().num_row_groups(), 3);
         let mut r = FeatureRowReader::open(&path).unwrap();
         for i in [17, 3, 8, 19, 0] {
-            let got = r.row(&format!("h{i}"), "new id", "new genre", "here").unwrap().unwrap();
+            let got = r.rows(&format!("h{i}"), "new id", "new genre", "here").unwrap();
+            assert_eq!(got.len(), 1);
+            let got = &got[0];
             assert_eq!((got.track_id.as_str(), got.genre.as_str(), got.padded, got.mean_db), ("new id", "new genre", i % 2 == 0, i as f32));
             assert_eq!(got.values, row("x", "g", mels * frames, i as f32).values, "row {i}");
         }
-        assert!(r.row("h20", "", "", "").unwrap().is_none());
+        assert!(r.rows("h20", "", "", "").unwrap().is_empty());
+    }
+
+    #[test]
+    fn row_groups_are_cut_by_content_never_inside_a_clip_and_at_most_twice_the_target() {
+        let starts = |hashes: &[String]| {
+            let mut c = GroupCuts::new(4);
+            hashes.iter().enumerate().filter(|(_, h)| c.push(h)).map(|(i, _)| i).collect::<Vec<_>>()
+        };
+        let hashes: Vec<String> = (0..200).map(|i| format!("clip{i}")).collect();
+        let cuts = starts(&hashes);
+        let sizes: Vec<usize> = cuts.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(sizes.iter().all(|&n| (1..=8).contains(&n)), "{sizes:?}");
+        assert!(cuts.len() > 200 / 8 && cuts.len() < 200 / 2, "about one group per 4 rows: {}", cuts.len());
+        // The same cuts after an insertion, but near it.
+        let mut more = hashes.clone();
+        more.insert(100, "new clip".into());
+        let after: Vec<usize> = starts(&more).into_iter().filter(|&i| i > 120).map(|i| i - 1).collect();
+        assert_eq!(after, cuts.iter().copied().filter(|&i| i > 119).collect::<Vec<_>>());
+        // Windows of one clip stay together unless a group is full.
+        let windows: Vec<String> = (0..30).map(|i| format!("clip{}", i / 5)).collect();
+        let w = starts(&windows);
+        assert!(w.iter().zip(std::iter::once(&0).chain(&w)).all(|(i, prev)| i % 5 == 0 || i - prev == 8), "{w:?}");
+        let c = GroupCuts::new(4);
+        assert!(c.is_one_group(&["a", "a"], None));
+    }
+
+    #[test]
+    fn the_windows_of_a_track_are_its_consecutive_rows_and_a_duplicate_file_reuses_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.parquet");
+        let win = |id: &str, hash: &str, w: u32| FeatureRow { audio_hash: hash.into(), window: w, ..row(id, "g", 4, w as f32) };
+        let mut w = FeatureTableWriter::create(&path, &TableMeta::new("features"), 2, 2).unwrap();
+        w.write(&[win("long", "h1", 0), win("long", "h1", 1), win("long", "h1", 2), win("short", "h2", 0), win("copy of long", "h1", 0)])
+            .unwrap();
+        w.finish().unwrap();
+        let mut r = FeatureRowReader::open(&path).unwrap();
+        assert_eq!((r.rows_of("h1"), r.rows_of("h2")), (Some(0..3), Some(3..4)));
+        let rows = r.rows("h1", "renamed", "g", "x").unwrap();
+        assert_eq!(
+            rows.iter().map(|r| (r.window, r.mean_db, r.track_id.as_str())).collect::<Vec<_>>(),
+            [(0, 0.0, "renamed"), (1, 1.0, "renamed"), (2, 2.0, "renamed")]
+        );
+        assert_eq!(read_track_genres(&path).unwrap().len(), 5, "every row");
+    }
+
+    #[test]
+    fn whole_row_groups_are_copied_between_tables_and_read_back_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.parquet"), dir.path().join("b.parquet"));
+        // 2.4 MB rows: row groups of about 8 rows.
+        let (mels, frames) = (600, 1000);
+        let with_hash = |i: usize| FeatureRow { audio_hash: format!("h{i}"), ..row(&format!("t{i}"), "g", mels * frames, i as f32) };
+        let mut w = FeatureTableWriter::create(&a, &TableMeta::new("features"), mels, frames).unwrap();
+        w.write(&(0..20).map(with_hash).collect::<Vec<_>>()).unwrap();
+        w.finish().unwrap();
+        let from = FeatureRowReader::open(&a).unwrap();
+        // Groups cut by content: some of about 8 rows.
+        let (g1, g2) = (from.group_range(1), from.group_range(2));
+        assert!(g1.start > 0 && g2.start == g1.end && g2.end <= 20, "{g1:?} {g2:?}");
+        assert_eq!((from.rows_of("h9"), from.group_of(g1.start + 1)), (Some(9..10), (1, 1)));
+        assert_eq!(from.identity(9), ("t9", "g", "genres/g/t9.wav"));
+
+        let mut w = FeatureTableWriter::create(&b, &TableMeta::new("features"), mels, frames).unwrap();
+        assert!(w.can_copy_from(&from));
+        w.write(&[with_hash(100)]).unwrap();
+        w.copy_row_group(&from, 1).unwrap();
+        w.write(&[with_hash(101)]).unwrap();
+        w.copy_row_group(&from, 2).unwrap();
+        assert_eq!(w.rows(), 2 + g1.len() + g2.len());
+        w.finish().unwrap();
+        let m = read_features(&b).unwrap();
+        let want: Vec<usize> = [100].into_iter().chain(g1.clone()).chain([101]).chain(g2.clone()).collect();
+        assert_eq!(m.track_ids, want.iter().map(|i| format!("t{i}")).collect::<Vec<_>>());
+        for (k, &i) in want.iter().enumerate() {
+            assert_eq!(m.row(k), with_hash(i).values.as_slice(), "row {k} (t{i})");
+        }
+        let copied = FeatureRowReader::open(&b).unwrap();
+        assert_eq!(
+            copied.group_of(copied.rows_of(&format!("h{}", g2.start)).unwrap().start),
+            (3, 0),
+            "rows written, a copied group, a row, a copied group"
+        );
+
+        let other = FeatureTableWriter::create(&dir.path().join("c.parquet"), &TableMeta::new("features"), 2, 3).unwrap();
+        assert!(!other.can_copy_from(&from), "another spectrogram size is not copied");
     }
 
     #[test]
@@ -654,21 +896,36 @@ pub fn write_columns(dest: &Path, meta: &TableMeta, columns: Vec<(&str, Column)>
 }
 
 /// Random access by audio hash to the rows of a feature table (`features` or `features_full`),
-/// for reusing the rows of clips whose bytes have not changed. Only the `audio_hash` column is
-/// read up front; a row's values come from its row group, read when first asked for (and kept
-/// until a row of another group is asked for, so rows taken in table order read each group once).
+/// for reusing the rows of clips whose bytes have not changed: a clip's rows (one, or one per
+/// window) are consecutive. Only the identity columns (`audio_hash`, `track_id`, `genre`,
+/// `source`) are read up front; values come from a row's row group, read when first asked for
+/// (and kept until a row of another group is asked for, so rows taken in table order read each
+/// group once). Whole row groups can instead be copied into a new table as they are
+/// ([`FeatureTableWriter::copy_row_group`]). Rows are numbered from 0 across the whole file.
 pub struct FeatureRowReader {
     path: PathBuf,
     meta: TableMeta,
+    metadata: Arc<ParquetMetaData>,
     len: usize,
-    index: std::collections::HashMap<String, (usize, usize)>,
+    /// The rows of each audio hash (the first track with those bytes).
+    index: std::collections::HashMap<String, std::ops::Range<usize>>,
+    /// First row of each row group, and each row's (audio_hash, track_id, genre, source).
+    group_starts: Vec<usize>,
+    identity: Vec<[String; 4]>,
     cached: Option<(usize, RecordBatch)>,
 }
 
 impl FeatureRowReader {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let builder = open_reader(path)?;
+        let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
+        // With the page index and the full page encoding statistics, which copied row groups
+        // carry along (so a copied group's metadata is what encoding it writes).
+        let options = parquet::arrow::arrow_reader::ArrowReaderOptions::new()
+            .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Optional)
+            .with_encoding_stats_as_mask(false);
+        let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options).map_err(parquet_err(path))?;
         let meta = TableMeta::from_key_values(builder.metadata().file_metadata().key_value_metadata());
+        let metadata = builder.metadata().clone();
         let len = meta
             .get("shape")
             .and_then(|s| s.split_once('x'))
@@ -677,32 +934,66 @@ impl FeatureRowReader {
         if builder.schema().field_with_name("padded").is_err() {
             return Err(StoreError::invalid(path, "written by an older genrelab (no `padded` column)"));
         }
-        // Row `i` of the file is in the row group whose cumulative row count first exceeds it.
-        let ends: Vec<usize> = builder
-            .metadata()
+        let group_starts: Vec<usize> = metadata
             .row_groups()
             .iter()
-            .scan(0usize, |end, rg| {
-                *end += rg.num_rows() as usize;
-                Some(*end)
+            .scan(0usize, |start, rg| {
+                let s = *start;
+                *start += rg.num_rows() as usize;
+                Some(s)
             })
             .collect();
-        let mask = parquet::arrow::ProjectionMask::columns(builder.parquet_schema(), ["audio_hash"]);
+        const IDENTITY: [&str; 4] = ["audio_hash", "track_id", "genre", "source"];
+        let mask = parquet::arrow::ProjectionMask::columns(builder.parquet_schema(), IDENTITY);
         let reader = builder.with_projection(mask).with_batch_size(1 << 16).build().map_err(parquet_err(path))?;
-        let mut index = std::collections::HashMap::new();
-        let (mut row, mut rg) = (0usize, 0usize);
+        let mut identity: Vec<[String; 4]> = vec![];
         for batch in reader {
             let batch = batch.map_err(arrow_err(path))?;
-            for h in column::<StringArray>(path, &batch, "audio_hash")?.iter() {
-                while ends.get(rg).is_some_and(|&e| row >= e) {
-                    rg += 1;
-                }
-                let start = if rg == 0 { 0 } else { ends[rg - 1] };
-                index.entry(h.unwrap_or_default().to_string()).or_insert((rg, row - start));
-                row += 1;
+            let mut cols = vec![];
+            for name in IDENTITY {
+                cols.push(column::<StringArray>(path, &batch, name)?);
+            }
+            for i in 0..batch.num_rows() {
+                identity.push([0, 1, 2, 3].map(|c| cols[c].value(i).to_string()));
             }
         }
-        Ok(FeatureRowReader { path: path.to_path_buf(), meta, len, index, cached: None })
+        let mut index: std::collections::HashMap<String, std::ops::Range<usize>> = std::collections::HashMap::new();
+        for (row, id) in identity.iter().enumerate() {
+            // The rows of a track are consecutive; the same bytes under another track id later
+            // (a duplicate file) reuse the first track's rows.
+            let continues = |r: &std::ops::Range<usize>| r.end == row && identity[r.start][1] == id[1];
+            match index.get_mut(&id[0]) {
+                Some(r) if continues(r) => r.end += 1,
+                Some(_) => {}
+                None => {
+                    index.insert(id[0].clone(), row..row + 1);
+                }
+            }
+        }
+        Ok(FeatureRowReader { path: path.to_path_buf(), meta, metadata, len, index, group_starts, identity, cached: None })
+    }
+
+    /// The rows of the clip with `audio_hash`.
+    pub fn rows_of(&self, audio_hash: &str) -> Option<std::ops::Range<usize>> {
+        self.index.get(audio_hash).cloned()
+    }
+
+    /// The row group holding `row`, and the row's place in it.
+    pub fn group_of(&self, row: usize) -> (usize, usize) {
+        let group = self.group_starts.partition_point(|&s| s <= row) - 1;
+        (group, row - self.group_starts[group])
+    }
+
+    /// The rows of row group `group`.
+    pub fn group_range(&self, group: usize) -> std::ops::Range<usize> {
+        let start = self.group_starts[group];
+        start..start + self.metadata.row_group(group).num_rows() as usize
+    }
+
+    /// Row `row`'s (track_id, genre, source).
+    pub fn identity(&self, row: usize) -> (&str, &str, &str) {
+        let id = &self.identity[row];
+        (&id[1], &id[2], &id[3])
     }
 
     pub fn meta(&self) -> &TableMeta {
@@ -718,10 +1009,16 @@ impl FeatureRowReader {
         self.cached = None;
     }
 
-    /// The row of the clip with `audio_hash` (None if the table has none), its identity columns
-    /// set to the given ones.
-    pub fn row(&mut self, audio_hash: &str, track_id: &str, genre: &str, source: &str) -> Result<Option<FeatureRow>, StoreError> {
-        let Some(&(rg, offset)) = self.index.get(audio_hash) else { return Ok(None) };
+    /// The rows of the clip with `audio_hash` (empty if the table has none), their identity
+    /// columns set to the given ones.
+    pub fn rows(&mut self, audio_hash: &str, track_id: &str, genre: &str, source: &str) -> Result<Vec<FeatureRow>, StoreError> {
+        let Some(rows) = self.rows_of(audio_hash) else { return Ok(vec![]) };
+        rows.map(|row| self.row(row, audio_hash, track_id, genre, source)).collect()
+    }
+
+    /// Row `row` (of the file), its identity columns set to the given ones.
+    pub fn row(&mut self, row: usize, audio_hash: &str, track_id: &str, genre: &str, source: &str) -> Result<FeatureRow, StoreError> {
+        let (rg, offset) = self.group_of(row);
         if self.cached.as_ref().is_none_or(|(g, _)| *g != rg) {
             let builder = open_reader(&self.path)?;
             let schema = builder.schema().clone();
@@ -738,7 +1035,7 @@ impl FeatureRowReader {
         }
         let values = list.value(offset);
         let values = values.as_primitive::<Float32Type>().values().to_vec();
-        Ok(Some(FeatureRow {
+        Ok(FeatureRow {
             track_id: track_id.to_string(),
             genre: genre.to_string(),
             source: source.to_string(),
@@ -749,7 +1046,11 @@ impl FeatureRowReader {
             mean_db: column::<Float32Array>(path, batch, "mean_db")?.value(offset),
             std_db: column::<Float32Array>(path, batch, "std_db")?.value(offset),
             padded: column::<arrow::array::BooleanArray>(path, batch, "padded")?.value(offset),
+            // Tables from before windows have one row per clip.
+            window: batch
+                .column_by_name("window")
+                .map_or(Ok(0), |_| column::<UInt32Array>(path, batch, "window").map(|c| c.value(offset)))?,
             values,
-        }))
+        })
     }
 }
