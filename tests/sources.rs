@@ -225,6 +225,22 @@ fn serve(repo: &str, files: Vec<(String, Vec<u8>)>) -> String {
             let Ok(mut stream) = stream else { continue };
             stream.set_read_timeout(Some(std::time::Duration::from_secs(5))).ok();
             let (_reader, request, range) = read_request(&stream);
+            // The file list (`download.files` patterns), as the hub's API gives it.
+            if request.starts_with(&format!("GET /api/datasets/{repo}/revision/main ")) {
+                let siblings: Vec<serde_json::Value> = files
+                    .iter()
+                    .map(|(name, _)| serde_json::json!({"rfilename": name}))
+                    .chain([serde_json::json!({"rfilename": "README.md"})])
+                    .collect();
+                let body = serde_json::json!({"siblings": siblings, "sha": "c0ffee".repeat(6) + "c0ff"}).to_string();
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+                continue;
+            }
             let found = files.iter().find(|(name, _)| request.starts_with(&format!("GET /datasets/{repo}/resolve/main/{name} ")));
             let response = match found {
                 None => b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_vec(),
@@ -277,7 +293,7 @@ fn a_hub_dataset_stored_as_parquet_is_read_in_place_with_class_names_from_its_me
     write_config(
         dir.path(),
         &format!(
-            "[download]\nsource = \"hub\"\nrepo = \"test/tiny\"\nfiles = [\"data/train-00000-of-00002.parquet\", \"data/train-00001-of-00002.parquet\"]\n[download.columns]\nlabel = \"genre\"\n{SMALL_FEATURES}{TRAIN}"
+            "[download]\nsource = \"hub\"\nrepo = \"test/tiny\"\nfiles = [\"data/train-*.parquet\"]\n[download.columns]\nlabel = \"genre\"\n{SMALL_FEATURES}{TRAIN}"
         ),
     );
     let env =
@@ -290,6 +306,13 @@ fn a_hub_dataset_stored_as_parquet_is_read_in_place_with_class_names_from_its_me
     assert!(one[0]["source"].as_str().unwrap().ends_with("data/train-00001-of-00002.parquet#3"), "{one}");
     let rejects = query(dir.path(), "SELECT track_id, reason FROM rejects");
     assert_eq!(rejects, serde_json::json!([{"track_id": "clip14.wav", "reason": "no audio bytes (column \"audio\")"}]));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("work/download/source.json")).unwrap()).unwrap();
+    assert!(
+        manifest["origin"].as_str().unwrap().ends_with("data/train-00000-of-00002.parquet,data/train-00001-of-00002.parquet"),
+        "the pattern matched both shards: {}",
+        manifest["origin"]
+    );
     // Nothing was unpacked: the work folder holds no audio files.
     let wavs = walk(&dir.path().join("work")).into_iter().filter(|p| p.ends_with(".wav")).count();
     assert_eq!(wavs, 0);

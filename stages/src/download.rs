@@ -48,8 +48,9 @@ pub struct DownloadConfig {
     pub revision: String,
     pub file: String,
     /// Hub datasets stored as Parquet: the files to read (e.g.
-    /// `["data/train-00000-of-00002.parquet", "data/train-00001-of-00002.parquet"]`); when set,
-    /// `file` is not used.
+    /// `["data/train-00000-of-00002.parquet", "data/train-00001-of-00002.parquet"]`), or
+    /// patterns matched against the repository's file list at `revision` (`["data/*.parquet"]`:
+    /// `*` is any run of characters but `/`, `?` one); when set, `file` is not used.
     pub files: Vec<String>,
     /// The tarball, folder or manifest, for `tarball`, `folder` and `manifest` sources.
     pub path: Option<PathBuf>,
@@ -104,7 +105,7 @@ pub fn download(cfg: &DownloadConfig, out_dir: &Path, opts: DownloadOptions) -> 
         || cfg.path.clone().ok_or_else(|| StageError::Config(format!("download.source = {:?} needs download.path", cfg.source)));
     let manifest = match cfg.source {
         SourceKind::Hub if cfg.hub_is_parquet() => {
-            let files = cfg.hub_files();
+            let files = resolve_hub_files(cfg)?;
             let mut fetched = vec![];
             for f in &files {
                 fetched.push(fetch_from_hub(cfg, f, opts.progress, opts.refetch)?);
@@ -242,9 +243,9 @@ fn snapshot_root(fetched: &[PathBuf], files: &[String]) -> Result<(PathBuf, Vec<
     Ok((root, sizes))
 }
 
-/// Fetch `file` of the configured hub repo into hf-hub's cache; returns the cached file's path
-/// in the snapshot folder (a link to the blob).
-fn fetch_from_hub(cfg: &DownloadConfig, file: &str, progress: bool, refetch: bool) -> Result<PathBuf, StageError> {
+/// The configured hub dataset repo at its revision, through hf-hub (HF_ENDPOINT, HF_HOME and
+/// HF_TOKEN from the environment).
+fn hub_repo(cfg: &DownloadConfig, progress: bool) -> Result<hf_hub::api::sync::ApiRepo, StageError> {
     use hf_hub::api::sync::ApiBuilder;
     use hf_hub::{Repo, RepoType};
 
@@ -255,7 +256,60 @@ fn fetch_from_hub(cfg: &DownloadConfig, file: &str, progress: bool, refetch: boo
         builder = builder.with_token(Some(token));
     }
     let api = builder.build().map_err(|e| StageError::Config(format!("hub client: {e}")))?;
-    let repo = api.repo(Repo::with_revision(cfg.repo.clone(), RepoType::Dataset, cfg.revision.clone()));
+    Ok(api.repo(Repo::with_revision(cfg.repo.clone(), RepoType::Dataset, cfg.revision.clone())))
+}
+
+/// `download.files`, with every pattern replaced by the repository's files that match it (sorted;
+/// a pattern that matches nothing is an error listing what there is).
+pub fn resolve_hub_files(cfg: &DownloadConfig) -> Result<Vec<String>, StageError> {
+    let wanted = cfg.hub_files();
+    if !wanted.iter().any(|f| f.contains(['*', '?'])) {
+        return Ok(wanted);
+    }
+    let repo = hub_repo(cfg, false)?;
+    let url = format!("{}@{}", cfg.repo, cfg.revision);
+    let info =
+        repo.info().map_err(|e| StageError::Download { url: url.clone(), message: format!("listing the repository's files: {e}") })?;
+    let mut all: Vec<String> = info.siblings.into_iter().map(|s| s.rfilename).collect();
+    all.sort();
+    let mut out = vec![];
+    for pattern in &wanted {
+        let matched: Vec<&String> = all.iter().filter(|f| glob_match(pattern, f)).collect();
+        if matched.is_empty() {
+            let shown: Vec<&str> = all.iter().take(20).map(String::as_str).collect();
+            return Err(StageError::Config(format!(
+                "download.files: no file of {url} matches \"{pattern}\"; it has {} files: {}{}",
+                all.len(),
+                shown.join(", "),
+                if all.len() > shown.len() { ", ..." } else { "" }
+            )));
+        }
+        out.extend(matched.into_iter().filter(|f| !out.contains(*f)).cloned().collect::<Vec<_>>());
+    }
+    tracing::info!(files = out.len(), "hub files matched download.files");
+    Ok(out)
+}
+
+/// Whether `name` matches `pattern`: `*` is any run of characters but `/`, `?` any one but `/`.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    fn m(p: &[u8], n: &[u8]) -> bool {
+        match (p.first(), n.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => m(&p[1..], n) || (n.first().is_some_and(|&c| c != b'/') && m(p, &n[1..])),
+            (Some(b'?'), Some(&c)) => c != b'/' && m(&p[1..], &n[1..]),
+            (Some(a), Some(b)) => a == b && m(&p[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    m(pattern.as_bytes(), name.as_bytes())
+}
+
+/// Fetch `file` of the configured hub repo into hf-hub's cache; returns the cached file's path
+/// in the snapshot folder (a link to the blob).
+fn fetch_from_hub(cfg: &DownloadConfig, file: &str, progress: bool, refetch: bool) -> Result<PathBuf, StageError> {
+    use hf_hub::{Repo, RepoType};
+
+    let repo = hub_repo(cfg, progress)?;
     let url = repo.url(file);
     let fail = |message: String| StageError::Download { url: url.clone(), message };
     tracing::info!(%url, "fetching from the hub");
@@ -296,5 +350,19 @@ fn remove_partial_blobs(blobs: &Path) {
         if name.ends_with(".part") || name.ends_with(".lock") {
             let _ = std::fs::remove_file(e.path());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn file_patterns_match_within_one_folder_level() {
+        assert!(glob_match("data/*.parquet", "data/train-00000-of-00002.parquet"));
+        assert!(glob_match("data/train-*-of-0000?.parquet", "data/train-00001-of-00002.parquet"));
+        assert!(!glob_match("data/*.parquet", "data/sub/x.parquet"), "* stays within a folder");
+        assert!(!glob_match("data/*.parquet", "data/x.parquet.lock"));
+        assert!(glob_match("*/*", "a/b") && !glob_match("?", "/") && glob_match("exact.parquet", "exact.parquet"));
     }
 }
