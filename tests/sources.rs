@@ -171,6 +171,11 @@ fn a_csv_manifest_with_groups_keeps_every_group_in_one_fold_and_rejects_bad_rows
     assert_eq!(artists, serde_json::json!([{"folds": 1}]), "no artist in two folds");
     let report = std::fs::read_to_string(dir.path().join("work/report/report.md")).unwrap();
     assert!(report.contains("keeping each of the 12 groups"), "the report says the split is by group");
+
+    // The missing file appears: the manifest is listed again, and only that clip is decoded.
+    put(dir.path(), "audio/missing.wav", &clip_wav(0, 40, 1.5, 22050));
+    let summary = run_summary(dir.path(), "features");
+    assert_eq!((summary["clips"].as_u64(), summary["decoded"].as_u64()), (Some(25), Some(1)), "{summary}");
 }
 
 #[test]

@@ -35,6 +35,9 @@ pub struct Ctx<'a> {
     pub progress: bool,
 }
 
+/// The hash recorded for an optional input that does not exist.
+const ABSENT: &str = "absent";
+
 /// One step of the pipeline.
 pub trait Stage {
     fn name(&self) -> &'static str;
@@ -47,6 +50,12 @@ pub trait Stage {
     fn params(&self, cfg: &Config) -> Value;
     /// Files or folders outside the work folder that this stage reads (hashed by content).
     fn external_inputs(&self, _cfg: &Config) -> Vec<PathBuf> {
+        vec![]
+    }
+    /// Files the stage reads when they exist (a missing one is the stage's own business, such as
+    /// a reject): hashed like the others, and recorded as absent when missing, so that the
+    /// stage runs again when one appears.
+    fn optional_inputs(&self, _cfg: &Config) -> Vec<PathBuf> {
         vec![]
     }
     /// Files or folders this stage writes.
@@ -246,6 +255,10 @@ impl Engine {
             let Some(h) = h else {
                 return Ok(Err(format!("input {} does not exist", p.display())));
             };
+            externals.insert(p.display().to_string(), h);
+        }
+        for p in stage.optional_inputs(cfg) {
+            let h = hashes.path(&p).map_err(PipelineError::Failed)?.unwrap_or_else(|| ABSENT.to_string());
             externals.insert(p.display().to_string(), h);
         }
         let fingerprint = hash_json(&serde_json::json!({

@@ -52,12 +52,16 @@ impl Stage for Download {
     fn external_inputs(&self, cfg: &Config) -> Vec<PathBuf> {
         match cfg.download.source {
             SourceKind::Tarball | SourceKind::Folder => cfg.download.path.iter().cloned().collect(),
-            // The manifest and every file it names.
-            SourceKind::Manifest => match &cfg.download.path {
-                Some(m) => std::iter::once(m.clone()).chain(genrelab_stages::manifest::listed_files(m, &cfg.download.columns)).collect(),
-                None => vec![],
-            },
+            // The manifest (the files it names are optional inputs).
+            SourceKind::Manifest => cfg.download.path.iter().cloned().collect(),
             SourceKind::Hub | SourceKind::Synthetic => vec![],
+        }
+    }
+    fn optional_inputs(&self, cfg: &Config) -> Vec<PathBuf> {
+        // Every file a manifest names: a missing one is a reject, and appears later as a change.
+        match (&cfg.download.source, &cfg.download.path) {
+            (SourceKind::Manifest, Some(m)) => genrelab_stages::manifest::listed_files(m, &cfg.download.columns),
+            _ => vec![],
         }
     }
     fn outputs(&self, cfg: &Config, paths: &Paths) -> Vec<PathBuf> {

@@ -240,15 +240,13 @@ pub fn manifest_clips(
     Ok((clips, rejects))
 }
 
-/// The existing files a manifest names (for the engine's fingerprint of the stage's inputs);
-/// empty when it cannot be read (the stage itself then says why). A listed file that is missing
-/// is a reject; one that appears later is noticed when the manifest changes or on `--force`.
+/// The files a manifest names, existing or not (for the engine's fingerprint of the stage's
+/// inputs: a missing file is a reject, and a change when it appears); empty when the manifest
+/// cannot be read (the stage itself then says why).
 pub fn listed_files(manifest: &Path, cols: &Columns) -> Vec<std::path::PathBuf> {
     let mut files = vec![];
     let _ = manifest_clips(manifest, cols, |p| {
-        if p.is_file() {
-            files.push(p.to_path_buf());
-        }
+        files.push(p.to_path_buf());
         Err(String::new())
     });
     files
