@@ -37,6 +37,8 @@ fn a_folder_of_class_folders_with_any_names_and_formats_runs_end_to_end() {
     put(&data, "synth/z.ogg", &fixture("stereo44k.ogg"));
     put(&data, "synth/w.m4a", &fixture("stereo44k_aac.m4a"));
     put(&data, "synth/broken.mp3", b"ID3 this is not audio at all");
+    // A header that says 1 Hz (resampling it once aborted the whole stage).
+    put(&data, "synth/one hz.wav", &clip_wav(2, 7, 4000.0, 1));
     put(&data, "synth/cover.jpg", b"\xff\xd8 not a clip");
     write_config(
         dir.path(),
@@ -57,10 +59,14 @@ fn a_folder_of_class_folders_with_any_names_and_formats_runs_end_to_end() {
         ids,
         serde_json::json!([{"track_id": "ambient/x.flac", "sample_rate": 44100, "channels": 2}, {"track_id": "synth/w.m4a", "sample_rate": 44100, "channels": 2}])
     );
-    let rejects = query(dir.path(), "SELECT track_id, reason FROM rejects");
-    assert_eq!(rejects.as_array().unwrap().len(), 1, "{rejects}");
+    let rejects = query(dir.path(), "SELECT track_id, reason FROM rejects ORDER BY track_id");
+    assert_eq!(rejects.as_array().unwrap().len(), 2, "{rejects}");
     assert_eq!(rejects[0]["track_id"], "synth/broken.mp3");
     assert!(rejects[0]["reason"].as_str().unwrap().contains("not a supported audio format"), "{rejects}");
+    assert_eq!(
+        rejects[1],
+        serde_json::json!({"track_id": "synth/one hz.wav", "reason": "sample rate 1 Hz is outside what genrelab reads (1000 - 768000 Hz)"})
+    );
 
     let o = genrelab(dir.path(), &["results"]);
     let out = String::from_utf8_lossy(&o.stdout);

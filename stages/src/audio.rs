@@ -29,6 +29,33 @@ pub enum AudioError {
     Decode(String),
     #[error("resampling {from} Hz -> {to} Hz failed: {message}")]
     Resample { from: u32, to: u32, message: String },
+    #[error("sample rate {0} Hz is outside what genrelab reads ({MIN_RATE} - {MAX_RATE} Hz)")]
+    Rate(u32),
+    #[error("{0}: not audio a spectrogram can be made of")]
+    BadSamples(String),
+}
+
+/// The sample rates a file may have: below or above them a header is damaged (or the file is not
+/// audio), and resampling would take absurd memory.
+pub const MIN_RATE: u32 = 1_000;
+pub const MAX_RATE: u32 = 768_000;
+/// Float samples beyond this (60 dB over full scale) are not audio either.
+const MAX_ABS_SAMPLE: f32 = 1_000.0;
+
+/// Reject samples that are not finite or far beyond full scale (a damaged float file): they would
+/// put NaN into features, losses and checkpoints far from the cause.
+fn check_samples(samples: &[f32]) -> Result<(), AudioError> {
+    // One branch-free pass, the details only when something is wrong.
+    if !samples.chunks(4096).any(|c| c.iter().fold(false, |bad, v| bad | v.is_nan() | (v.abs() > MAX_ABS_SAMPLE))) {
+        return Ok(());
+    }
+    if let Some(i) = samples.iter().position(|v| !v.is_finite()) {
+        return Err(AudioError::BadSamples(format!("sample {i} is {}", samples[i])));
+    }
+    if let Some(i) = samples.iter().position(|v| v.abs() > MAX_ABS_SAMPLE) {
+        return Err(AudioError::BadSamples(format!("sample {i} is {:e}, beyond {MAX_ABS_SAMPLE} (full scale is 1)", samples[i])));
+    }
+    Ok(())
 }
 
 /// Mono samples and what the file was.
@@ -79,6 +106,9 @@ pub fn decode_wav(bytes: &[u8], target_rate: u32) -> Result<Decoded, AudioError>
     } else {
         interleaved.chunks_exact(channels).map(|c| c.iter().sum::<f32>() / channels as f32).collect()
     };
+    if spec.sample_format == hound::SampleFormat::Float {
+        check_samples(&mono)?;
+    }
     let samples = resample(&mono, spec.sample_rate, target_rate)?;
     Ok(Decoded { samples, source_rate: spec.sample_rate, source_frames: frames as u64, channels: spec.channels })
 }
@@ -162,6 +192,7 @@ pub fn decode_any(bytes: &[u8], extension: Option<&str>, target_rate: u32) -> Re
     if mono.is_empty() || rate == 0 {
         return Err(AudioError::NoSamples);
     }
+    check_samples(&mono)?;
     let samples = resample(&mono, rate, target_rate)?;
     Ok(Decoded { samples, source_rate: rate, source_frames: frames, channels })
 }
@@ -171,6 +202,9 @@ pub fn decode_any(bytes: &[u8], extension: Option<&str>, target_rate: u32) -> Re
 pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>, AudioError> {
     if from == to {
         return Ok(samples.to_vec());
+    }
+    if let Some(bad) = [from, to].into_iter().find(|r| !(MIN_RATE..=MAX_RATE).contains(r)) {
+        return Err(AudioError::Rate(bad));
     }
     let err = |message: String| AudioError::Resample { from, to, message };
     let mut resampler = Fft::<f32>::new(from as usize, to as usize, 1024, 1, FixedSync::Input).map_err(|e| err(e.to_string()))?;
@@ -221,6 +255,21 @@ mod tests {
             w.finalize().unwrap();
         }
         c.into_inner()
+    }
+
+    #[test]
+    fn a_damaged_rate_or_non_finite_samples_are_errors_not_aborts() {
+        // A header that says 1 Hz: the resampler would need ~58 GB; an error names the rate.
+        let one_hz = wav(spec(1, 1, 16, false), 4000, |i, _| (i as f64 * 0.1).sin() * 0.5);
+        let err = decode_any(&one_hz, Some("wav"), 22_050).unwrap_err().to_string();
+        assert_eq!(err, "sample rate 1 Hz is outside what genrelab reads (1000 - 768000 Hz)");
+        for (bad, what) in [(f64::NAN, "is NaN"), (f64::INFINITY, "is inf"), (1e30, "beyond 1000")] {
+            let bytes = wav(spec(1, 22_050, 32, true), 3000, |i, _| if i == 1234 { bad } else { 0.25 });
+            let err = decode_any(&bytes, Some("wav"), 22_050).unwrap_err().to_string();
+            assert!(err.starts_with("sample 1234 ") && err.contains(what), "{err}");
+        }
+        let loud_but_fine = wav(spec(1, 22_050, 32, true), 3000, |_, _| 1.5);
+        assert!(decode_any(&loud_but_fine, Some("wav"), 22_050).is_ok(), "a float clip a little over full scale is audio");
     }
 
     fn spec(channels: u16, rate: u32, bits: u16, float: bool) -> hound::WavSpec {
