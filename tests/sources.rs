@@ -197,6 +197,27 @@ fn a_class_with_too_few_clips_for_the_split_is_an_error_naming_it() {
     assert!(text(&o).contains("class \"lonely\" has 1 clips; a train / test split needs at least 2"), "{}", text(&o));
 }
 
+#[test]
+fn a_split_without_a_test_part_is_an_error_at_the_split_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..6 {
+        put(dir.path(), &format!("data/{}/{i}.wav", ["a", "b"][i % 2]), &clip_wav(i % 2, i, 1.0, 22050));
+    }
+    write_config(
+        dir.path(),
+        &format!("[download]\nsource = \"folder\"\npath = \"data\"\n[split]\ntest_fraction = 0\n{SMALL_FEATURES}{TRAIN}"),
+    );
+    let o = genrelab(dir.path(), &["run"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("split.test_fraction must be in (0, 1), got 0"), "{}", text(&o));
+    // What ran before the split is kept: fixing the setting runs the split and what follows only.
+    write_config(
+        dir.path(),
+        &format!("[download]\nsource = \"folder\"\npath = \"data\"\n[split]\ntest_fraction = 0.5\n{SMALL_FEATURES}{TRAIN}"),
+    );
+    assert_eq!(ran(&run_stages(dir.path(), &[])), ["split", "train", "evaluate"]);
+}
+
 /// A hub dataset file: `audio` {bytes, path} and a ClassLabel `genre` with its names in the
 /// `huggingface` metadata, as `datasets` writes them.
 fn hub_parquet(rows: &[(Vec<u8>, &str, i64)], names: &[&str]) -> Vec<u8> {

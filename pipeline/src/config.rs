@@ -102,8 +102,11 @@ impl Config {
 
     /// The checks beyond the types: features and training recipes.
     fn validate(&self) -> Result<(), String> {
-        if self.jobs == 0 {
-            return Err("jobs must be 1 or more (1 = one training run at a time)".into());
+        if self.jobs == 0 || self.jobs > 256 {
+            return Err("jobs must be 1 or more (1 = one training run at a time) and at most 256".into());
+        }
+        if self.threads > 1024 {
+            return Err(format!("threads must be between 0 (every core) and 1024, got {}", self.threads));
         }
         self.features.validate().map_err(|m| format!("[features] {m}"))?;
         self.train.validate().map_err(|e| e.to_string())
@@ -263,6 +266,22 @@ mod tests {
         assert!(err.contains("my.toml") && err.contains("n_mel"), "{err}");
         let err = Config::parse("[features]\nn_fft = 7\n", Path::new("."), Path::new("my.toml")).unwrap_err().to_string();
         assert!(err.contains("n_fft"), "{err}");
+    }
+
+    #[test]
+    fn values_that_would_abort_or_hang_a_stage_are_refused_when_the_config_is_read() {
+        let err = |text: &str| Config::parse(text, Path::new("."), Path::new("my.toml")).unwrap_err().to_string();
+        for (text, says) in [
+            ("[features]\nframes = 100000000\n", "frames must be at most 100000"),
+            ("[features]\nn_fft = 2097152\n", "n_fft must be even, between 16 and 65536"),
+            ("[features]\npad_db = nan\n", "pad_db must be numbers"),
+            ("threads = 100000\n", "threads must be between 0 (every core) and 1024, got 100000"),
+            ("[train]\nlearning_rate = nan\n", "learning_rate > 0"),
+            ("[train]\nweight_decay = inf\n", "weight_decay >= 0"),
+        ] {
+            let e = err(text);
+            assert!(e.contains("my.toml") && e.contains(says), "{text:?}: {e}");
+        }
     }
 
     #[test]

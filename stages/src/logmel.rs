@@ -131,10 +131,16 @@ impl FeatureConfig {
     }
 
     pub fn validate(&self) -> Result<(), String> {
+        let finite = [self.fmin, self.fmax(), self.top_db as f64, self.pad_db as f64].iter().all(|v| v.is_finite());
         let checks = [
-            (self.sample_rate >= 1000, "sample_rate must be at least 1000 Hz"),
-            (self.n_fft >= 16 && self.n_fft.is_multiple_of(2), "n_fft must be even and at least 16"),
-            (self.hop_length >= 1, "hop_length must be at least 1"),
+            (finite, "fmin, fmax, top_db and pad_db must be numbers (not NaN or infinite)"),
+            (
+                (crate::audio::MIN_RATE..=crate::audio::MAX_RATE).contains(&self.sample_rate),
+                "sample_rate must be between 1000 and 768000 Hz",
+            ),
+            (self.n_fft >= 16 && self.n_fft <= 65_536 && self.n_fft.is_multiple_of(2), "n_fft must be even, between 16 and 65536"),
+            (self.hop_length >= 1 && self.hop_length <= self.n_fft, "hop_length must be between 1 and n_fft"),
+            (self.frames <= 100_000, "frames must be at most 100000 (an hour at 43 frames per second)"),
             (self.n_mels >= 1 && self.n_mels <= self.n_fft / 2, "n_mels must be between 1 and n_fft / 2"),
             (self.fmin >= 0.0 && self.fmin < self.fmax(), "need 0 <= fmin < fmax"),
             (self.fmax() <= self.sample_rate as f64 / 2.0, "fmax must not exceed sample_rate / 2"),

@@ -351,8 +351,9 @@ pub fn make_split(
     }
     let rows = match cfg.protocol {
         Protocol::Study => {
-            if !(0.0..1.0).contains(&cfg.test_fraction) {
-                return Err(StageError::Config(format!("split.test_fraction must be in [0, 1), got {}", cfg.test_fraction)));
+            // A run needs a test part to be evaluated on (0 left every run with nothing to score).
+            if !(cfg.test_fraction > 0.0 && cfg.test_fraction < 1.0) {
+                return Err(StageError::Config(format!("split.test_fraction must be in (0, 1), got {}", cfg.test_fraction)));
             }
             if !(0.0..1.0).contains(&cfg.valid_fraction) || cfg.valid_fraction + cfg.test_fraction >= 1.0 {
                 return Err(StageError::Config(format!(
@@ -450,6 +451,13 @@ pub fn make_split(
         }
     };
     let c = counts(&rows);
+    if matches!(cfg.protocol, Protocol::Study | Protocol::Filtered) && !c.contains_key("test") {
+        return Err(StageError::Failed(format!(
+            "the `{}` split has no test clips (parts: {c:?}): nothing could be evaluated{}",
+            serde_json::to_value(cfg.protocol).expect("serialises").as_str().unwrap_or_default(),
+            if cfg.protocol == Protocol::Filtered { "; none of the test list's tracks is in the features table" } else { "" }
+        )));
+    }
     meta = meta.with("counts", serde_json::to_string(&c).expect("serialises"));
     write_split(&store_dir.join(names::SPLIT), &meta, &rows)?;
     tracing::info!(counts = ?c, "split written");

@@ -183,6 +183,8 @@ impl TrainConfig {
         if self.models.is_empty() {
             return Err(StageError::Config("[train] needs at least one model".into()));
         }
+        // The shared values first: a NaN would not survive the per-model merge as a number.
+        self.check("defaults")?;
         for m in &self.models {
             info(m).map_err(|e| StageError::Config(e.to_string()))?;
         }
@@ -197,7 +199,13 @@ impl TrainConfig {
     }
 
     fn check(&self, name: &str) -> Result<(), StageError> {
-        if self.seeds == 0 || self.epochs == 0 || self.batch_size == 0 || self.normalize_std <= 0.0 || self.learning_rate <= 0.0 {
+        let positive = |v: f64| v.is_finite() && v > 0.0;
+        if self.seeds == 0
+            || self.epochs == 0
+            || self.batch_size == 0
+            || !positive(self.normalize_std as f64)
+            || !positive(self.learning_rate)
+        {
             return Err(StageError::Config(format!(
                 "[train] (model {name}) needs seeds >= 1, epochs >= 1, batch_size >= 1, learning_rate > 0 and normalize_std > 0"
             )));
@@ -205,7 +213,12 @@ impl TrainConfig {
         if !(0.0..=1.0).contains(&self.band_drop) || self.band_drop_hz.is_nan() || self.band_drop_hz <= 0.0 {
             return Err(StageError::Config(format!("[train] (model {name}): band_drop in [0, 1] and band_drop_hz > 0")));
         }
-        if !(0.0..1.0).contains(&self.label_smoothing) || self.mixup_alpha < 0.0 || self.gain_db < 0.0 || self.weight_decay < 0.0 {
+        let non_negative = |v: f64| v.is_finite() && v >= 0.0;
+        if !(0.0..1.0).contains(&self.label_smoothing)
+            || !non_negative(self.mixup_alpha as f64)
+            || !non_negative(self.gain_db as f64)
+            || !non_negative(self.weight_decay)
+        {
             return Err(StageError::Config(format!(
                 "[train] (model {name}): label_smoothing in [0, 1), mixup_alpha, gain_db, weight_decay >= 0"
             )));
