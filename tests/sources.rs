@@ -126,6 +126,17 @@ fn with_excerpt_windows_a_long_track_is_several_rows_of_one_track_and_one_predic
     assert_eq!((predicted[0]["n"].as_u64(), predicted[0]["tracks"].as_u64()), (Some(test), Some(test)), "{predicted}");
     let metrics: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("work/report/metrics.json")).unwrap()).unwrap();
     assert_eq!(metrics["runs"][0]["test_clips"].as_u64(), Some(test), "{}", metrics["runs"]);
+
+    // What a run killed during evaluate leaves (issue 26, row 12) is swept by the next run.
+    let left = [
+        dir.path().join("work/report/.report.md.4294967295.genrelab-tmp"),
+        dir.path().join("work/.genrelab/.hashes.json.4294967295.genrelab-tmp"),
+    ];
+    for p in &left {
+        std::fs::write(p, b"half").unwrap();
+    }
+    assert_eq!(ran(&run_stages(dir.path(), &["--force", "evaluate"])), ["evaluate"]);
+    assert!(left.iter().all(|p| !p.exists()), "temporaries swept");
 }
 
 /// `genrelab run --json`, and the summary `stage` returned.

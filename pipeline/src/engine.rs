@@ -369,6 +369,9 @@ impl Engine {
         }
         let paths = Paths::new(&cfg.workdir);
         std::fs::create_dir_all(paths.state_dir().join("stamps")).map_err(|e| PipelineError::io(paths.state_dir(), e))?;
+        // The hash cache's and stamps' temporaries of a killed run.
+        genrelab_store::atomic::remove_stale_temporaries(&paths.state_dir());
+        genrelab_store::atomic::remove_stale_temporaries(&paths.state_dir().join("stamps"));
         let mut hashes = HashCache::load(&paths.state_dir().join("hashes.json"));
         let mut outcomes = vec![];
         for stage in self.plan(targets)? {
@@ -430,6 +433,10 @@ impl Engine {
         for out in stage.outputs(cfg, paths) {
             if let Some(dir) = out.parent() {
                 genrelab_store::atomic::remove_stale_temporaries(dir);
+            }
+            // An output folder (the report) holds temporaries of its own.
+            if out.is_dir() {
+                genrelab_store::atomic::remove_stale_temporaries(&out);
             }
         }
         let _ = std::fs::remove_file(paths.stamp(stage.name()));

@@ -76,9 +76,20 @@ pub fn remove_stale_temporaries(dir: &Path) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
     entries
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with(TMP_MARK))
+        .filter(|e| e.file_name().to_str().is_some_and(|n| n.ends_with(TMP_MARK) && !writer_is_alive(n)))
         .filter(|e| std::fs::remove_file(e.path()).is_ok())
         .count()
+}
+
+/// Whether the process that is writing temporary `name` (`.<file>.<pid>.genrelab-tmp`) is another
+/// one still running (where that can be told: Linux's /proc). This process's own temporaries
+/// and those of processes gone are stale.
+fn writer_is_alive(name: &str) -> bool {
+    let pid = name.strip_suffix(TMP_MARK).and_then(|n| n.rsplit_once('.')).and_then(|(_, pid)| pid.parse::<u32>().ok());
+    match pid {
+        Some(pid) if pid != std::process::id() => Path::new("/proc/self").exists() && Path::new("/proc").join(pid.to_string()).exists(),
+        _ => false,
+    }
 }
 
 /// Is this path one of our temporaries?
@@ -119,5 +130,15 @@ mod tests {
         assert!(!dir.path().join("x.parquet").exists());
         assert_eq!(remove_stale_temporaries(dir.path()), 1);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
+        // A killed process's temporary goes; a running one's (pid 1 runs as long as the system)
+        // is left to it, where /proc tells.
+        let gone = dir.path().join(".hashes.json.4294967295.genrelab-tmp");
+        let running = dir.path().join(".report.md.1.genrelab-tmp");
+        std::fs::write(&gone, b"x").unwrap();
+        std::fs::write(&running, b"x").unwrap();
+        remove_stale_temporaries(dir.path());
+        assert!(!gone.exists());
+        assert_eq!(running.exists(), Path::new("/proc/1").exists());
     }
 }
