@@ -176,6 +176,8 @@ fn local_tarball_source_streams_clips_and_rejects_bad_members() {
             }
         }
         add("Data/genres_original/rock/rock.00009.wav", b"garbage");
+        // A member the archive holds twice (issue 26, row 14): the first copy is used.
+        add("Data/genres_original/blues/blues.00001.wav", &clip_wav(0, 50, 1.0, 22050));
         add("Data/features_30_sec.csv", b"filename,label\n");
         tar.into_inner().unwrap().finish().unwrap();
     }
@@ -188,9 +190,18 @@ fn local_tarball_source_streams_clips_and_rejects_bad_members() {
     assert_eq!(manifest["sha256"].as_str().unwrap().len(), 64);
     let n = query(dir.path(), "SELECT COUNT(*) AS n FROM features");
     assert_eq!(n[0]["n"], 6);
-    let rejects = query(dir.path(), "SELECT track_id, source FROM rejects");
-    assert_eq!(rejects[0]["track_id"], "rock.00009");
-    assert!(rejects[0]["source"].as_str().unwrap().ends_with("genres.tar.gz!Data/genres_original/rock/rock.00009.wav"), "{rejects}");
+    let rejects = query(dir.path(), "SELECT track_id, source, reason FROM rejects ORDER BY track_id");
+    assert_eq!(rejects.as_array().unwrap().len(), 2, "{rejects}");
+    assert_eq!(rejects[0]["track_id"], "blues.00001");
+    assert!(
+        rejects[0]["reason"].as_str().unwrap().starts_with("listed twice: ")
+            && rejects[0]["reason"].as_str().unwrap().contains("the first copy is used"),
+        "{rejects}"
+    );
+    assert_eq!(rejects[1]["track_id"], "rock.00009");
+    assert!(rejects[1]["source"].as_str().unwrap().ends_with("genres.tar.gz!Data/genres_original/rock/rock.00009.wav"), "{rejects}");
+    let blues1 = query(dir.path(), "SELECT COUNT(*) AS n FROM features WHERE track_id = 'blues.00001'");
+    assert_eq!(blues1[0]["n"], 1, "one row per track");
     // A changed archive makes download (and what follows) stale.
     std::fs::write(&tarball, b"not a tarball any more").unwrap();
     let st = status(dir.path());

@@ -17,6 +17,7 @@
 //! with its size and blake3 hash. Archives are read through once here, which both lists their
 //! clips and proves that they are complete.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -26,7 +27,7 @@ use sha2::{Digest, Sha256};
 use crate::StageError;
 use crate::layout::Layout;
 use crate::manifest::{self, Columns};
-use crate::source::{Container, FileHash, ParquetColumns, SourceManifest, scan_folder, scan_hub_parquet, scan_tarball};
+use crate::source::{Container, FileHash, ParquetColumns, SourceManifest, SourceReject, scan_folder, scan_hub_parquet, scan_tarball};
 use crate::synthetic::{self, SyntheticConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,6 +176,7 @@ pub fn download(cfg: &DownloadConfig, out_dir: &Path, opts: DownloadOptions) -> 
             folder_manifest(&root, "synthetic".into(), opts.hash_file)?
         }
     };
+    let manifest = without_duplicates(manifest);
     let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
     genrelab_store::atomic::write_atomic(out_dir.join(MANIFEST), &json)?;
     tracing::info!(origin = %manifest.origin, clips = manifest.clips.len(), genres = manifest.genres().len(), "source ready");
@@ -241,6 +243,33 @@ fn snapshot_root(fetched: &[PathBuf], files: &[String]) -> Result<(PathBuf, Vec<
     }
     let sizes = fetched.iter().map(|p| sha256_file(p)).collect::<Result<Vec<_>, _>>()?;
     Ok((root, sizes))
+}
+
+/// One clip per track id: a later clip with an id already listed (a tarball holding a member
+/// twice, one clip under two layouts) becomes a reject that says so; the first is kept (and is
+/// the one a tarball's stream reads).
+fn without_duplicates(mut m: SourceManifest) -> SourceManifest {
+    let mut first: HashMap<String, String> = HashMap::new();
+    let mut kept = Vec::with_capacity(m.clips.len());
+    for c in std::mem::take(&mut m.clips) {
+        match first.get(&c.track_id) {
+            Some(where_first) => {
+                let location = m.location(&c);
+                let reason = if *where_first == location {
+                    format!("listed twice: {location} appears twice in the source; the first copy is used")
+                } else {
+                    format!("duplicate track id {:?}: already listed at {where_first}", c.track_id)
+                };
+                m.rejected.push(SourceReject { track_id: c.track_id.clone(), genre: c.genre.clone(), location, reason });
+            }
+            None => {
+                first.insert(c.track_id.clone(), m.location(&c));
+                kept.push(c);
+            }
+        }
+    }
+    m.clips = kept;
+    m
 }
 
 /// The configured hub dataset repo at its revision, through hf-hub (HF_ENDPOINT, HF_HOME and

@@ -272,11 +272,12 @@ impl SourceManifest {
                 self.end_of_stream(pending, seen, &mut f)
             }
             Container::Tarball => {
-                let wanted: HashMap<&str, &ClipEntry> = self.clips.iter().map(|c| (c.member.as_str(), c)).collect();
+                let mut wanted: HashMap<&str, &ClipEntry> = self.clips.iter().map(|c| (c.member.as_str(), c)).collect();
                 let mut pending = Vec::with_capacity(batch);
                 let mut seen = 0;
                 for_each_member(&self.path, |name, reader| {
-                    if let Some(entry) = wanted.get(name) {
+                    // A member the archive holds twice: its first copy, as listed.
+                    if let Some(entry) = wanted.remove(name) {
                         let mut bytes = Vec::with_capacity(entry.bytes as usize);
                         let read = reader.read_to_end(&mut bytes).map(|_| bytes).map_err(|e| e.to_string());
                         pending.push(((*entry).clone(), read));
