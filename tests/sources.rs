@@ -227,6 +227,17 @@ fn a_split_without_a_test_part_is_an_error_at_the_split_naming_the_setting() {
         &format!("[download]\nsource = \"folder\"\npath = \"data\"\n[split]\ntest_fraction = 0.5\n{SMALL_FEATURES}{TRAIN}"),
     );
     assert_eq!(ran(&run_stages(dir.path(), &[])), ["split", "train", "evaluate"]);
+
+    // The same config named by a relative path from its own folder (issue 26, row 11): current.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_genrelab"))
+        .current_dir(dir.path())
+        .args(["--config", "./genrelab.toml", "run", "--json"])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let stages: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(stages.as_array().unwrap().iter().all(|s| s["action"] != "ran"), "{stages}");
 }
 
 /// A hub dataset file: `audio` {bytes, path} and a ClassLabel `genre` with its names in the

@@ -134,11 +134,15 @@ impl Config {
             }
         };
         resolve(&mut cfg.workdir);
+        // The data's paths are parameters of the stages that read them: made absolute, so that
+        // the same file named from another folder, or by an absolute path, fingerprints the same.
+        let absolute_base = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
+        let absolute = |p: &mut PathBuf| *p = normalize(&absolute_base.join(&*p));
         if let Some(p) = cfg.download.path.as_mut() {
-            resolve(p);
+            absolute(p);
         }
         if let Some(p) = cfg.split.lists.as_mut() {
-            resolve(p);
+            absolute(p);
         }
         cfg.validate().map_err(|message| PipelineError::Config { path: name.to_path_buf(), message })?;
         Ok(cfg)
@@ -258,6 +262,17 @@ mod tests {
         assert_eq!(cfg.workdir, PathBuf::from("work/demo"));
         let cfg = Config::parse("workdir = \"../../w\"", Path::new("./configs"), Path::new("x.toml")).unwrap();
         assert_eq!(cfg.workdir, PathBuf::from("../w"));
+    }
+
+    #[test]
+    fn the_data_path_is_the_same_whichever_way_the_config_is_named() {
+        let text = "[download]\nsource = \"folder\"\npath = \"../data\"\n";
+        let cwd = std::env::current_dir().unwrap();
+        let relative = Config::parse(text, Path::new("configs"), Path::new("configs/x.toml")).unwrap();
+        let dotted = Config::parse(text, Path::new("./configs/"), Path::new("./configs/x.toml")).unwrap();
+        let absolute = Config::parse(text, &cwd.join("configs"), &cwd.join("configs/x.toml")).unwrap();
+        assert_eq!(relative.download.path, Some(cwd.join("data")));
+        assert_eq!((&dotted.download.path, &absolute.download.path), (&relative.download.path, &relative.download.path));
     }
 
     #[test]
