@@ -299,7 +299,7 @@ pub const AUDIO_EXTENSIONS: [&str; 8] = ["wav", "wave", "flac", "mp3", "ogg", "o
 /// The files to predict: each file as given (whatever its name: the decoder reads its bytes),
 /// each folder replaced by the audio files under it ([`AUDIO_EXTENSIONS`], sub-folders
 /// included, in path order; names starting with `.` are skipped, such as the `._song.mp3`
-/// metadata files that macOS leaves on other disks). A folder without any audio file is an
+/// metadata files that macOS leaves on other disks; links to folders are not followed). A folder without any audio file is an
 /// error naming it, as is one that cannot be read; a missing file is left for its prediction to
 /// report, so that the other files are still predicted.
 pub fn audio_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, StageError> {
@@ -311,8 +311,14 @@ pub fn audio_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, StageError> {
             if path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.')) {
                 continue;
             }
+            // A link to a folder is not followed (a link to `.` would repeat the folder forever).
+            let link = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
             if path.is_dir() {
-                walk(&path, out)?;
+                if link {
+                    tracing::debug!(path = %path.display(), "a link to a folder: not followed");
+                } else {
+                    walk(&path, out)?;
+                }
             } else if path.extension().and_then(|e| e.to_str()).is_some_and(|e| AUDIO_EXTENSIONS.iter().any(|a| a.eq_ignore_ascii_case(e)))
             {
                 out.push(path);
@@ -366,6 +372,21 @@ pub fn predict_files(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_folder_linking_to_itself_is_searched_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("music");
+        std::fs::create_dir_all(d.join("sub")).unwrap();
+        std::fs::write(d.join("a.wav"), b"x").unwrap();
+        std::fs::write(d.join("sub/b.mp3"), b"x").unwrap();
+        std::os::unix::fs::symlink(".", d.join("self")).unwrap();
+        std::os::unix::fs::symlink("..", d.join("sub/up")).unwrap();
+        std::os::unix::fs::symlink("a.wav", d.join("link to a.wav")).unwrap();
+        let files = audio_files(std::slice::from_ref(&d)).unwrap();
+        assert_eq!(files, [d.join("a.wav"), d.join("link to a.wav"), d.join("sub/b.mp3")]);
+    }
 
     #[test]
     fn windows_cover_long_files_and_keep_short_ones() {
