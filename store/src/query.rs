@@ -27,6 +27,14 @@ pub fn table_names(store_dir: &Path) -> Vec<String> {
 
 /// Run a polars SQL query over the store's tables.
 pub fn sql(store_dir: &Path, query: &str) -> Result<DataFrame, StoreError> {
+    // The store is read, never written through SQL: a `DROP TABLE` or `INSERT` would only change
+    // polars' in-memory view and report success while nothing happened.
+    let first = query.trim_start().split(|c: char| c.is_whitespace() || c == '(').next().unwrap_or_default().to_ascii_uppercase();
+    if !["SELECT", "WITH", "SHOW", "EXPLAIN", "DESCRIBE", ""].contains(&first.as_str()) && !query.trim_start().starts_with('(') {
+        return Err(StoreError::Query(format!(
+            "`{first}`: `genrelab query` only reads the store (SELECT, WITH, SHOW TABLES, EXPLAIN, DESCRIBE); the tables are written by the stages"
+        )));
+    }
     let names = table_names(store_dir);
     if names.is_empty() {
         return Err(StoreError::EmptyStore(store_dir.to_path_buf()));
@@ -116,5 +124,18 @@ mod tests {
 
         let err = sql(dir.path(), "SELECT * FROM nope").unwrap_err().to_string();
         assert!(err.contains("tables in"), "{err}");
+
+        // Statements that would write are refused, not reported as done.
+        for q in ["DROP TABLE features", "  insert into features values (1)", "TRUNCATE features"] {
+            let err = sql(dir.path(), q).unwrap_err().to_string();
+            assert!(err.contains("only reads the store"), "{q}: {err}");
+        }
+        assert!(ok_or_print(sql(dir.path(), "with x as (select genre from features) select * from x")));
+        assert!(ok_or_print(sql(dir.path(), "(SELECT genre FROM features)")));
+        assert!(dir.path().join("features.parquet").exists());
+    }
+
+    fn ok_or_print<T, E: std::fmt::Display>(r: Result<T, E>) -> bool {
+        r.map_err(|e| eprintln!("{e}")).is_ok()
     }
 }
