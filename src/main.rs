@@ -272,6 +272,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Tune { json } => {
             let cfg = load_config(&cli.config, &cli.sets)?;
             let paths = genrelab_pipeline::Paths::new(&cfg.workdir);
+            let _lock = genrelab_pipeline::lock::WorkLock::acquire(&cfg.workdir, "tune", |holder| {
+                genrelab_pipeline::engine::waiting_for(&cfg.workdir, holder)
+            })?;
             engine.run(&cfg, &["descriptors".to_string(), "split".to_string()], &[], std::io::stderr().is_terminal())?;
             let trials = genrelab_stages::tune::tune(&paths.store_dir(), &cfg.workdir.join("tune"), &cfg.train, &cfg.tune, cfg.workers())?;
             if json {

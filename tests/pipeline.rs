@@ -241,3 +241,48 @@ fn shipped_configurations_are_valid() {
         }
     }
 }
+
+#[test]
+fn a_second_run_on_a_work_folder_says_who_holds_it_and_waits() {
+    use std::io::{BufRead, Write};
+    let dir = tempfile::tempdir().unwrap();
+    write_tree(&dir.path().join("data"), &GENRES, 3, 1.0);
+    write_config(dir.path(), &format!("[download]\nsource = \"folder\"\npath = \"data\"\n{SMALL_FEATURES}"));
+    // This test holds the lock, as a running `genrelab run` would.
+    let state = dir.path().join("work/.genrelab");
+    std::fs::create_dir_all(&state).unwrap();
+    let mut lock = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(state.join("lock")).unwrap();
+    lock.lock().unwrap();
+    write!(lock, "pid 4242 (genrelab run, since 2026-12-02T10:00:00Z)").unwrap();
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_genrelab"))
+        .arg("--config")
+        .arg(dir.path().join("genrelab.toml"))
+        .args(["run", "features", "--json"])
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // It says who holds the folder before waiting; nothing is written while it waits.
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut said = String::new();
+    while !said.contains("waiting") {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "ended without waiting: {said}");
+        said += &line;
+    }
+    assert!(said.contains("is in use by pid 4242 (genrelab run, since 2026-12-02T10:00:00Z)"), "{said}");
+    assert!(child.try_wait().unwrap().is_none(), "it waits while the lock is held");
+    assert!(!dir.path().join("work/store").exists(), "nothing written while waiting");
+
+    drop(lock);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ran: Vec<&str> = v.as_array().unwrap().iter().filter(|s| s["action"] == "ran").map(|s| s["stage"].as_str().unwrap()).collect();
+    assert_eq!(ran, ["download", "features"]);
+    // The holder line now names the process that ran.
+    let holder = std::fs::read_to_string(state.join("lock")).unwrap();
+    assert!(holder.starts_with("pid ") && holder.contains("(genrelab run, since ") && !holder.contains("4242"), "{holder}");
+}

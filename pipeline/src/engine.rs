@@ -179,6 +179,11 @@ pub fn json_diff(prefix: &str, old: &Value, new: &Value, out: &mut Vec<String>) 
     }
 }
 
+/// Said once when another process holds the work folder's lock, before waiting for it.
+pub fn waiting_for(workdir: &std::path::Path, holder: &str) {
+    tracing::warn!("work folder {} is in use by {holder}; waiting for it to finish (Ctrl-C stops waiting)", workdir.display());
+}
+
 /// `parameter <diff>` lines; a change of the parameters' shape (a new section) can touch dozens
 /// of keys, so past five the first four are named and the rest counted.
 fn parameter_reasons(diffs: Vec<String>) -> Vec<String> {
@@ -368,6 +373,7 @@ impl Engine {
             self.find(f)?;
         }
         let paths = Paths::new(&cfg.workdir);
+        let _lock = crate::lock::WorkLock::acquire(&cfg.workdir, "run", |holder| waiting_for(&cfg.workdir, holder))?;
         std::fs::create_dir_all(paths.state_dir().join("stamps")).map_err(|e| PipelineError::io(paths.state_dir(), e))?;
         // The hash cache's and stamps' temporaries of a killed run.
         genrelab_store::atomic::remove_stale_temporaries(&paths.state_dir());

@@ -3,6 +3,7 @@
 //! - [`config`]: the one TOML configuration and the work folder's layout;
 //! - [`fingerprint`]: content hashes with a (path, size, mtime) cache;
 //! - [`engine`]: stages, fingerprints, stamps, `status` and `run`;
+//! - [`lock`]: one writer per work folder;
 //! - [`graph`]: genrelab's stages (download -> features -> split -> train -> evaluate) wired
 //!   into the engine.
 
@@ -10,6 +11,7 @@ pub mod config;
 pub mod engine;
 pub mod fingerprint;
 pub mod graph;
+pub mod lock;
 
 use std::path::PathBuf;
 
