@@ -582,3 +582,44 @@ fn jobs_train_runs_side_by_side_in_worker_processes_with_the_same_results() {
     let o = genrelab(two.path(), &["--set", "jobs=0", "run"]);
     assert!(!o.status.success() && text(&o).contains("jobs must be 1 or more"), "{}", text(&o));
 }
+
+#[test]
+fn damaged_weights_are_refused_by_evaluate_and_the_run_is_trained_again() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        &format!(
+            "[download]\nsource = \"synthetic\"\n[download.synthetic]\ngenres = 3\nclips_per_genre = 4\nseconds = 1.0\n{SMALL_FEATURES}[train]\nmodels = [\"linear\"]\nseeds = 1\nepochs = 2\n"
+        ),
+    );
+    run_stages(dir.path(), &[]);
+    let run = dir.path().join("work/train/linear/seed0");
+    let ckpt = |key: &str| -> String {
+        let c: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("checkpoint.json")).unwrap()).unwrap();
+        c[key].as_str().unwrap().to_string()
+    };
+    let weights = run.join(ckpt("weights"));
+    let good = std::fs::read(&weights).unwrap();
+    assert_eq!(ckpt("weights_blake3"), blake3::hash(&good).to_hex().as_str());
+
+    // One byte flipped, size and modification time kept: the hash cache cannot see it, evaluate can.
+    let mtime = std::fs::metadata(&weights).unwrap().modified().unwrap();
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x40;
+    std::fs::write(&weights, &bad).unwrap();
+    std::fs::File::options().write(true).open(&weights).unwrap().set_modified(mtime).unwrap();
+    let o = genrelab(dir.path(), &["run", "evaluate", "--force", "evaluate"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("run linear/seed0: damaged weights:") && text(&o).contains("genrelab run train"), "{}", text(&o));
+    assert_eq!(std::fs::read(&weights).unwrap(), bad, "evaluate leaves the file as it found it");
+
+    // Once the file is seen to have changed, train trains that run again (not re-stamped as it is).
+    std::fs::write(&weights, &bad).unwrap();
+    let o = genrelab(dir.path(), &["run", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("damaged weights: the run is trained again"), "{}", text(&o));
+    let again = std::fs::read(&weights).unwrap();
+    assert_ne!(again, bad);
+    assert_eq!(ckpt("weights_blake3"), blake3::hash(&again).to_hex().as_str());
+}

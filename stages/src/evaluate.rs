@@ -10,7 +10,7 @@ use std::fmt::Write;
 use std::path::Path;
 
 use genrelab_models::default_device;
-use genrelab_models::train::{Batchable, evaluate as score_model, load_weights, predict_proba};
+use genrelab_models::train::{Batchable, evaluate as score_model, predict_proba};
 use genrelab_store::tables::{Column, write_columns};
 use genrelab_store::{TableMeta, names, read_split};
 use serde::{Deserialize, Serialize};
@@ -202,7 +202,7 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &Eva
             )));
         }
         let test = test_rows(features, &split, c.fold);
-        let model = load_weights(dir, &c.weights, &c.spec, device).map_err(|e| StageError::Failed(e.to_string()))?;
+        let model = c.load_model(dir, device)?;
         let (mels, frames) = inputs.shape(c);
         let window = c.test_window(cfg.window_hop);
         let k = labels.len();

@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 
-use genrelab_models::train::{Batchable, load_weights, predict_proba};
+use genrelab_models::train::{Batchable, predict_proba};
 use genrelab_models::{Input, default_device};
 use serde::Serialize;
 
@@ -106,7 +106,7 @@ impl Predictor {
             }
             let weight = 1.0 / (members.len() * mine.len()) as f64;
             for (dir, c) in mine {
-                let m = load_weights(dir, &c.weights, &c.spec, device).map_err(|e| StageError::Failed(e.to_string()))?;
+                let m = c.load_model(dir, device)?;
                 runs.push((m, c.clone(), weight));
             }
         }

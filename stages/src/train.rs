@@ -255,6 +255,10 @@ pub struct Checkpoint {
     /// best validation epoch).
     #[serde(default = "last_weights")]
     pub weights: String,
+    /// blake3 of the weights file as training wrote it: a damaged file is noticed (the run is
+    /// trained again; evaluate and predict refuse it). Empty in checkpoints written before it.
+    #[serde(default)]
+    pub weights_blake3: String,
     #[serde(default)]
     pub selected_epoch: usize,
     #[serde(default)]
@@ -282,6 +286,26 @@ impl Checkpoint {
     /// evaluate and predict both use.
     pub fn test_window(&self, hop: Option<usize>) -> Option<(usize, usize)> {
         self.settings.recipe.window().map(|(crop, own)| (crop, hop.unwrap_or(own)))
+    }
+
+    /// Whether the run's weights file in `dir` is the one training wrote (by content); None
+    /// when it is, else what is wrong. A checkpoint without a hash is taken as it is.
+    pub fn weights_damage(&self, dir: &Path) -> Option<String> {
+        let path = dir.join(&self.weights);
+        match std::fs::read(&path) {
+            Err(e) => Some(format!("{}: {e}", path.display())),
+            Ok(_) if self.weights_blake3.is_empty() => None,
+            Ok(b) if blake3::hash(&b).to_hex().as_str() == self.weights_blake3 => None,
+            Ok(_) => Some(format!("{} is not the file training wrote (its content hash differs from the checkpoint's)", path.display())),
+        }
+    }
+
+    /// The run's model from its weights in `dir`, checked against the checkpoint first.
+    pub fn load_model(&self, dir: &Path, device: genrelab_models::Device) -> Result<genrelab_models::Model, StageError> {
+        if let Some(damage) = self.weights_damage(dir) {
+            return Err(StageError::Failed(format!("run {}: damaged weights: {damage}; `genrelab run train` trains it again", self.run)));
+        }
+        genrelab_models::train::load_weights(dir, &self.weights, &self.spec, device).map_err(|e| StageError::Failed(e.to_string()))
     }
 
     /// The history record of the selected epoch (the last one when none was recorded).
@@ -770,6 +794,8 @@ impl<'a> RunContext<'a> {
         ckpt.weights = out.weights.to_string();
         ckpt.selected_epoch = out.epoch;
         ckpt.stopped_early = out.stopped_early;
+        let weights = dir.join(out.weights);
+        ckpt.weights_blake3 = blake3::hash(&std::fs::read(&weights).map_err(|e| StageError::io(&weights, e))?).to_hex().to_string();
         genrelab_store::atomic::write_atomic(dir.join(CHECKPOINT), &serde_json::to_vec_pretty(&ckpt).expect("json"))?;
         Ok(out.history)
     }
@@ -808,6 +834,7 @@ impl<'a> RunContext<'a> {
             stats_mean,
             stats_std,
             weights: last_weights(),
+            weights_blake3: String::new(),
             selected_epoch: 0,
             stopped_early: false,
             valid_clips: plan.valid.len(),
@@ -824,9 +851,19 @@ impl<'a> RunContext<'a> {
         } else {
             data_hash(&[&x[0], &x[1], &x[2]], &[&y[0], &y[1], &y[2]])
         };
-        let done = std::fs::read(run_dir(self.train_dir, &plan.id).join(CHECKPOINT))
+        let dir = run_dir(self.train_dir, &plan.id);
+        let done = std::fs::read(dir.join(CHECKPOINT))
             .ok()
             .and_then(|b| serde_json::from_slice::<Checkpoint>(&b).ok())
+            .filter(|c| match c.weights_damage(&dir) {
+                None => true,
+                Some(damage) => {
+                    // From scratch: its training state (progress, optimizer) goes with the weights.
+                    tracing::warn!(run = %plan.id, %damage, "damaged weights: the run is trained again");
+                    let _ = std::fs::remove_dir_all(&dir);
+                    false
+                }
+            })
             .filter(|c| {
                 // A run trained before libtorch (burn's `.bpk` weights) is trained again.
                 [genrelab_models::train::WEIGHTS, genrelab_models::train::BEST_WEIGHTS].contains(&c.weights.as_str())
