@@ -286,3 +286,25 @@ fn a_second_run_on_a_work_folder_says_who_holds_it_and_waits() {
     let holder = std::fs::read_to_string(state.join("lock")).unwrap();
     assert!(holder.starts_with("pid ") && holder.contains("(genrelab run, since ") && !holder.contains("4242"), "{holder}");
 }
+
+#[cfg(unix)]
+#[test]
+fn gtzan_folder_with_odd_entries_lists_the_rest_and_rejects_them_by_name() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_tree(&data, &GENRES, 3, 1.0);
+    std::os::unix::fs::symlink(data.join("nowhere.wav"), data.join("genres/jazz/jazz.00007.wav")).unwrap();
+    std::fs::write(data.join("genres/pop").join(std::ffi::OsStr::from_bytes(b"pop.000\xfe8.wav")), b"x").unwrap();
+    std::os::unix::fs::symlink(data.join("genres"), data.join("genres/blues/loop")).unwrap();
+    write_config(dir.path(), &format!("[download]\nsource = \"folder\"\npath = \"data\"\n{SMALL_FEATURES}"));
+    assert_eq!(ran(&run_stages(dir.path(), &["features"])), ["download", "features"]);
+    let n = query(dir.path(), "SELECT COUNT(*) AS n FROM features");
+    assert_eq!(n[0]["n"], 12, "every good clip, each once");
+    let rejects = query(dir.path(), "SELECT track_id, genre, reason FROM rejects ORDER BY track_id");
+    let rows = rejects.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{rejects}");
+    assert_eq!((rows[0]["track_id"].as_str(), rows[0]["genre"].as_str()), (Some("jazz.00007"), Some("jazz")));
+    assert!(rows[0]["reason"].as_str().unwrap().starts_with("cannot read: "), "{rejects}");
+    assert!(rows[1]["reason"].as_str().unwrap().contains("not valid UTF-8"), "{rejects}");
+}

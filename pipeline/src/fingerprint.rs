@@ -61,6 +61,9 @@ impl HashCache {
     }
 
     /// Hash of a file, or of a folder (every file under it, by relative path); None if missing.
+    /// In a folder, links to folders are not followed (the folder sources do not follow them),
+    /// and a file that cannot be read (a dangling link, no permission) counts by its error, so
+    /// the stage that reads the folder runs and names it, and runs again once it is readable.
     pub fn path(&mut self, path: &Path) -> Result<Option<String>, String> {
         let Ok(meta) = std::fs::metadata(path) else { return Ok(None) };
         if meta.is_file() {
@@ -71,8 +74,15 @@ impl HashCache {
         files.sort();
         let mut h = blake3::Hasher::new();
         for rel in files {
-            let (_, fh) = self.file(&path.join(&rel))?;
-            h.update(rel.as_bytes());
+            let full = path.join(&rel);
+            if std::fs::metadata(&full).is_ok_and(|m| m.is_dir()) {
+                continue;
+            }
+            let fh = match self.file(&full) {
+                Ok((_, fh)) => fh,
+                Err(e) => format!("unreadable: {e}"),
+            };
+            h.update(rel.as_os_str().as_encoded_bytes());
             h.update(&[0]);
             h.update(fh.as_bytes());
             h.update(&[0]);
@@ -81,7 +91,9 @@ impl HashCache {
     }
 }
 
-fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+/// Every entry under `dir` but folders and temporaries, relative to `root` (names as they are,
+/// UTF-8 or not).
+fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let p = e.path();
         if genrelab_store::atomic::is_temporary(&p) {
@@ -89,7 +101,7 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
         }
         match e.file_type() {
             Ok(t) if t.is_dir() => walk(root, &p, out),
-            Ok(_) => out.push(p.strip_prefix(root).unwrap_or(&p).to_string_lossy().replace('\\', "/")),
+            Ok(_) => out.push(p.strip_prefix(root).unwrap_or(&p).to_path_buf()),
             Err(_) => {}
         }
     }

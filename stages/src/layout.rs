@@ -202,21 +202,60 @@ pub fn list_class_folders(root: &Path) -> (Vec<(PathBuf, String, String)>, Vec<U
     (out, bad)
 }
 
-/// Every clip file under a folder of the given layout, sorted by relative path.
-pub fn list_folder(root: &Path, layout: Layout) -> Vec<(PathBuf, String, String)> {
+/// Every clip file under a folder of the given layout, sorted by relative path, and what could
+/// not be listed: a genre folder that cannot be read, a clip whose name is not UTF-8, a clip
+/// name that is a dangling link or cannot be read. Links to folders are not followed; other
+/// files are ignored.
+pub fn list_folder(root: &Path, layout: Layout) -> (Vec<(PathBuf, String, String)>, Vec<Unlisted>) {
     let clip_root = root.join(layout.clip_root());
-    let mut out = vec![];
-    for genre_dir in std::fs::read_dir(&clip_root).into_iter().flatten().flatten() {
-        let genre = genre_dir.file_name().to_string_lossy().into_owned();
-        for f in std::fs::read_dir(genre_dir.path()).into_iter().flatten().flatten() {
-            let name = f.file_name().to_string_lossy().into_owned();
-            if let Some((id, g)) = parse_clip_name(&format!("{genre}/{name}")) {
-                out.push((f.path(), id, g));
+    let (mut out, mut bad) = (vec![], vec![]);
+    let genres = match std::fs::read_dir(&clip_root) {
+        Ok(g) => g,
+        Err(e) => {
+            bad.push(Unlisted { path: clip_root, reason: format!("cannot list the folder: {e}") });
+            return (out, bad);
+        }
+    };
+    for genre_dir in genres.flatten() {
+        // Genre folders only: a link to a folder is not followed, a file beside them ignored.
+        if !genre_dir.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let files = match std::fs::read_dir(genre_dir.path()) {
+            Ok(f) => f,
+            Err(e) => {
+                bad.push(Unlisted { path: genre_dir.path(), reason: format!("cannot list the folder: {e}") });
+                continue;
+            }
+        };
+        for f in files {
+            let f = match f {
+                Ok(f) => f,
+                Err(e) => {
+                    bad.push(Unlisted { path: genre_dir.path(), reason: format!("cannot list the folder: {e}") });
+                    continue;
+                }
+            };
+            let (Some(name), Some(genre)) =
+                (f.file_name().to_str().map(str::to_string), genre_dir.file_name().to_str().map(str::to_string))
+            else {
+                // Cannot be a GTZAN name; said when it looks like a clip.
+                if f.file_name().to_string_lossy().ends_with(".wav") {
+                    bad.push(Unlisted { path: f.path(), reason: "the file or folder name is not valid UTF-8".into() });
+                }
+                continue;
+            };
+            let Some((id, g)) = parse_clip_name(&format!("{genre}/{name}")) else { continue };
+            match std::fs::metadata(f.path()) {
+                Ok(m) if m.is_file() => out.push((f.path(), id, g)),
+                Ok(_) => {}
+                Err(e) => bad.push(Unlisted { path: f.path(), reason: format!("cannot read: {e}") }),
             }
         }
     }
     out.sort();
-    out
+    bad.sort_by(|a, b| a.path.cmp(&b.path));
+    (out, bad)
 }
 
 #[cfg(test)]
@@ -253,7 +292,7 @@ mod tests {
             touch(dir.path(), &format!("{prefix}blues/notes.txt"));
             touch(dir.path(), "features_30_sec.csv");
             assert_eq!(detect_folder(dir.path()).unwrap(), layout);
-            let ids: Vec<_> = list_folder(dir.path(), layout).into_iter().map(|(_, id, _)| id).collect();
+            let ids: Vec<_> = list_folder(dir.path(), layout).0.into_iter().map(|(_, id, _)| id).collect();
             assert_eq!(ids, ["blues.00000", "rock.00000", "rock.00001"]);
         }
         let empty = tempfile::tempdir().unwrap();
@@ -296,5 +335,30 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert_eq!(bad.len(), 1);
         assert!(bad[0].path.ends_with("rock/dangling.wav") && bad[0].reason.contains("cannot read"), "{bad:?}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn gtzan_folders_name_what_they_cannot_list_and_ignore_links_to_folders() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        touch(dir.path(), "genres/rock/rock.00001.wav");
+        touch(dir.path(), "genres/jazz/jazz.00001.wav");
+        std::os::unix::fs::symlink(dir.path().join("gone.wav"), dir.path().join("genres/rock/rock.00002.wav")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("genres/rock"), dir.path().join("genres/pop")).unwrap();
+        std::fs::create_dir(dir.path().join("genres/rock/rock.00003.wav")).unwrap();
+        let odd = std::ffi::OsStr::from_bytes(b"rock.0\xff004.wav");
+        std::fs::write(dir.path().join("genres/rock").join(odd), b"x").unwrap();
+        let (found, bad) = list_folder(dir.path(), Layout::Marsyas);
+        let ids: Vec<&str> = found.iter().map(|(_, id, _)| id.as_str()).collect();
+        assert_eq!(ids, ["jazz.00001", "rock.00001"], "the link to a folder is not a genre; a folder is not a clip");
+        let said: Vec<(String, &str)> =
+            bad.iter().map(|u| (u.path.file_name().unwrap().to_string_lossy().into_owned(), u.reason.as_str())).collect();
+        assert_eq!(said.len(), 2, "{said:?}");
+        assert!(said.iter().any(|(n, r)| n == "rock.00002.wav" && r.starts_with("cannot read: ")), "{said:?}");
+        assert!(said.iter().any(|(n, r)| n.starts_with("rock.0") && r.contains("not valid UTF-8")), "{said:?}");
+        // A clip folder that is not there is named, not an empty listing.
+        let (found, bad) = list_folder(dir.path(), Layout::Kaggle);
+        assert!(found.is_empty() && bad.len() == 1 && bad[0].reason.starts_with("cannot list the folder"), "{bad:?}");
     }
 }

@@ -326,7 +326,8 @@ pub fn for_each_member(path: &Path, mut f: impl FnMut(&str, &mut dyn Read) -> Re
     }
     let reader: Box<dyn Read> = if head == [0x1f, 0x8b] { Box::new(MultiGzDecoder::new(buffered)) } else { Box::new(buffered) };
     let mut archive = tar::Archive::new(reader);
-    let bad = |e: std::io::Error| format!("{}: not a readable tar(.gz) archive: {e}", path.display());
+    let bad =
+        |e: std::io::Error| format!("{}: not a readable tar(.gz) archive: {}", path.display(), crate::error::printable(&e.to_string()));
     for entry in archive.entries().map_err(bad)? {
         let mut entry = entry.map_err(bad)?;
         if !entry.header().entry_type().is_file() {
@@ -365,14 +366,17 @@ pub fn scan_folder(root: &Path, mut hash: impl FnMut(&Path) -> FileHash) -> Resu
     let layout = layout::detect_folder(root)?;
     let (listed, unlisted) = match layout {
         Layout::ClassFolders => layout::list_class_folders(root),
-        _ => (layout::list_folder(root, layout), vec![]),
+        _ => layout::list_folder(root, layout),
     };
     let rel = |path: &Path| path.strip_prefix(root).unwrap_or(path).to_string_lossy().replace('\\', "/");
+    let clip_root = root.join(layout.clip_root());
     let mut rejected: Vec<SourceReject> = unlisted
         .into_iter()
         .map(|u| {
-            let track_id = rel(&u.path);
-            let genre = track_id.split('/').next().unwrap_or_default().to_string();
+            let under = u.path.strip_prefix(&clip_root).unwrap_or(&u.path).to_string_lossy().replace('\\', "/");
+            // GTZAN names give the track id; others are named by their path under the classes.
+            let (track_id, genre) =
+                layout::parse_clip_name(&under).unwrap_or_else(|| (under.clone(), under.split('/').next().unwrap_or_default().to_string()));
             SourceReject { track_id, genre, location: u.path.display().to_string(), reason: u.reason }
         })
         .collect();
