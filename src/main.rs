@@ -131,9 +131,25 @@ fn main() {
         .with_target(false)
         .init();
     if let Err(e) = run(cli) {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", one_line(&e));
         std::process::exit(1);
     }
+}
+
+/// An error and its causes on one line, each said once: typed errors already put their cause in
+/// their own message (`stage \`x\` failed: <why>`), so a cause already said is not repeated.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if !out.contains(&s) {
+            if !out.is_empty() {
+                out += ": ";
+            }
+            out += &s;
+        }
+    }
+    out
 }
 
 fn load_config(path: &Path, sets: &[String]) -> Result<Config> {

@@ -74,7 +74,12 @@ pub fn decode_wav(bytes: &[u8], target_rate: u32) -> Result<Decoded, AudioError>
     if bytes.is_empty() {
         return Err(AudioError::Empty);
     }
-    let reader = hound::WavReader::new(Cursor::new(bytes)).map_err(|e| AudioError::NotWav(e.to_string()))?;
+    let reader = match hound::WavReader::new(Cursor::new(bytes)) {
+        Ok(r) => r,
+        // 64-bit float samples (hound reads 32-bit float only).
+        Err(_) if wav_format(bytes) == Some((3, 64)) => return decode_symphonia(bytes, Some("wav"), target_rate),
+        Err(e) => return Err(AudioError::NotWav(e.to_string())),
+    };
     let spec = reader.spec();
     let channels = spec.channels.max(1) as usize;
     let expected = reader.len() as u64;
@@ -128,6 +133,35 @@ fn convert(data: &[u8], expected: u64, width: usize, sample: impl Fn(&[u8]) -> f
 /// through symphonia, channels averaged, then the same resampler. A corrupt packet in the
 /// middle of a stream is skipped; a file with no decodable audio is an error.
 pub fn decode_any(bytes: &[u8], extension: Option<&str>, target_rate: u32) -> Result<Decoded, AudioError> {
+    if bytes.is_empty() {
+        return Err(AudioError::Empty);
+    }
+    if bytes.starts_with(b"RIFF") && bytes.get(8..12) == Some(b"WAVE") {
+        return decode_wav(bytes, target_rate);
+    }
+    decode_symphonia(bytes, extension, target_rate)
+}
+
+/// `(format tag, bits per sample)` of a RIFF/WAVE file's `fmt ` chunk (the sub-format's tag for
+/// WAVE_FORMAT_EXTENSIBLE), when it has one.
+fn wav_format(bytes: &[u8]) -> Option<(u16, u16)> {
+    let mut at = 12;
+    while at + 8 <= bytes.len() {
+        let size = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().ok()?) as usize;
+        let body = bytes.get(at + 8..(at + 8).checked_add(size)?.min(bytes.len()))?;
+        if &bytes[at..at + 4] == b"fmt " && body.len() >= 16 {
+            let tag = u16::from_le_bytes([body[0], body[1]]);
+            let bits = u16::from_le_bytes([body[14], body[15]]);
+            let tag = if tag == 0xFFFE && body.len() >= 26 { u16::from_le_bytes([body[24], body[25]]) } else { tag };
+            return Some((tag, bits));
+        }
+        at = at.checked_add(8 + size + (size & 1))?;
+    }
+    None
+}
+
+/// symphonia's decoding of any format it reads (and WAVs that hound does not: 64-bit float).
+fn decode_symphonia(bytes: &[u8], extension: Option<&str>, target_rate: u32) -> Result<Decoded, AudioError> {
     use symphonia::core::audio::SampleBuffer;
     use symphonia::core::codecs::{CODEC_TYPE_NULL, DecoderOptions};
     use symphonia::core::errors::Error as SymError;
@@ -136,12 +170,6 @@ pub fn decode_any(bytes: &[u8], extension: Option<&str>, target_rate: u32) -> Re
     use symphonia::core::meta::MetadataOptions;
     use symphonia::core::probe::Hint;
 
-    if bytes.is_empty() {
-        return Err(AudioError::Empty);
-    }
-    if bytes.starts_with(b"RIFF") && bytes.get(8..12) == Some(b"WAVE") {
-        return decode_wav(bytes, target_rate);
-    }
     let mss = MediaSourceStream::new(Box::new(Cursor::new(bytes.to_vec())), Default::default());
     let mut hint = Hint::new();
     if let Some(e) = extension {
@@ -255,6 +283,41 @@ mod tests {
             w.finalize().unwrap();
         }
         c.into_inner()
+    }
+
+    /// A 64-bit float WAV (what numpy / soundfile write for float64 arrays), by hand: hound
+    /// neither writes nor reads them.
+    fn wav_f64(rate: u32, samples: &[f64]) -> Vec<u8> {
+        let data: Vec<u8> = samples.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let mut fmt = vec![];
+        for v in [3u16, 1] {
+            fmt.extend(v.to_le_bytes());
+        }
+        fmt.extend(rate.to_le_bytes());
+        fmt.extend((rate * 8).to_le_bytes());
+        fmt.extend(8u16.to_le_bytes());
+        fmt.extend(64u16.to_le_bytes());
+        let mut out = b"RIFF".to_vec();
+        out.extend((4 + 8 + fmt.len() as u32 + 8 + data.len() as u32).to_le_bytes());
+        out.extend(b"WAVEfmt ");
+        out.extend((fmt.len() as u32).to_le_bytes());
+        out.extend(fmt);
+        out.extend(b"data");
+        out.extend((data.len() as u32).to_le_bytes());
+        out.extend(data);
+        out
+    }
+
+    #[test]
+    fn float64_wavs_are_read_and_their_samples_checked() {
+        let x: Vec<f64> = (0..4000).map(|i| 0.3 * (i as f64 * 0.05).sin()).collect();
+        let d = decode_any(&wav_f64(22_050, &x), Some("wav"), 22_050).unwrap();
+        assert_eq!((d.source_rate, d.source_frames, d.channels), (22_050, 4000, 1));
+        assert!(d.samples.iter().zip(&x).all(|(a, b)| (*a as f64 - b).abs() < 1e-6));
+        let mut bad = x.clone();
+        bad[17] = f64::NAN;
+        let err = decode_wav(&wav_f64(22_050, &bad), 22_050).unwrap_err().to_string();
+        assert!(err.starts_with("sample 17 is NaN"), "{err}");
     }
 
     #[test]
