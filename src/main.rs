@@ -252,7 +252,7 @@ fn run(cli: Cli) -> Result<()> {
             if hop.is_some_and(|h| h.is_nan() || h <= 0.0) {
                 bail!("--hop must be a positive number of seconds");
             }
-            let opts = genrelab_stages::predict::PredictOptions { top, hop_seconds: hop, timeline };
+            let opts = genrelab_stages::predict::PredictOptions { top, hop_seconds: hop, timeline, limits: cfg.limits };
             let (model, preds) =
                 genrelab_stages::predict::predict_files(&paths.report_dir(), &paths.train_dir(), &files, model.as_deref(), &opts)?;
             if json {

@@ -308,3 +308,58 @@ fn gtzan_folder_with_odd_entries_lists_the_rest_and_rejects_them_by_name() {
     assert!(rows[0]["reason"].as_str().unwrap().starts_with("cannot read: "), "{rejects}");
     assert!(rows[1]["reason"].as_str().unwrap().contains("not valid UTF-8"), "{rejects}");
 }
+
+#[test]
+fn files_and_clips_beyond_the_limits_are_rejects_and_the_stage_goes_on() {
+    // A tarball whose members are small when compressed but one is 2.6 MiB of samples and one
+    // announces 20 s: with limits of 2 MiB and 10 s both are rejects, the rest is read.
+    let dir = tempfile::tempdir().unwrap();
+    let tarball = dir.path().join("genres.tar.gz");
+    {
+        let gz = flate2::write::GzEncoder::new(std::fs::File::create(&tarball).unwrap(), flate2::Compression::fast());
+        let mut tar = tar::Builder::new(gz);
+        let mut add = |name: &str, bytes: &[u8]| {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(bytes.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            tar.append_data(&mut h, name, bytes).unwrap();
+        };
+        for (g, genre) in ["blues", "rock"].iter().enumerate() {
+            for i in 0..3 {
+                add(&format!("genres/{genre}/{genre}.{i:05}.wav"), &clip_wav(g, i, 1.0, 22050));
+            }
+        }
+        add("genres/rock/rock.00007.wav", &clip_wav(1, 7, 60.0, 22050));
+        add("genres/blues/blues.00008.wav", &clip_wav(0, 8, 20.0, 22050));
+        tar.into_inner().unwrap().finish().unwrap();
+    }
+    write_config(
+        dir.path(),
+        &format!(
+            "[download]\nsource = \"tarball\"\npath = \"genres.tar.gz\"\n{SMALL_FEATURES}[limits]\nmax_file_mb = 2\nmax_seconds = 10\n"
+        ),
+    );
+    assert_eq!(ran(&run_stages(dir.path(), &["features", "descriptors"])), ["download", "features", "descriptors"]);
+    let n = query(dir.path(), "SELECT COUNT(*) AS n FROM features");
+    assert_eq!(n[0]["n"], 6);
+    let rejects = query(dir.path(), "SELECT track_id, reason FROM rejects ORDER BY track_id");
+    assert_eq!(
+        rejects,
+        serde_json::json!([
+            {"track_id": "blues.00008", "reason": "20 s of audio, longer than limits.max_seconds = 10 (not decoded)"},
+            {"track_id": "rock.00007", "reason": "the file is 2.5 MiB, larger than limits.max_file_mb = 2"},
+        ])
+    );
+    let d = query(dir.path(), "SELECT COUNT(*) AS n FROM descriptors");
+    assert_eq!(d[0]["n"], 6, "descriptors read within the same limits");
+
+    // Raising a limit is a parameter change: the rejected clip is read, the others reused.
+    let cfg = dir.path().join("genrelab.toml");
+    std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap().replace("max_seconds = 10", "max_seconds = 30")).unwrap();
+    let o = genrelab(dir.path(), &["run", "features", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let summary = &v.as_array().unwrap().iter().find(|s| s["stage"] == "features").unwrap()["summary"];
+    assert_eq!((summary["clips"].as_u64(), summary["decoded"].as_u64()), (Some(7), Some(1)), "{summary}");
+}

@@ -45,6 +45,9 @@ pub struct Config {
     pub evaluate: EvaluateConfig,
     /// `genrelab tune`: the search space (not a stage: no stage reads it).
     pub tune: TuneConfig,
+    /// The largest file and the longest clip read (features, descriptors, predict); beyond them
+    /// a clip is a reject.
+    pub limits: genrelab_stages::audio::Limits,
 }
 
 impl Default for Config {
@@ -61,6 +64,7 @@ impl Default for Config {
             train: TrainConfig::default(),
             evaluate: EvaluateConfig::default(),
             tune: TuneConfig::default(),
+            limits: Default::default(),
         }
     }
 }
@@ -109,6 +113,7 @@ impl Config {
             return Err(format!("threads must be between 0 (every core) and 1024, got {}", self.threads));
         }
         self.features.validate().map_err(|m| format!("[features] {m}"))?;
+        self.limits.validate().map_err(|m| format!("[limits] {m}"))?;
         self.train.validate().map_err(|e| e.to_string())
     }
 

@@ -119,7 +119,9 @@ impl Stage for Features {
         &["download"]
     }
     fn params(&self, cfg: &Config) -> Value {
-        json!(cfg.features)
+        let mut p = json!(cfg.features);
+        p["limits"] = json!(cfg.limits);
+        p
     }
     fn outputs(&self, _cfg: &Config, paths: &Paths) -> Vec<PathBuf> {
         let s = paths.store_dir();
@@ -127,7 +129,8 @@ impl Stage for Features {
     }
     fn run(&self, ctx: &mut Ctx) -> Result<Value, PipelineError> {
         let source = download::read_manifest(&ctx.paths.download_dir())?;
-        let s = features::extract_features(&source, &ctx.cfg.features, &ctx.paths.store_dir(), ctx.cfg.threads, !ctx.forced)?;
+        let s =
+            features::extract_features(&source, &ctx.cfg.features, &ctx.paths.store_dir(), ctx.cfg.threads, &ctx.cfg.limits, !ctx.forced)?;
         Ok(json!(s))
     }
 }
@@ -149,15 +152,21 @@ impl Stage for Descriptors {
         &["download"]
     }
     fn params(&self, cfg: &Config) -> Value {
-        json!({"features": cfg.features, "descriptors": cfg.descriptors})
+        json!({"features": cfg.features, "descriptors": cfg.descriptors, "limits": cfg.limits})
     }
     fn outputs(&self, _cfg: &Config, paths: &Paths) -> Vec<PathBuf> {
         vec![paths.store_dir().join(names::DESCRIPTORS)]
     }
     fn run(&self, ctx: &mut Ctx) -> Result<Value, PipelineError> {
         let source = download::read_manifest(&ctx.paths.download_dir())?;
-        let s =
-            descriptors::extract_descriptors(&source, &ctx.cfg.features, &ctx.cfg.descriptors, &ctx.paths.store_dir(), ctx.cfg.threads)?;
+        let s = descriptors::extract_descriptors(
+            &source,
+            &ctx.cfg.features,
+            &ctx.cfg.descriptors,
+            &ctx.paths.store_dir(),
+            ctx.cfg.threads,
+            &ctx.cfg.limits,
+        )?;
         Ok(json!(s))
     }
 }

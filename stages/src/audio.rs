@@ -33,6 +33,65 @@ pub enum AudioError {
     Rate(u32),
     #[error("{0}: not audio a spectrogram can be made of")]
     BadSamples(String),
+    #[error("the file is {mb:.1} MiB, larger than limits.max_file_mb = {max_mb}")]
+    TooLarge { mb: f64, max_mb: u64 },
+    #[error("{seconds:.0} s of audio, longer than limits.max_seconds = {max} (not decoded)")]
+    TooLong { seconds: f64, max: f64 },
+}
+
+/// How large a file and how long a clip genrelab reads (`[limits]` in the configuration): a file
+/// or clip beyond them is a reject, found before its samples are decoded, so one damaged or
+/// unexpected file (a 2 GiB member, a header announcing days of audio) cannot exhaust memory.
+/// Decoding a clip holds about 12 bytes per second-sample of a mono file (its bytes, samples
+/// and resampled copy; stereo about 1.5x), per thread.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// The largest audio file (or tarball member, or hub row) read, in MiB.
+    pub max_file_mb: u64,
+    /// The longest clip decoded, in seconds (a 30 min track at 48 kHz stereo takes ~1.2 GB).
+    pub max_seconds: f64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_file_mb: 512, max_seconds: 1800.0 }
+    }
+}
+
+impl Limits {
+    pub fn max_bytes(&self) -> u64 {
+        self.max_file_mb.saturating_mul(1 << 20)
+    }
+
+    /// Why a file of `bytes` bytes is not read, if it is too large.
+    pub fn check_bytes(&self, bytes: u64) -> Result<(), AudioError> {
+        if bytes > self.max_bytes() {
+            return Err(AudioError::TooLarge { mb: bytes as f64 / (1 << 20) as f64, max_mb: self.max_file_mb });
+        }
+        Ok(())
+    }
+
+    fn check_length(&self, frames: u64, rate: u32) -> Result<(), AudioError> {
+        if !(MIN_RATE..=MAX_RATE).contains(&rate) {
+            return Err(AudioError::Rate(rate));
+        }
+        let seconds = frames as f64 / rate as f64;
+        if seconds > self.max_seconds {
+            return Err(AudioError::TooLong { seconds, max: self.max_seconds });
+        }
+        Ok(())
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_file_mb == 0 || !(self.max_seconds.is_finite() && self.max_seconds > 0.0) {
+            return Err(format!(
+                "limits.max_file_mb and limits.max_seconds must be positive (got {} and {})",
+                self.max_file_mb, self.max_seconds
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The sample rates a file may have: below or above them a header is damaged (or the file is not
@@ -69,20 +128,26 @@ pub struct Decoded {
     pub channels: u16,
 }
 
-/// Decode WAV bytes to mono f32 at `target_rate`.
+/// Decode WAV bytes to mono f32 at `target_rate` (within the default [`Limits`]).
 pub fn decode_wav(bytes: &[u8], target_rate: u32) -> Result<Decoded, AudioError> {
+    decode_wav_within(bytes, target_rate, &Limits::default())
+}
+
+fn decode_wav_within(bytes: &[u8], target_rate: u32, limits: &Limits) -> Result<Decoded, AudioError> {
+    limits.check_bytes(bytes.len() as u64)?;
     if bytes.is_empty() {
         return Err(AudioError::Empty);
     }
     let reader = match hound::WavReader::new(Cursor::new(bytes)) {
         Ok(r) => r,
         // 64-bit float samples (hound reads 32-bit float only).
-        Err(_) if wav_format(bytes) == Some((3, 64)) => return decode_symphonia(bytes, Some("wav"), target_rate),
+        Err(_) if wav_format(bytes) == Some((3, 64)) => return decode_symphonia(bytes, Some("wav"), target_rate, limits),
         Err(e) => return Err(AudioError::NotWav(e.to_string())),
     };
     let spec = reader.spec();
     let channels = spec.channels.max(1) as usize;
     let expected = reader.len() as u64;
+    limits.check_length(expected / channels as u64, spec.sample_rate)?;
     // hound parsed the header and stands at the start of the sample data: convert the bytes
     // there in one pass (hound's per-sample iterator is several times slower).
     let data_start = reader.into_inner().position() as usize;
@@ -133,13 +198,20 @@ fn convert(data: &[u8], expected: u64, width: usize, sample: impl Fn(&[u8]) -> f
 /// through symphonia, channels averaged, then the same resampler. A corrupt packet in the
 /// middle of a stream is skipped; a file with no decodable audio is an error.
 pub fn decode_any(bytes: &[u8], extension: Option<&str>, target_rate: u32) -> Result<Decoded, AudioError> {
+    decode_within(bytes, extension, target_rate, &Limits::default())
+}
+
+/// [`decode_any`] within the given [`Limits`]: a larger file or a longer clip is an error found
+/// from the header, before decoding (or as soon as decoding passes the limit, for streams that do
+/// not say their length).
+pub fn decode_within(bytes: &[u8], extension: Option<&str>, target_rate: u32, limits: &Limits) -> Result<Decoded, AudioError> {
     if bytes.is_empty() {
         return Err(AudioError::Empty);
     }
     if bytes.starts_with(b"RIFF") && bytes.get(8..12) == Some(b"WAVE") {
-        return decode_wav(bytes, target_rate);
+        return decode_wav_within(bytes, target_rate, limits);
     }
-    decode_symphonia(bytes, extension, target_rate)
+    decode_symphonia(bytes, extension, target_rate, limits)
 }
 
 /// `(format tag, bits per sample)` of a RIFF/WAVE file's `fmt ` chunk (the sub-format's tag for
@@ -161,7 +233,8 @@ fn wav_format(bytes: &[u8]) -> Option<(u16, u16)> {
 }
 
 /// symphonia's decoding of any format it reads (and WAVs that hound does not: 64-bit float).
-fn decode_symphonia(bytes: &[u8], extension: Option<&str>, target_rate: u32) -> Result<Decoded, AudioError> {
+fn decode_symphonia(bytes: &[u8], extension: Option<&str>, target_rate: u32, limits: &Limits) -> Result<Decoded, AudioError> {
+    limits.check_bytes(bytes.len() as u64)?;
     use symphonia::core::audio::SampleBuffer;
     use symphonia::core::codecs::{CODEC_TYPE_NULL, DecoderOptions};
     use symphonia::core::errors::Error as SymError;
@@ -188,6 +261,11 @@ fn decode_symphonia(bytes: &[u8], extension: Option<&str>, target_rate: u32) -> 
         .ok_or_else(|| AudioError::Decode("no audio track".into()))?;
     let track_id = track.id;
     let mut rate = track.codec_params.sample_rate.unwrap_or(0);
+    if let Some(n) = track.codec_params.n_frames
+        && rate > 0
+    {
+        limits.check_length(n, rate)?;
+    }
     let mut decoder = symphonia::default::get_codecs()
         .make(&track.codec_params, &DecoderOptions::default())
         .map_err(|e| AudioError::Decode(format!("unsupported codec: {e}")))?;
@@ -211,6 +289,7 @@ fn decode_symphonia(bytes: &[u8], extension: Option<&str>, target_rate: u32) -> 
                 rate = spec.rate;
                 channels = ch as u16;
                 frames += (sb.samples().len() / ch) as u64;
+                limits.check_length(frames, rate)?;
                 mono.extend(sb.samples().chunks(ch).map(|f| f.iter().sum::<f32>() / ch as f32));
             }
             Err(SymError::DecodeError(e)) => tracing::debug!(error = e, "skipped a corrupt packet"),
@@ -318,6 +397,17 @@ mod tests {
         bad[17] = f64::NAN;
         let err = decode_wav(&wav_f64(22_050, &bad), 22_050).unwrap_err().to_string();
         assert!(err.starts_with("sample 17 is NaN"), "{err}");
+        // Within limits, through symphonia as through hound.
+        let tight = Limits { max_file_mb: 1, max_seconds: 0.1 };
+        let err = decode_within(&wav_f64(22_050, &x), None, 22_050, &tight).unwrap_err();
+        assert_eq!(err, AudioError::TooLong { seconds: 4000.0 / 22_050.0, max: 0.1 });
+        let i16_wav = wav(spec(1, 22_050, 16, false), 4000, |i, _| (i as f64 * 0.1).sin() * 0.5);
+        assert!(matches!(decode_within(&i16_wav, None, 22_050, &tight), Err(AudioError::TooLong { .. })));
+        let big = vec![0u8; (1 << 20) + 1];
+        assert_eq!(
+            decode_within(&big, None, 22_050, &tight).unwrap_err().to_string(),
+            "the file is 1.0 MiB, larger than limits.max_file_mb = 1"
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@ use genrelab_store::tables::{Column, write_columns};
 use serde::{Deserialize, Serialize};
 
 use crate::StageError;
-use crate::audio::decode_any;
+use crate::audio::{Limits, decode_within};
 use crate::logmel::{FeatureConfig, LogMel, lowpass, power_to_db};
 use crate::source::{ClipEntry, SourceManifest};
 
@@ -243,6 +243,7 @@ pub fn extract_descriptors(
     dcfg: &DescriptorConfig,
     store_dir: &Path,
     threads: usize,
+    limits: &Limits,
 ) -> Result<DescriptorSummary, StageError> {
     let lm = LogMel::new(cfg).map_err(StageError::Config)?;
     let start = Instant::now();
@@ -257,12 +258,12 @@ pub fn extract_descriptors(
     let mut skipped = 0;
     let describe_clip = |e: &ClipEntry, b: &[u8]| {
         let hash = blake3::hash(b).to_hex().to_string();
-        decode_any(b, e.extension(), cfg.sample_rate)
+        decode_within(b, e.extension(), cfg.sample_rate, limits)
             .map_err(|e| e.to_string())
             .map(|a| (hash, describe(&lm, described_part(&lm, &a.samples), dcfg.max_hz)))
     };
     let subset = SourceManifest { clips: todo, ..source.clone() };
-    subset.par_map_clips(threads, "descriptors", describe_clip, |done| {
+    subset.par_map_clips(threads, "descriptors", limits, describe_clip, |done| {
         for (entry, d) in done {
             match d {
                 Ok((hash, v)) => {
@@ -319,19 +320,23 @@ mod tests {
             clip(&data, &format!("{}/{i}.wav", ["low", "high"][i % 2]), 0.02 + 0.03 * i as f32);
         }
         let (cfg, dcfg) = (FeatureConfig::default(), DescriptorConfig::default());
-        let first = extract_descriptors(&source(&data, &work), &cfg, &dcfg, &store, 2).unwrap();
+        let first = extract_descriptors(&source(&data, &work), &cfg, &dcfg, &store, 2, &Limits::default()).unwrap();
         assert_eq!((first.clips, first.decoded, first.reused), (4, 4, 0));
         clip(&data, "high/new.wav", 0.5);
         clip(&data, "low/0.wav", 0.9); // edited
-        let second = extract_descriptors(&source(&data, &work), &cfg, &dcfg, &store, 2).unwrap();
+        let second = extract_descriptors(&source(&data, &work), &cfg, &dcfg, &store, 2, &Limits::default()).unwrap();
         assert_eq!((second.clips, second.decoded, second.reused), (5, 2, 3));
         let fresh = dir.path().join("fresh");
-        extract_descriptors(&source(&data, &work), &cfg, &dcfg, &fresh, 2).unwrap();
+        extract_descriptors(&source(&data, &work), &cfg, &dcfg, &fresh, 2, &Limits::default()).unwrap();
         let read = |s: &Path| genrelab_store::read_float_table(&s.join(names::DESCRIPTORS)).unwrap();
         let (got, want) = (read(&store), read(&fresh));
         assert_eq!((got.track_ids.len(), &got.values, &got.audio_hashes), (5, &want.values, &want.audio_hashes));
         let banded = DescriptorConfig { max_hz: Some(5000.0) };
-        assert_eq!(extract_descriptors(&source(&data, &work), &cfg, &banded, &store, 2).unwrap().decoded, 5, "other settings: all again");
+        assert_eq!(
+            extract_descriptors(&source(&data, &work), &cfg, &banded, &store, 2, &Limits::default()).unwrap().decoded,
+            5,
+            "other settings: all again"
+        );
     }
 
     #[test]

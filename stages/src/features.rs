@@ -18,7 +18,7 @@ use genrelab_store::{FeatureRow, FeatureRowReader, FeatureTableWriter, RejectRow
 use serde::Serialize;
 
 use crate::StageError;
-use crate::audio::decode_any;
+use crate::audio::{Limits, decode_within};
 use crate::logmel::{FeatureConfig, Features, LogMel};
 use crate::source::{ClipEntry, SourceManifest};
 use genrelab_store::StoreError;
@@ -93,7 +93,7 @@ pub struct ClipRows {
 }
 
 /// Decode one clip's bytes and compute the features of each of its rows.
-pub fn clip_features(lm: &LogMel, entry: &ClipEntry, bytes: &[u8]) -> Result<ClipRows, String> {
+pub fn clip_features(lm: &LogMel, entry: &ClipEntry, bytes: &[u8], limits: &Limits) -> Result<ClipRows, String> {
     let hash = blake3::hash(bytes).to_hex().to_string();
     if !entry.blake3.is_empty() && hash != entry.blake3 {
         return Err(format!(
@@ -101,7 +101,7 @@ pub fn clip_features(lm: &LogMel, entry: &ClipEntry, bytes: &[u8]) -> Result<Cli
             entry.blake3
         ));
     }
-    let decoded = decode_any(bytes, entry.extension(), lm.config().sample_rate).map_err(|e| e.to_string())?;
+    let decoded = decode_within(bytes, entry.extension(), lm.config().sample_rate, limits).map_err(|e| e.to_string())?;
     let windows = lm.windows(&decoded.samples).into_iter().map(|w| (lm.features(w), lm.is_padded(w))).collect();
     Ok(ClipRows { windows, source_rate: decoded.source_rate, source_frames: decoded.source_frames, channels: decoded.channels, hash })
 }
@@ -141,6 +141,7 @@ pub fn extract_features(
     cfg: &FeatureConfig,
     store_dir: &Path,
     threads: usize,
+    limits: &Limits,
     reuse: bool,
 ) -> Result<FeatureSummary, StageError> {
     let lm = LogMel::new(cfg).map_err(StageError::Config)?;
@@ -237,7 +238,8 @@ pub fn extract_features(
             let read = subset.par_map_clips(
                 threads,
                 "features",
-                |entry, b| clip_features(&lm, entry, b),
+                limits,
+                |entry, b| clip_features(&lm, entry, b, limits),
                 |results| {
                     let mut rows_small = Vec::with_capacity(results.len());
                     let mut rows_full = Vec::with_capacity(results.len());
@@ -447,17 +449,17 @@ pub(crate) mod tests {
             clip(&data, &format!("{}/take {i}.wav", ["low", "high"][i % 2]), 0.02 + 0.03 * i as f32);
         }
         let cfg = small_cfg();
-        let first = extract_features(&source(&data, &work), &cfg, &store, 2, true).unwrap();
+        let first = extract_features(&source(&data, &work), &cfg, &store, 2, &Limits::default(), true).unwrap();
         assert_eq!((first.clips, first.decoded, first.reused), (6, 6, 0));
 
         clip(&data, "high/new/one.wav", 0.5);
         clip(&data, "low/take 0.wav", 0.9); // edited
         std::fs::remove_file(data.join("high/take 1.wav")).unwrap();
-        let second = extract_features(&source(&data, &work), &cfg, &store, 2, true).unwrap();
+        let second = extract_features(&source(&data, &work), &cfg, &store, 2, &Limits::default(), true).unwrap();
         assert_eq!((second.clips, second.decoded, second.reused), (6, 2, 4), "one added and one edited clip decoded");
 
         let fresh = dir.path().join("fresh");
-        extract_features(&source(&data, &work), &cfg, &fresh, 2, true).unwrap();
+        extract_features(&source(&data, &work), &cfg, &fresh, 2, &Limits::default(), true).unwrap();
         let (got, want) = (table(&store), table(&fresh));
         assert_eq!(got, want, "reused rows are the rows a fresh run computes");
         assert!(got.iter().any(|(id, g, _)| id == "high/new/one.wav" && g == "high"));
@@ -468,10 +470,10 @@ pub(crate) mod tests {
         let c = &src.clips[0];
         assert!(r.rows(&c.blake3, &c.track_id, &c.genre, "").unwrap()[0].padded);
 
-        let forced = extract_features(&source(&data, &work), &cfg, &store, 2, false).unwrap();
+        let forced = extract_features(&source(&data, &work), &cfg, &store, 2, &Limits::default(), false).unwrap();
         assert_eq!((forced.decoded, forced.reused), (6, 0), "without reuse (--force features) every clip is decoded");
         let other = FeatureConfig { top_db: 60.0, ..cfg };
-        let third = extract_features(&source(&data, &work), &other, &store, 2, true).unwrap();
+        let third = extract_features(&source(&data, &work), &other, &store, 2, &Limits::default(), true).unwrap();
         assert_eq!(third.decoded, 6, "another feature configuration decodes everything");
     }
 
@@ -484,7 +486,7 @@ pub(crate) mod tests {
         }
         // 2 MiB rows: row groups of about 8 rows (at most 16) in features_full.
         let cfg = FeatureConfig { n_mels: 128, frames: 4096, out_mels: 8, out_frames: 10, ..FeatureConfig::default() };
-        let first = extract_features(&source(&data, &work), &cfg, &store, 2, true).unwrap();
+        let first = extract_features(&source(&data, &work), &cfg, &store, 2, &Limits::default(), true).unwrap();
         assert_eq!((first.decoded, first.copied), (40, 40), "a fresh run's segments are its row groups, copied whole");
         let groups = |store: &Path| {
             let r = FeatureRowReader::open(&store.join(names::FEATURES_FULL)).unwrap();
@@ -498,11 +500,11 @@ pub(crate) mod tests {
 
         clip(&data, "a/40.wav", 0.5);
         clip(&data, "a/05b.wav", 0.6);
-        let second = extract_features(&source(&data, &work), &cfg, &store, 2, true).unwrap();
+        let second = extract_features(&source(&data, &work), &cfg, &store, 2, &Limits::default(), true).unwrap();
         assert_eq!(second.decoded, 2);
         assert!(second.copied >= 42 - 2 * 16 && second.copied < 42, "the groups the new clips fall in are encoded again: {second:?}");
         let fresh = dir.path().join("fresh");
-        extract_features(&source(&data, &work), &cfg, &fresh, 2, false).unwrap();
+        extract_features(&source(&data, &work), &cfg, &fresh, 2, &Limits::default(), false).unwrap();
         for table in [names::FEATURES, names::FEATURES_FULL] {
             assert!(
                 std::fs::read(store.join(table)).unwrap() == std::fs::read(fresh.join(table)).unwrap(),
@@ -537,7 +539,7 @@ pub(crate) mod tests {
             clip(&data, &format!("a/{i}.wav"), 0.02 + 0.05 * i as f32);
         }
         let cfg = small_cfg();
-        extract_features(&source(&data, &work), &cfg, &store, 1, true).unwrap();
+        extract_features(&source(&data, &work), &cfg, &store, 1, &Limits::default(), true).unwrap();
         // What a run killed after its first segment leaves: that segment, no tables.
         let seg = partial_dir(&store, &cfg);
         std::fs::create_dir_all(&seg).unwrap();
@@ -547,10 +549,10 @@ pub(crate) mod tests {
         for i in 4..7 {
             clip(&data, &format!("b/{i}.wav"), 0.02 + 0.05 * i as f32);
         }
-        let s = extract_features(&source(&data, &work), &cfg, &store, 1, true).unwrap();
+        let s = extract_features(&source(&data, &work), &cfg, &store, 1, &Limits::default(), true).unwrap();
         assert_eq!((s.clips, s.decoded, s.reused), (7, 3, 4));
         let fresh = dir.path().join("fresh");
-        extract_features(&source(&data, &work), &cfg, &fresh, 1, true).unwrap();
+        extract_features(&source(&data, &work), &cfg, &fresh, 1, &Limits::default(), true).unwrap();
         assert_eq!(table(&store), table(&fresh));
     }
 }

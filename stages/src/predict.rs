@@ -18,7 +18,7 @@ use genrelab_models::{Input, default_device};
 use serde::Serialize;
 
 use crate::StageError;
-use crate::audio::decode_any;
+use crate::audio::{Limits, decode_within};
 use crate::descriptors::describe;
 use crate::evaluate::{Evaluation, read_evaluation};
 use crate::logmel::LogMel;
@@ -239,12 +239,17 @@ impl Predictor {
             error: Some(e),
             warning: None,
         };
+        if let Err(e) =
+            std::fs::metadata(path).map_err(|e| e.to_string()).and_then(|m| opts.limits.check_bytes(m.len()).map_err(|e| e.to_string()))
+        {
+            return fail(e);
+        }
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) => return fail(e.to_string()),
         };
         let ext = path.extension().and_then(|e| e.to_str());
-        let decoded = match decode_any(&bytes, ext, self.sample_rate()) {
+        let decoded = match decode_within(&bytes, ext, self.sample_rate(), &opts.limits) {
             Ok(d) => d,
             Err(e) => return fail(e.to_string()),
         };
@@ -291,6 +296,8 @@ pub struct PredictOptions {
     pub hop_seconds: Option<f64>,
     /// Keep every window's result.
     pub timeline: bool,
+    /// The largest file and longest clip read (`[limits]`).
+    pub limits: Limits,
 }
 
 /// The extensions (any case) that a folder given to predict is searched for.

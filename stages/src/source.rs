@@ -188,6 +188,7 @@ impl SourceManifest {
         &self,
         threads: usize,
         what: &str,
+        limits: &crate::audio::Limits,
         work: impl Fn(&ClipEntry, &[u8]) -> Result<T, String> + Sync,
         mut sink: impl FnMut(Vec<(ClipEntry, Result<T, String>)>) -> Result<(), String>,
     ) -> Result<usize, crate::StageError> {
@@ -199,7 +200,7 @@ impl SourceManifest {
         let threads = pool.current_num_threads();
         let bar = crate::progress::bar(self.clips.len() as u64, what);
         let mut n_batch = 0usize;
-        self.read_batches((threads * 8).max(16), |items| {
+        self.read_batches((threads * 8).max(16), limits, |items| {
             let span = tracing::debug_span!("batch", n = n_batch, clips = items.len());
             let _enter = span.enter();
             n_batch += 1;
@@ -227,6 +228,7 @@ impl SourceManifest {
     pub fn read_batches(
         &self,
         batch: usize,
+        limits: &crate::audio::Limits,
         mut f: impl FnMut(Vec<(ClipEntry, Result<Vec<u8>, String>)>) -> Result<(), String>,
     ) -> Result<(), String> {
         let batch = batch.max(1);
@@ -237,7 +239,8 @@ impl SourceManifest {
                         .iter()
                         .map(|c| {
                             let p = self.path.join(&c.member);
-                            (c.clone(), std::fs::read(&p).map_err(|e| format!("cannot read {}: {e}", p.display())))
+                            let read = File::open(&p).and_then(|f| read_within(f, c.bytes, limits));
+                            (c.clone(), read.map_err(|e| format!("cannot read {}: {e}", p.display())).and_then(|r| r))
                         })
                         .collect();
                     f(items)?;
@@ -259,7 +262,11 @@ impl SourceManifest {
                         for r in rows {
                             if let Some(entry) = wanted.get(&r.row) {
                                 seen += 1;
-                                pending.push(((*entry).clone(), r.bytes.ok_or_else(|| "no audio bytes in the row".to_string())));
+                                let bytes = r.bytes.ok_or_else(|| "no audio bytes in the row".to_string()).and_then(|b| {
+                                    limits.check_bytes(b.len() as u64).map_err(|e| e.to_string())?;
+                                    Ok(b)
+                                });
+                                pending.push(((*entry).clone(), bytes));
                                 if pending.len() == batch {
                                     f(std::mem::take(&mut pending))?;
                                 }
@@ -278,8 +285,7 @@ impl SourceManifest {
                 for_each_member(&self.path, |name, reader| {
                     // A member the archive holds twice: its first copy, as listed.
                     if let Some(entry) = wanted.remove(name) {
-                        let mut bytes = Vec::with_capacity(entry.bytes as usize);
-                        let read = reader.read_to_end(&mut bytes).map(|_| bytes).map_err(|e| e.to_string());
+                        let read = read_within(reader, entry.bytes, limits).map_err(|e| e.to_string()).and_then(|r| r);
                         pending.push(((*entry).clone(), read));
                         seen += 1;
                         if pending.len() == batch {
@@ -292,6 +298,20 @@ impl SourceManifest {
             }
         }
     }
+}
+
+/// A clip's bytes, at most `limits.max_file_mb` of them: a larger file is `Ok(Err(reason))`
+/// (a reject) once the limit is passed, whatever its listed size (`expected`, the capacity hint).
+fn read_within(mut reader: impl Read, expected: u64, limits: &crate::audio::Limits) -> std::io::Result<Result<Vec<u8>, String>> {
+    let max = limits.max_bytes();
+    let mut bytes = Vec::with_capacity(expected.min(max) as usize);
+    (&mut reader).take(max.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        // The whole size, for the message, without keeping it.
+        let rest = std::io::copy(&mut reader, &mut std::io::sink())?;
+        return Ok(Err(limits.check_bytes(bytes.len() as u64 + rest).expect_err("over the limit").to_string()));
+    }
+    Ok(Ok(bytes))
 }
 
 impl SourceManifest {
