@@ -11,7 +11,10 @@ use std::path::Path;
 
 use genrelab_models::default_device;
 use genrelab_models::train::{Batchable, evaluate as score_model, predict_proba};
-use genrelab_store::tables::{Column, write_columns};
+use std::io::Write as _;
+
+use genrelab_store::atomic::Staged;
+use genrelab_store::tables::{Column, write_columns_staged};
 use genrelab_store::{TableMeta, names, read_split};
 use serde::{Deserialize, Serialize};
 
@@ -326,8 +329,15 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &Eva
         groups,
         source: features.meta.get("source").unwrap_or_default().to_string(),
     };
-    write_tables(store_dir, &eval, &predictions)?;
-    write_report(report_dir, &eval, &checkpoints)?;
+    // Every table and report file is written and flushed before any is moved into place: a
+    // failure while writing (a full disk) leaves the last evaluation's outputs whole.
+    let mut staged = write_tables(store_dir, &eval, &predictions)?;
+    for (name, text) in report_files(&eval, &checkpoints) {
+        let mut f = genrelab_store::AtomicFile::create(report_dir.join(&name))?;
+        f.file().write_all(text.as_bytes()).map_err(|e| StageError::io(report_dir.join(&name), e))?;
+        staged.push(f.stage()?);
+    }
+    genrelab_store::atomic::commit_all(staged)?;
     Ok(eval)
 }
 
@@ -402,10 +412,10 @@ fn with_cost(mut e: EnsembleSummary, runs: &[RunResult]) -> EnsembleSummary {
     e
 }
 
-fn write_tables(store_dir: &Path, e: &Evaluation, predictions: &[(String, String, usize, usize, f64)]) -> Result<(), StageError> {
+fn write_tables(store_dir: &Path, e: &Evaluation, predictions: &[(String, String, usize, usize, f64)]) -> Result<Vec<Staged>, StageError> {
     let meta = |t: &str| TableMeta::new(t).with("protocol", &e.protocol);
     let r = &e.runs;
-    write_columns(
+    let metrics = write_columns_staged(
         &store_dir.join("metrics.parquet"),
         &meta("metrics"),
         vec![
@@ -428,7 +438,7 @@ fn write_tables(store_dir: &Path, e: &Evaluation, predictions: &[(String, String
             pg.push((run, c));
         }
     }
-    write_columns(
+    let per_genre = write_columns_staged(
         &store_dir.join("per_genre.parquet"),
         &meta("per_genre"),
         vec![
@@ -441,7 +451,7 @@ fn write_tables(store_dir: &Path, e: &Evaluation, predictions: &[(String, String
             ("support", Column::Int(pg.iter().map(|(x, c)| x.scores.per_class[*c].support as i64).collect())),
         ],
     )?;
-    write_columns(
+    let predictions = write_columns_staged(
         &store_dir.join("predictions.parquet"),
         &meta("predictions"),
         vec![
@@ -452,7 +462,7 @@ fn write_tables(store_dir: &Path, e: &Evaluation, predictions: &[(String, String
             ("probability", Column::Float(predictions.iter().map(|p| p.4).collect())),
         ],
     )?;
-    Ok(())
+    Ok(vec![metrics, per_genre, predictions])
 }
 
 /// A wall time for people: seconds, minutes or hours.
@@ -618,9 +628,12 @@ pub fn comparison_table(e: &Evaluation) -> String {
     s
 }
 
-fn write_report(dir: &Path, e: &Evaluation, checkpoints: &[(std::path::PathBuf, Checkpoint)]) -> Result<(), StageError> {
-    let put = |name: &str, text: &str| genrelab_store::atomic::write_atomic(dir.join(name), text.as_bytes()).map(|_| ());
-    put(METRICS_JSON, &serde_json::to_string_pretty(e).expect("json"))?;
+/// The report folder's files, `(name, text)`: metrics.json, the figures, report.md and the
+/// self-contained report.html.
+fn report_files(e: &Evaluation, checkpoints: &[(std::path::PathBuf, Checkpoint)]) -> Vec<(String, String)> {
+    let mut files: Vec<(String, String)> = vec![];
+    let mut put = |name: &str, text: &str| files.push((name.to_string(), text.to_string()));
+    put(METRICS_JSON, &serde_json::to_string_pretty(e).expect("json"));
 
     // Curves: the mean over a model's runs, per epoch.
     let mean_curve = |model: &str, f: fn(&genrelab_models::train::EpochRecord) -> f64| -> Vec<(f64, f64)> {
@@ -654,11 +667,11 @@ fn write_report(dir: &Path, e: &Evaluation, checkpoints: &[(std::path::PathBuf, 
             if !valid.is_empty() {
                 series.push(Series { label: "validation".into(), points: valid, dashed: true, color: PALETTE[(i + 3) % PALETTE.len()] });
             }
-            put(&name, &line_chart(&format!("{}: {what} (mean of {} runs)", m.model, m.runs), "epoch", what, &series))?;
+            put(&name, &line_chart(&format!("{}: {what} (mean of {} runs)", m.model, m.runs), "epoch", what, &series));
             figures.push(name);
         }
         let name = format!("confusion_{}.svg", m.model);
-        put(&name, &confusion_chart(&format!("{}: confusion over {} runs", m.model, m.runs), &e.labels, &m.confusion))?;
+        put(&name, &confusion_chart(&format!("{}: confusion over {} runs", m.model, m.runs), &e.labels, &m.confusion));
         figures.push(name);
     }
     for (m, x) in e.all_ensembles() {
@@ -667,7 +680,7 @@ fn write_report(dir: &Path, e: &Evaluation, checkpoints: &[(std::path::PathBuf, 
             None => (x.name.replace('+', "_"), x.name.clone()),
         };
         let name = format!("confusion_{file}.svg");
-        put(&name, &confusion_chart(&format!("{title}: confusion over {} test parts", x.parts), &e.labels, &x.confusion))?;
+        put(&name, &confusion_chart(&format!("{title}: confusion over {} test parts", x.parts), &e.labels, &x.confusion));
         figures.push(name);
     }
     for (what, f) in [("accuracy", (|h: &genrelab_models::train::EpochRecord| h.test_acc) as fn(&_) -> f64), ("loss", |h| h.test_loss)] {
@@ -683,7 +696,7 @@ fn write_report(dir: &Path, e: &Evaluation, checkpoints: &[(std::path::PathBuf, 
             })
             .collect();
         let name = format!("curves_all_test_{what}.svg");
-        put(&name, &line_chart(&format!("test {what}, all models"), "epoch", what, &series))?;
+        put(&name, &line_chart(&format!("test {what}, all models"), "epoch", what, &series));
         figures.push(name);
     }
 
@@ -712,13 +725,14 @@ fn write_report(dir: &Path, e: &Evaluation, checkpoints: &[(std::path::PathBuf, 
     for f in &figures {
         let _ = writeln!(md, "![{f}]({f})");
     }
-    put("report.md", &md)?;
-    put("report.html", &markdown_to_html(&md, dir))?;
-    Ok(())
+    put("report.md", &md);
+    let html = markdown_to_html(&md, &files);
+    files.push(("report.html".into(), html));
+    files
 }
 
 /// The report's markdown as a standalone HTML page (tables, headings, paragraphs, inline SVGs).
-fn markdown_to_html(md: &str, dir: &Path) -> String {
+fn markdown_to_html(md: &str, files: &[(String, String)]) -> String {
     let mut html = String::from(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>genrelab report</title><style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,th:first-child{text-align:left}img,svg{margin:8px}</style></head><body>\n",
     );
@@ -751,7 +765,8 @@ fn markdown_to_html(md: &str, dir: &Path) -> String {
         } else if let Some(rest) = line.strip_prefix("![") {
             let file = rest.split("](").nth(1).unwrap_or("").trim_end_matches(')');
             // Inline the SVG so the page is one self-contained file.
-            let _ = writeln!(html, "{}", std::fs::read_to_string(dir.join(file)).unwrap_or_default());
+            let svg = files.iter().find(|(name, _)| name == file).map_or("", |(_, text)| text.as_str());
+            let _ = writeln!(html, "{svg}");
         } else if !line.is_empty() {
             let _ = writeln!(html, "<p>{}</p>", line.replace('<', "&lt;"));
         }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use genrelab_store::tables::{GroupCuts, target_group_rows};
-use genrelab_store::{FeatureRow, FeatureRowReader, FeatureTableWriter, RejectRow, TableMeta, names, write_rejects};
+use genrelab_store::{FeatureRow, FeatureRowReader, FeatureTableWriter, RejectRow, TableMeta, names, write_rejects_staged};
 use serde::Serialize;
 
 use crate::StageError;
@@ -320,9 +320,14 @@ pub fn extract_features(
             rejects.first().map_or("(no clips listed)", |r| r.reason.as_str())
         )));
     }
-    small.finish()?;
-    full.finish()?;
-    write_rejects(&store_dir.join(names::REJECTS), &TableMeta::new("rejects").with("source", &source.origin), &rejects)?;
+    // The three tables are written and flushed first, then moved into place together: a
+    // failure while writing any of them (a full disk) leaves the previous tables as they were.
+    let staged = [
+        small.finish_staged()?,
+        full.finish_staged()?,
+        write_rejects_staged(&store_dir.join(names::REJECTS), &TableMeta::new("rejects").with("source", &source.origin), &rejects)?,
+    ];
+    genrelab_store::atomic::commit_all(staged)?;
     drop(reusable);
     let _ = std::fs::remove_dir_all(store_dir.join(PARTIAL));
     let seconds = start.elapsed().as_secs_f64();
@@ -439,6 +444,39 @@ pub(crate) mod tests {
     fn table(store: &Path) -> Vec<(String, String, Vec<f32>)> {
         let m = genrelab_store::read_features(&store.join(names::FEATURES_FULL)).unwrap();
         (0..m.len()).map(|i| (m.track_ids[i].clone(), m.genres[i].clone(), m.row(i).to_vec())).collect()
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_full_disk_while_writing_leaves_every_previous_table_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, work, store) = (dir.path().join("data"), dir.path().join("work"), dir.path().join("store"));
+        for i in 0..4 {
+            clip(&data, &format!("{}/take {i}.wav", ["low", "high"][i % 2]), 0.02 + 0.03 * i as f32);
+        }
+        let cfg = small_cfg();
+        extract_features(&source(&data, &work), &cfg, &store, 1, &Limits::default(), true).unwrap();
+        let tables = [names::FEATURES, names::FEATURES_FULL, names::REJECTS];
+        let before: Vec<Vec<u8>> = tables.iter().map(|t| std::fs::read(store.join(t)).unwrap()).collect();
+
+        // The last table's temporary file is a full device (this process writes it): the
+        // first two are written in full before it fails.
+        let tmp = store.join(format!(".{}.{}.genrelab-tmp", names::REJECTS, std::process::id()));
+        std::os::unix::fs::symlink("/dev/full", &tmp).unwrap();
+        clip(&data, "high/new.wav", 0.5);
+        let err = extract_features(&source(&data, &work), &cfg, &store, 1, &Limits::default(), true).unwrap_err().to_string();
+        assert!(err.contains("No space left on device"), "{err}");
+        let after: Vec<Vec<u8>> = tables.iter().map(|t| std::fs::read(store.join(t)).unwrap()).collect();
+        assert!(before == after, "no table of the failed run appeared");
+        let left: Vec<String> =
+            std::fs::read_dir(&store).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        assert_eq!(left.iter().filter(|n| n.ends_with(".genrelab-tmp")).count(), 0, "temporaries removed: {left:?}");
+
+        // With room again the run completes, the new clip in (from the failed run's segment:
+        // it is not decoded again).
+        let s = extract_features(&source(&data, &work), &cfg, &store, 1, &Limits::default(), true).unwrap();
+        assert_eq!((s.clips, s.decoded), (5, 0));
+        assert_eq!(table(&store).len(), 5);
     }
 
     #[test]

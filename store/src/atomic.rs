@@ -46,13 +46,49 @@ impl AtomicFile {
     }
 
     /// Flush to disk and move into place.
-    pub fn commit(mut self) -> Result<PathBuf, StoreError> {
-        let file = self.file.take().expect("commit once");
+    pub fn commit(self) -> Result<PathBuf, StoreError> {
+        self.stage()?.commit()
+    }
+
+    /// Flush to disk, ready to move into place: what can fail for want of space has happened.
+    /// The outputs of one stage are staged one by one, then committed together ([`commit_all`]),
+    /// so a failure while writing any of them leaves every previous output as it was.
+    pub fn stage(mut self) -> Result<Staged, StoreError> {
+        let file = self.file.take().expect("stage once");
+        let staged = Staged { tmp: self.tmp.clone(), dest: self.dest.clone(), done: false };
         file.sync_all().map_err(|e| StoreError::io(&self.tmp, e))?;
-        drop(file);
+        Ok(staged)
+    }
+}
+
+/// A file written and flushed under its temporary name; removed if dropped uncommitted.
+#[derive(Debug)]
+pub struct Staged {
+    tmp: PathBuf,
+    dest: PathBuf,
+    done: bool,
+}
+
+impl Staged {
+    /// Move into place.
+    pub fn commit(mut self) -> Result<PathBuf, StoreError> {
         std::fs::rename(&self.tmp, &self.dest).map_err(|e| StoreError::io(&self.dest, e))?;
+        self.done = true;
         Ok(self.dest.clone())
     }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Move staged files into place, in order (renames within a folder: no data is written).
+pub fn commit_all(staged: impl IntoIterator<Item = Staged>) -> Result<Vec<PathBuf>, StoreError> {
+    staged.into_iter().map(Staged::commit).collect()
 }
 
 impl Drop for AtomicFile {

@@ -28,7 +28,7 @@ pub use atomic::AtomicFile;
 pub use error::StoreError;
 pub use tables::{
     FeatureMatrix, FeatureRow, FeatureRowReader, FeatureTableWriter, FloatTable, RejectRow, SplitRow, TableMeta, read_features,
-    read_float_table, read_rejects, read_split, read_table_meta, write_rejects, write_split,
+    read_float_table, read_rejects, read_split, read_table_meta, write_rejects, write_rejects_staged, write_split,
 };
 
 /// File names of the store's tables, in one place.

@@ -21,6 +21,7 @@ use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 
+use crate::atomic::Staged;
 use crate::{AtomicFile, StoreError};
 
 /// Version of the layouts below; bump on any change of columns or their meaning.
@@ -105,14 +106,23 @@ fn write_batches(
     meta: &TableMeta,
     batches: impl IntoIterator<Item = RecordBatch>,
 ) -> Result<(), StoreError> {
+    write_batches_staged(dest, schema, meta, batches)?.commit()?;
+    Ok(())
+}
+
+fn write_batches_staged(
+    dest: &Path,
+    schema: SchemaRef,
+    meta: &TableMeta,
+    batches: impl IntoIterator<Item = RecordBatch>,
+) -> Result<Staged, StoreError> {
     let file = AtomicFile::create(dest)?;
     let mut writer = ArrowWriter::try_new(file.try_clone()?, schema, Some(properties(meta, 64 * 1024, &[]))).map_err(parquet_err(dest))?;
     for batch in batches {
         writer.write(&batch).map_err(parquet_err(dest))?;
     }
     writer.close().map_err(parquet_err(dest))?;
-    file.commit()?;
-    Ok(())
+    file.stage()
 }
 
 pub(crate) fn open_reader(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>, StoreError> {
@@ -424,10 +434,15 @@ impl FeatureTableWriter {
     }
 
     /// Close the Parquet file and move it into place.
-    pub fn finish(mut self) -> Result<PathBuf, StoreError> {
+    pub fn finish(self) -> Result<PathBuf, StoreError> {
+        self.finish_staged()?.commit()
+    }
+
+    /// Written and flushed, not yet in place (see [`crate::atomic::commit_all`]).
+    pub fn finish_staged(mut self) -> Result<Staged, StoreError> {
         self.close_row_group()?;
         self.writer.close().map_err(parquet_err(&self.path))?;
-        self.file.commit()
+        self.file.stage()
     }
 }
 
@@ -568,6 +583,12 @@ fn reject_schema() -> SchemaRef {
 }
 
 pub fn write_rejects(dest: &Path, meta: &TableMeta, rows: &[RejectRow]) -> Result<(), StoreError> {
+    write_rejects_staged(dest, meta, rows)?.commit()?;
+    Ok(())
+}
+
+/// [`write_rejects`], written and flushed but not yet in place.
+pub fn write_rejects_staged(dest: &Path, meta: &TableMeta, rows: &[RejectRow]) -> Result<Staged, StoreError> {
     let schema = reject_schema();
     let batch = RecordBatch::try_new(
         schema.clone(),
@@ -579,7 +600,7 @@ pub fn write_rejects(dest: &Path, meta: &TableMeta, rows: &[RejectRow]) -> Resul
         ],
     )
     .map_err(arrow_err(dest))?;
-    write_batches(dest, schema, meta, [batch])
+    write_batches_staged(dest, schema, meta, [batch])
 }
 
 pub fn read_rejects(path: &Path) -> Result<Vec<RejectRow>, StoreError> {
@@ -874,6 +895,12 @@ impl Column {
 
 /// Write a table of named columns (all of one length) atomically.
 pub fn write_columns(dest: &Path, meta: &TableMeta, columns: Vec<(&str, Column)>) -> Result<(), StoreError> {
+    write_columns_staged(dest, meta, columns)?.commit()?;
+    Ok(())
+}
+
+/// [`write_columns`], written and flushed but not yet in place.
+pub fn write_columns_staged(dest: &Path, meta: &TableMeta, columns: Vec<(&str, Column)>) -> Result<Staged, StoreError> {
     let rows = columns.first().map_or(0, |(_, c)| c.len());
     if let Some((name, _)) = columns.iter().find(|(_, c)| c.len() != rows) {
         return Err(StoreError::invalid(dest, format!("column `{name}` has another length than the first")));
@@ -892,7 +919,7 @@ pub fn write_columns(dest: &Path, meta: &TableMeta, columns: Vec<(&str, Column)>
     }
     let schema = Arc::new(Schema::new(fields));
     let batch = RecordBatch::try_new(schema.clone(), arrays).map_err(arrow_err(dest))?;
-    write_batches(dest, schema, meta, [batch])
+    write_batches_staged(dest, schema, meta, [batch])
 }
 
 /// Random access by audio hash to the rows of a feature table (`features` or `features_full`),
