@@ -363,3 +363,16 @@ fn files_and_clips_beyond_the_limits_are_rejects_and_the_stage_goes_on() {
     let summary = &v.as_array().unwrap().iter().find(|s| s["stage"] == "features").unwrap()["summary"];
     assert_eq!((summary["clips"].as_u64(), summary["decoded"].as_u64()), (Some(7), Some(1)), "{summary}");
 }
+
+#[test]
+fn a_collection_of_one_class_is_an_error_at_the_split_not_a_perfect_score() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tree(&dir.path().join("data"), &["rock"], 4, 1.0);
+    write_config(dir.path(), &format!("[download]\nsource = \"folder\"\npath = \"data\"\n{SMALL_FEATURES}"));
+    let o = genrelab(dir.path(), &["run", "split"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("every clip has the label `rock`: a classifier needs at least two classes"), "{err}");
+    assert_eq!(err.matches("every clip has the label").count(), 1, "said once: {err}");
+    assert_eq!(query(dir.path(), "SELECT COUNT(*) AS n FROM features")[0]["n"], 4, "the features stay");
+}

@@ -333,6 +333,13 @@ pub fn make_split(
     if clips.is_empty() {
         return Err(StageError::Failed("the features table is empty".into()));
     }
+    if clips.iter().all(|(_, class)| *class == clips[0].1) {
+        // Every prediction would be right: a figure of 100 % that means nothing.
+        return Err(StageError::Failed(format!(
+            "every clip has the label `{}`: a classifier needs at least two classes (check the labels the source gives: folder names, the manifest's label column)",
+            clips[0].1
+        )));
+    }
     let given: HashMap<&str, &crate::source::ClipEntry> =
         source.map(|s| s.clips.iter().map(|c| (c.track_id.as_str(), c)).collect()).unwrap_or_default();
     let grouped = given.values().any(|c| c.group.is_some());
