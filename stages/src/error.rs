@@ -33,8 +33,9 @@ impl StageError {
 /// A message from a parser that may quote the bytes it choked on (the tar crate does), cut where
 /// the bytes begin: control characters and undecodable bytes never reach a terminal.
 pub fn printable(message: &str) -> String {
-    match message.find(|c: char| (c.is_control() && c != '\t') || c == char::REPLACEMENT_CHARACTER) {
-        None => message.to_string(),
+    let message = message.replace('\t', " ");
+    match message.find(|c: char| c.is_control() || c == char::REPLACEMENT_CHARACTER) {
+        None => message,
         Some(at) => format!("{}(binary data)", &message[..at]),
     }
 }
