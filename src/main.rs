@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 use genrelab_pipeline::{Config, graph};
 use genrelab_store::query::{self, Format};
 
+mod logging;
+
 #[derive(Parser)]
 #[command(name = "genrelab", version, about = "Music genre classification as an incremental pipeline with a Parquet feature store")]
 struct Cli {
@@ -23,6 +25,10 @@ struct Cli {
     /// Less output (warnings and errors only).
     #[arg(short, long, global = true)]
     quiet: bool,
+    /// The detailed log on standard error (timestamps, span timings); twice for debug events.
+    /// `run` and `tune` always write it to <workdir>/.genrelab/last-run.log.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -117,19 +123,7 @@ fn main() {
     // Before anything allocates: freed tensors' memory is reused, not faulted in again.
     genrelab_models::keep_freed_memory();
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        // symphonia logs its probing of every format it tries (errors included) before
-        // predict reports what failed in one line; RUST_LOG shows them again.
-        .unwrap_or_else(|_| {
-            tracing_subscriber::EnvFilter::new(if cli.quiet { "warn,symphonia_core=off" } else { "info,symphonia_core=off" })
-        });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
-        .with_target(false)
-        .init();
+    logging::init(cli.quiet, cli.verbose);
     if let Err(e) = run(cli) {
         eprintln!("error: {}", one_line(&e));
         std::process::exit(1);
@@ -165,6 +159,16 @@ fn load_config(path: &Path, sets: &[String]) -> Result<Config> {
     Ok(cfg)
 }
 
+/// The work folder for this process alone (waiting, said, while another holds it), and its
+/// detailed log from now on in `.genrelab/last-run.log`.
+fn lock_work_folder(cfg: &Config, what: &str) -> Result<genrelab_pipeline::lock::WorkLock> {
+    let lock = genrelab_pipeline::lock::WorkLock::acquire(&cfg.workdir, what, |holder| {
+        genrelab_pipeline::engine::waiting_for(&cfg.workdir, holder)
+    })?;
+    logging::log_to_file(&genrelab_pipeline::Paths::new(&cfg.workdir).state_dir().join("last-run.log"));
+    Ok(lock)
+}
+
 /// A training worker ends when the process that started it does (it is killed, say): it would
 /// otherwise go on writing runs that a restarted stage trains again.
 fn exit_with_parent() {
@@ -187,6 +191,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run { stages, force, json } => {
             let cfg = load_config(&cli.config, &cli.sets)?;
+            let _lock = lock_work_folder(&cfg, "run")?;
             let outcomes = engine.run(&cfg, &stages, &force, std::io::stderr().is_terminal())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&outcomes)?);
@@ -288,9 +293,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Tune { json } => {
             let cfg = load_config(&cli.config, &cli.sets)?;
             let paths = genrelab_pipeline::Paths::new(&cfg.workdir);
-            let _lock = genrelab_pipeline::lock::WorkLock::acquire(&cfg.workdir, "tune", |holder| {
-                genrelab_pipeline::engine::waiting_for(&cfg.workdir, holder)
-            })?;
+            let _lock = lock_work_folder(&cfg, "tune")?;
             engine.run(&cfg, &["descriptors".to_string(), "split".to_string()], &[], std::io::stderr().is_terminal())?;
             let trials = genrelab_stages::tune::tune(&paths.store_dir(), &cfg.workdir.join("tune"), &cfg.train, &cfg.tune, cfg.workers())?;
             if json {

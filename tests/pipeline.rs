@@ -376,3 +376,26 @@ fn a_collection_of_one_class_is_an_error_at_the_split_not_a_perfect_score() {
     assert_eq!(err.matches("every clip has the label").count(), 1, "said once: {err}");
     assert_eq!(query(dir.path(), "SELECT COUNT(*) AS n FROM features")[0]["n"], 4, "the features stay");
 }
+
+#[test]
+fn people_get_short_lines_and_the_detailed_log_goes_to_a_file_or_with_v() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tree(&dir.path().join("data"), &GENRES, 2, 1.0);
+    write_config(dir.path(), &format!("[download]\nsource = \"folder\"\npath = \"data\"\n{SMALL_FEATURES}"));
+    let o = genrelab(dir.path(), &["run", "features"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.lines().any(|l| l == "features: running why=never run"), "{err}");
+    assert!(err.lines().any(|l| l.starts_with("features: features written clips=8 decoded=8")), "{err}");
+    assert!(
+        !err.contains(" INFO ") && !err.contains("time.busy") && !err.contains('\x1b'),
+        "no timestamps, levels, timings or colours: {err}"
+    );
+    let log = std::fs::read_to_string(dir.path().join("work/.genrelab/last-run.log")).unwrap();
+    assert!(log.contains(r#" INFO stage{name="features"}: running why=never run"#) && log.contains("time.busy="), "{log}");
+    assert!(!log.contains('\x1b'), "{log}");
+
+    let o = genrelab(dir.path(), &["-v", "run", "features", "--force", "features"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.contains(r#" INFO stage{name="features"}: running why=forced"#), "{err}");
+}
