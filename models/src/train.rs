@@ -271,10 +271,17 @@ impl Batchable<'_> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochRecord {
     pub epoch: usize,
+    // JSON has no NaN (serde_json writes it as null): read null back as NaN, so a record with a
+    // non-finite figure never makes its checkpoint unreadable.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub train_loss: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub train_acc: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub test_loss: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub test_acc: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub seconds: f64,
     #[serde(default)]
     pub valid_loss: Option<f64>,
@@ -283,6 +290,10 @@ pub struct EpochRecord {
     /// Learning rate of the epoch's last step.
     #[serde(default)]
     pub learning_rate: Option<f64>,
+}
+
+fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -769,6 +780,26 @@ pub fn train_run_checkpointing(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_with_a_non_finite_figure_reads_back() {
+        let r = EpochRecord {
+            epoch: 3,
+            train_loss: 0.5,
+            train_acc: 0.75,
+            test_loss: f64::NAN,
+            test_acc: f64::INFINITY,
+            seconds: 1.0,
+            valid_loss: Some(f64::NAN),
+            valid_acc: None,
+            learning_rate: Some(1e-3),
+        };
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(json.contains(r#""test_loss":null"#), "{json}");
+        let back: EpochRecord = serde_json::from_str(&json).unwrap();
+        assert!(back.test_loss.is_nan() && back.test_acc.is_nan() && back.valid_loss.is_none());
+        assert_eq!((back.epoch, back.train_loss, back.learning_rate), (3, 0.5, Some(1e-3)));
+    }
 
     #[test]
     fn shuffles_are_permutations_and_seeded() {

@@ -131,6 +131,8 @@ impl FeatureConfig {
     }
 
     pub fn validate(&self) -> Result<(), String> {
+        // The message below spells the audio module's rates out.
+        const _: () = assert!(crate::audio::MIN_RATE == 1000 && crate::audio::MAX_RATE == 768_000);
         let finite = [self.fmin, self.fmax(), self.top_db as f64, self.pad_db as f64].iter().all(|v| v.is_finite());
         let checks = [
             (finite, "fmin, fmax, top_db and pad_db must be numbers (not NaN or infinite)"),
