@@ -4,7 +4,8 @@
 //!
 //! A stage's **fingerprint** is a hash of its name and version, the parameters it reads, the
 //! output hashes of the stages it depends on and the content hashes of its inputs outside the
-//! work folder. Its **stamp** (`<workdir>/.genrelab/stamps/<stage>.json`) records those parts, the
+//! work folder, over a canonical JSON encoding (keys sorted: the order of a struct's fields does
+//! not matter; stamps written before that are still accepted). Its **stamp** (`<workdir>/.genrelab/stamps/<stage>.json`) records those parts, the
 //! hash of every output and a summary of the run. Outputs are written under temporary names and
 //! renamed, and the stamp is written last: a run killed half-way leaves the earlier stages'
 //! stamps intact and no stamp for the killed one, which therefore runs again, and only it.
@@ -22,7 +23,7 @@ use serde_json::Value;
 
 use crate::PipelineError;
 use crate::config::{Config, Paths};
-use crate::fingerprint::{HashCache, hash_json};
+use crate::fingerprint::{HashCache, hash_canonical_json, hash_json};
 
 /// What a stage gets when it runs.
 pub struct Ctx<'a> {
@@ -112,6 +113,9 @@ struct Inputs {
     deps: BTreeMap<String, String>,
     externals: BTreeMap<String, String>,
     fingerprint: String,
+    /// The fingerprint as stamps written before it was canonical hold it (keys in the order
+    /// the structs declare them): such a stamp stays valid until its stage runs again.
+    legacy_fingerprint: String,
 }
 
 /// Whether a stage is current, and why not.
@@ -266,14 +270,15 @@ impl Engine {
             let h = hashes.path(&p).map_err(PipelineError::Failed)?.unwrap_or_else(|| ABSENT.to_string());
             externals.insert(p.display().to_string(), h);
         }
-        let fingerprint = hash_json(&serde_json::json!({
+        let what = serde_json::json!({
             "stage": stage.name(),
             "version": stage.version(),
             "params": params,
             "deps": deps,
             "externals": externals,
-        }));
-        Ok(Ok(Inputs { params, deps, externals, fingerprint }))
+        });
+        let (fingerprint, legacy_fingerprint) = (hash_canonical_json(&what), hash_json(&what));
+        Ok(Ok(Inputs { params, deps, externals, fingerprint, legacy_fingerprint }))
     }
 
     /// Why `stage` is stale now (empty = current).
@@ -298,7 +303,7 @@ impl Engine {
                 return Ok(why);
             }
         };
-        if inputs.fingerprint == stamp.fingerprint && why.is_empty() {
+        if (inputs.fingerprint == stamp.fingerprint || inputs.legacy_fingerprint == stamp.fingerprint) && why.is_empty() {
             if let Some(r) = self.outputs_changed(&stamp, paths, hashes)? {
                 return Ok(vec![r]);
             }

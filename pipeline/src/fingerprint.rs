@@ -126,9 +126,59 @@ pub fn hash_json(v: &serde_json::Value) -> String {
     blake3::hash(serde_json::to_string(v).expect("json").as_bytes()).to_hex().to_string()
 }
 
+/// Hash of a JSON value in an explicitly canonical encoding: object keys sorted at every level,
+/// no whitespace. serde_json keeps keys in insertion order here (its `preserve_order` feature is
+/// on through polars), so [`hash_json`] of a struct depends on the order its fields are declared
+/// in; a stage's fingerprint must not (reordering fields in a refactor would make every stage
+/// stale with no reason to give).
+pub fn hash_canonical_json(v: &serde_json::Value) -> String {
+    fn write(v: &serde_json::Value, out: &mut String) {
+        match v {
+            serde_json::Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                out.push('{');
+                for (i, k) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&serde_json::to_string(k).expect("json"));
+                    out.push(':');
+                    write(&m[k], out);
+                }
+                out.push('}');
+            }
+            serde_json::Value::Array(a) => {
+                out.push('[');
+                for (i, x) in a.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write(x, out);
+                }
+                out.push(']');
+            }
+            scalar => out.push_str(&serde_json::to_string(scalar).expect("json")),
+        }
+    }
+    let mut s = String::new();
+    write(v, &mut s);
+    blake3::hash(s.as_bytes()).to_hex().to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn canonical_hashes_ignore_key_order_and_nothing_else() {
+        let a: serde_json::Value = serde_json::from_str(r#"{"b": 1, "a": {"y": [1, {"q": 2, "p": 3}], "x": "s"}}"#).unwrap();
+        let b: serde_json::Value = serde_json::from_str(r#"{"a": {"x": "s", "y": [1, {"p": 3, "q": 2}]}, "b": 1}"#).unwrap();
+        assert_ne!(hash_json(&a), hash_json(&b), "insertion order is kept by this build's serde_json");
+        assert_eq!(hash_canonical_json(&a), hash_canonical_json(&b));
+        let c: serde_json::Value = serde_json::from_str(r#"{"a": {"x": "s", "y": [{"p": 3, "q": 2}, 1]}, "b": 1}"#).unwrap();
+        assert_ne!(hash_canonical_json(&a), hash_canonical_json(&c), "array order matters");
+    }
 
     #[test]
     fn cache_reuses_hashes_and_notices_changes() {
