@@ -44,6 +44,20 @@ fn train_and_evaluate_stages_write_metrics_report_and_rerun_alone_on_a_training_
     ] {
         assert!(report.join(f).is_file(), "missing {f}");
     }
+    // The page is well-formed (XHTML with inline SVG): header cells, every figure inlined.
+    let html = std::fs::read_to_string(report.join("report.html")).unwrap();
+    let mut reader = quick_xml::Reader::from_str(html.split_once('\n').unwrap().1);
+    let (mut th, mut svg) = (0, 0);
+    loop {
+        match reader.read_event().unwrap_or_else(|e| panic!("report.html at {}: {e}", reader.buffer_position())) {
+            quick_xml::events::Event::Start(e) if e.name().as_ref() == b"th" => th += 1,
+            quick_xml::events::Event::Start(e) if e.name().as_ref() == b"svg" => svg += 1,
+            quick_xml::events::Event::Eof => break,
+            _ => {}
+        }
+    }
+    let figures = std::fs::read_dir(&report).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".svg")).count();
+    assert!(th >= 11 && svg == figures && svg > 0, "th {th}, inline svg {svg}, figures {figures}");
     // Each model's two seeds averaged: scored on the one test part, every test clip once.
     let metrics: serde_json::Value = serde_json::from_slice(&std::fs::read(report.join("metrics.json")).unwrap()).unwrap();
     for m in metrics["models"].as_array().unwrap() {
