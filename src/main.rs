@@ -10,6 +10,7 @@ use genrelab_pipeline::{Config, graph};
 use genrelab_store::query::{self, Format};
 
 mod logging;
+mod render;
 
 #[derive(Parser)]
 #[command(name = "genrelab", version, about = "Music genre classification as an incremental pipeline with a Parquet feature store")]
@@ -187,186 +188,143 @@ fn exit_with_parent() {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let engine = graph::engine();
+    let (config, sets) = (cli.config.as_path(), cli.sets.as_slice());
     match cli.command {
-        Command::Run { stages, force, json } => {
-            let cfg = load_config(&cli.config, &cli.sets)?;
-            let _lock = lock_work_folder(&cfg, "run")?;
-            let outcomes = engine.run(&cfg, &stages, &force, std::io::stderr().is_terminal())?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&outcomes)?);
-            } else {
-                println!("{:<12} {:<8} {:>8}  why", "stage", "action", "time");
-                for o in &outcomes {
-                    let time = if o.action == "ran" { format!("{:.2}s", o.seconds) } else { "-".into() };
-                    let why = if o.reasons.is_empty() { "current".into() } else { o.reasons.join("; ") };
-                    println!("{:<12} {:<8} {:>8}  {}", o.stage, o.action, time, why);
-                }
-            }
+        Command::Run { ref stages, ref force, json } => run_stages(&load_config(config, sets)?, stages, force, json),
+        Command::Status { json } => status(&load_config(config, sets)?, json),
+        Command::Query { ref sql, json, csv, rows } => query_store(&load_config(config, sets)?, sql, json, csv, rows),
+        Command::Predict { ref files, ref model, top, hop, timeline, json } => {
+            predict(&load_config(config, sets)?, files, model.as_deref(), top, hop, timeline, json)
         }
-        Command::Status { json } => {
-            let cfg = load_config(&cli.config, &cli.sets)?;
-            let status = engine.status(&cfg, &[])?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&status)?);
-            } else {
-                println!("work folder: {}", cfg.workdir.display());
-                println!("{:<12} {:<8} {:<21} why", "stage", "state", "last run");
-                for s in &status {
-                    let state = if s.current { "current" } else { "stale" };
-                    println!("{:<12} {:<8} {:<21} {}", s.stage, state, s.last_run.as_deref().unwrap_or("-"), s.reasons.join("; "));
-                    if let Some(p) = &s.progress {
-                        println!("{:<43} done so far: {p}", "");
-                    }
-                }
-            }
-        }
-        Command::Query { sql, json, csv, rows } => {
-            let cfg = load_config(&cli.config, &cli.sets)?;
-            let store = genrelab_pipeline::Paths::new(&cfg.workdir).store_dir();
-            let mut df = query::sql(&store, &sql).with_context(|| format!("in store {}", store.display()))?;
-            let format = if json {
-                Format::Json
-            } else if csv {
-                Format::Csv
-            } else {
-                Format::Table
-            };
-            if format == Format::Table {
-                // SAFETY: set before any other thread reads the environment (polars reads it when printing).
-                unsafe {
-                    std::env::set_var("POLARS_FMT_MAX_ROWS", rows.to_string());
-                    std::env::set_var("POLARS_FMT_STR_LEN", "40");
-                    std::env::set_var("POLARS_FMT_TABLE_ROUNDED_CORNERS", "1");
-                }
-            }
-            print!("{}", query::render(&mut df, format)?);
-            if format == Format::Table {
-                println!();
-            }
-        }
-        Command::Predict { files, model, top, hop, timeline, json } => {
-            let cfg = load_config(&cli.config, &cli.sets)?;
-            let paths = genrelab_pipeline::Paths::new(&cfg.workdir);
-            if files.is_empty() {
-                bail!("name at least one audio file or folder");
-            }
-            if top == 0 {
-                bail!("--top must be at least 1");
-            }
-            if hop.is_some_and(|h| h.is_nan() || h <= 0.0) {
-                bail!("--hop must be a positive number of seconds");
-            }
-            let opts = genrelab_stages::predict::PredictOptions { top, hop_seconds: hop, timeline, limits: cfg.limits };
-            let (model, preds) =
-                genrelab_stages::predict::predict_files(&paths.report_dir(), &paths.train_dir(), &files, model.as_deref(), &opts)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"model": model, "predictions": preds}))?);
-            } else {
-                if model.contains('+') {
-                    println!("model: {model} (ensemble: each model's runs averaged, then the models, then the file's windows)");
-                } else {
-                    println!("model: {model} (probabilities averaged over its runs and the file's windows)");
-                }
-                for p in &preds {
-                    match &p.error {
-                        Some(e) => println!("{}: error: {e}", p.file),
-                        None => {
-                            let top: Vec<String> = p.top.iter().map(|(g, pr)| format!("{g} {:.1}%", 100.0 * pr)).collect();
-                            let windows = if p.windows == 1 { "1 window".to_string() } else { format!("{} windows", p.windows) };
-                            println!("{} ({:.1} s, {windows}): {}", p.file, p.seconds, top.join(", "));
-                            if let Some(w) = &p.warning {
-                                println!("  warning: {w}");
-                            }
-                            for w in &p.timeline {
-                                let top: Vec<String> = w.top.iter().map(|(g, pr)| format!("{g} {:.0}%", 100.0 * pr)).collect();
-                                println!("  {:>7.1}-{:<7.1} s  {}", w.start, w.end, top.join(", "));
-                            }
-                        }
-                    }
-                }
-            }
-            if preds.iter().any(|p| p.error.is_some()) {
-                std::process::exit(2);
-            }
-        }
-        Command::Tune { json } => {
-            let cfg = load_config(&cli.config, &cli.sets)?;
-            let paths = genrelab_pipeline::Paths::new(&cfg.workdir);
-            let _lock = lock_work_folder(&cfg, "tune")?;
-            engine.run(&cfg, &["descriptors".to_string(), "split".to_string()], &[], std::io::stderr().is_terminal())?;
-            let trials = genrelab_stages::tune::tune(&paths.store_dir(), &cfg.workdir.join("tune"), &cfg.train, &cfg.tune, cfg.workers())?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&trials)?);
-            } else {
-                println!("tuning {} on validation parts (test parts unused), best first:", cfg.tune.model);
-                println!("{:<17} {:>10} {:>9} {:>6} {:>8}  values", "trial", "valid loss", "valid acc", "epoch", "time");
-                for t in &trials {
-                    println!(
-                        "{:<17} {:>10.4} {:>8.1}% {:>6.1} {:>7.0}s  {}",
-                        t.trial,
-                        t.valid_loss,
-                        100.0 * t.valid_acc,
-                        t.mean_epoch,
-                        t.seconds,
-                        serde_json::to_string(&t.params)?
-                    );
-                }
-                if let Some(best) = trials.first() {
-                    println!("\nbest values, as config:\n[train.model.{}]", cfg.tune.model);
-                    for (k, v) in &best.params {
-                        println!("{k} = {v}");
-                    }
-                }
-            }
-        }
-        Command::Results { json } => {
-            let cfg = load_config(&cli.config, &cli.sets)?;
-            let report = genrelab_pipeline::Paths::new(&cfg.workdir).report_dir();
-            let e = genrelab_stages::evaluate::read_evaluation(&report)?;
-            // The report is the last evaluation that completed: say so when it no longer
-            // matches the config or its inputs (or the last evaluate failed).
-            let status = engine.status(&cfg, &["evaluate".to_string()])?;
-            if let Some(eval) = status.iter().find(|s| s.stage == "evaluate" && !s.current) {
-                let why: Vec<String> =
-                    status.iter().filter(|s| !s.current).map(|s| format!("{}: {}", s.stage, s.reasons.join(", "))).collect();
-                eprintln!(
-                    "warning: these results are from the last evaluation that completed ({}); evaluate is stale now ({}). `genrelab run` brings them up to date",
-                    eval.last_run.as_deref().unwrap_or("time unknown"),
-                    why.join("; ")
-                );
-            }
-            if json {
-                println!("{}", serde_json::to_string_pretty(&e)?);
-            } else {
-                println!("{}", genrelab_stages::evaluate::comparison_table(&e));
-                println!("\nreport: {}", report.join("report.html").display());
-            }
-        }
+        Command::Tune { json } => tune(&load_config(config, sets)?, json),
+        Command::Results { json } => results(&load_config(config, sets)?, json),
         Command::Models => {
-            for m in genrelab_models::registry() {
-                println!("{:<12} {}", m.name, m.about);
-            }
+            print!("{}", render::models());
+            Ok(())
         }
         Command::Config => {
-            let cfg = match cli.config.exists() {
-                true => Config::load_with(&cli.config, &cli.sets)?,
-                false => Config::parse_with("", &cli.sets, Path::new("."), &cli.config)?,
+            let cfg = match config.exists() {
+                true => Config::load_with(config, sets)?,
+                false => Config::parse_with("", sets, Path::new("."), config)?,
             };
             print!("{}", cfg.to_toml());
+            Ok(())
         }
-        Command::TrainRuns { store, train_dir, threads } => {
+        Command::TrainRuns { ref store, ref train_dir, threads } => {
             genrelab_models::use_threads(threads);
             exit_with_parent();
-            genrelab_stages::train::train_worker(&store, &train_dir, std::io::stdin().lock(), std::io::stdout().lock())?;
+            genrelab_stages::train::train_worker(store, train_dir, std::io::stdin().lock(), std::io::stdout().lock())?;
+            Ok(())
         }
         Command::Stages => {
-            for name in engine.stage_names() {
-                let plan = engine.plan(&[name.to_string()])?;
-                let s = plan.last().expect("plan ends with the stage");
-                println!("{:<10} needs [{}]: {}", name, s.deps().join(", "), s.about());
-            }
+            print!("{}", render::stages(&graph::engine())?);
+            Ok(())
         }
     }
+}
+
+/// Print `value` as indented JSON on standard output.
+fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn run_stages(cfg: &Config, stages: &[String], force: &[String], json: bool) -> Result<()> {
+    let _lock = lock_work_folder(cfg, "run")?;
+    let outcomes = graph::engine().run(cfg, stages, force, std::io::stderr().is_terminal())?;
+    if json {
+        return print_json(&outcomes);
+    }
+    print!("{}", render::outcomes(&outcomes));
+    Ok(())
+}
+
+fn status(cfg: &Config, json: bool) -> Result<()> {
+    let status = graph::engine().status(cfg, &[])?;
+    if json {
+        return print_json(&status);
+    }
+    print!("{}", render::status(&cfg.workdir, &status));
+    Ok(())
+}
+
+fn query_store(cfg: &Config, sql: &str, json: bool, csv: bool, rows: usize) -> Result<()> {
+    let store = genrelab_pipeline::Paths::new(&cfg.workdir).store_dir();
+    let mut df = query::sql(&store, sql).with_context(|| format!("in store {}", store.display()))?;
+    let format = match (json, csv) {
+        (true, _) => Format::Json,
+        (_, true) => Format::Csv,
+        _ => Format::Table,
+    };
+    if format == Format::Table {
+        // SAFETY: set before any other thread reads the environment (polars reads it when printing).
+        unsafe {
+            std::env::set_var("POLARS_FMT_MAX_ROWS", rows.to_string());
+            std::env::set_var("POLARS_FMT_STR_LEN", "40");
+            std::env::set_var("POLARS_FMT_TABLE_ROUNDED_CORNERS", "1");
+        }
+    }
+    print!("{}", query::render(&mut df, format)?);
+    if format == Format::Table {
+        println!();
+    }
+    Ok(())
+}
+
+fn predict(cfg: &Config, files: &[PathBuf], model: Option<&str>, top: usize, hop: Option<f64>, timeline: bool, json: bool) -> Result<()> {
+    let paths = genrelab_pipeline::Paths::new(&cfg.workdir);
+    if files.is_empty() {
+        bail!("name at least one audio file or folder");
+    }
+    if top == 0 {
+        bail!("--top must be at least 1");
+    }
+    if hop.is_some_and(|h| h.is_nan() || h <= 0.0) {
+        bail!("--hop must be a positive number of seconds");
+    }
+    let opts = genrelab_stages::predict::PredictOptions { top, hop_seconds: hop, timeline, limits: cfg.limits };
+    let (model, preds) = genrelab_stages::predict::predict_files(&paths.report_dir(), &paths.train_dir(), files, model, &opts)?;
+    if json {
+        print_json(&serde_json::json!({"model": model, "predictions": preds}))?;
+    } else {
+        print!("{}", render::predictions(&model, &preds));
+    }
+    if preds.iter().any(|p| p.error.is_some()) {
+        std::process::exit(2);
+    }
+    Ok(())
+}
+
+fn tune(cfg: &Config, json: bool) -> Result<()> {
+    let paths = genrelab_pipeline::Paths::new(&cfg.workdir);
+    let _lock = lock_work_folder(cfg, "tune")?;
+    graph::engine().run(cfg, &["descriptors".to_string(), "split".to_string()], &[], std::io::stderr().is_terminal())?;
+    let trials = genrelab_stages::tune::tune(&paths.store_dir(), &cfg.workdir.join("tune"), &cfg.train, &cfg.tune, cfg.workers())?;
+    if json {
+        return print_json(&trials);
+    }
+    print!("{}", render::trials(&cfg.tune.model, &trials)?);
+    Ok(())
+}
+
+fn results(cfg: &Config, json: bool) -> Result<()> {
+    let report = genrelab_pipeline::Paths::new(&cfg.workdir).report_dir();
+    let e = genrelab_stages::evaluate::read_evaluation(&report)?;
+    // The report is the last evaluation that completed: say so when it no longer matches the
+    // config or its inputs (or the last evaluate failed).
+    let status = graph::engine().status(cfg, &["evaluate".to_string()])?;
+    if let Some(eval) = status.iter().find(|s| s.stage == "evaluate" && !s.current) {
+        let why: Vec<String> = status.iter().filter(|s| !s.current).map(|s| format!("{}: {}", s.stage, s.reasons.join(", "))).collect();
+        eprintln!(
+            "warning: these results are from the last evaluation that completed ({}); evaluate is stale now ({}). `genrelab run` brings them up to date",
+            eval.last_run.as_deref().unwrap_or("time unknown"),
+            why.join("; ")
+        );
+    }
+    if json {
+        return print_json(&e);
+    }
+    println!("{}", genrelab_stages::evaluate::comparison_table(&e));
+    println!("\nreport: {}", report.join("report.html").display());
     Ok(())
 }
