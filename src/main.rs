@@ -314,7 +314,11 @@ fn results(cfg: &Config, json: bool) -> Result<()> {
     // config or its inputs (or the last evaluate failed).
     let status = graph::engine().status(cfg, &["evaluate".to_string()])?;
     if let Some(eval) = status.iter().find(|s| s.stage == "evaluate" && !s.current) {
-        let why: Vec<String> = status.iter().filter(|s| !s.current).map(|s| format!("{}: {}", s.stage, s.reasons.join(", "))).collect();
+        let why: Vec<String> = status
+            .iter()
+            .filter(|s| !s.current)
+            .map(|s| format!("{}: {}", s.stage, genrelab_pipeline::engine::Reason::join(&s.reasons, ", ")))
+            .collect();
         eprintln!(
             "warning: these results are from the last evaluation that completed ({}); evaluate is stale now ({}). `genrelab run` brings them up to date",
             eval.last_run.as_deref().unwrap_or("time unknown"),

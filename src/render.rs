@@ -3,6 +3,7 @@
 use std::fmt::Write;
 use std::path::Path;
 
+use genrelab_pipeline::engine::Reason;
 use genrelab_pipeline::{Engine, StageOutcome, StageStatus};
 use genrelab_stages::predict::Prediction;
 use genrelab_stages::tune::Trial;
@@ -12,7 +13,7 @@ pub fn outcomes(outcomes: &[StageOutcome]) -> String {
     let mut out = format!("{:<12} {:<8} {:>8}  why\n", "stage", "action", "time");
     for o in outcomes {
         let time = if o.action == "ran" { format!("{:.2}s", o.seconds) } else { "-".into() };
-        let why = if o.reasons.is_empty() { "current".into() } else { o.reasons.join("; ") };
+        let why = if o.reasons.is_empty() { "current".into() } else { Reason::join(&o.reasons, "; ") };
         let _ = writeln!(out, "{:<12} {:<8} {:>8}  {}", o.stage, o.action, time, why);
     }
     out
@@ -24,7 +25,8 @@ pub fn status(workdir: &Path, status: &[StageStatus]) -> String {
     let _ = writeln!(out, "{:<12} {:<8} {:<21} why", "stage", "state", "last run");
     for s in status {
         let state = if s.current { "current" } else { "stale" };
-        let _ = writeln!(out, "{:<12} {:<8} {:<21} {}", s.stage, state, s.last_run.as_deref().unwrap_or("-"), s.reasons.join("; "));
+        let _ =
+            writeln!(out, "{:<12} {:<8} {:<21} {}", s.stage, state, s.last_run.as_deref().unwrap_or("-"), Reason::join(&s.reasons, "; "));
         if let Some(p) = &s.progress {
             let _ = writeln!(out, "{:<43} done so far: {p}", "");
         }

@@ -432,4 +432,20 @@ fn stamps_from_before_canonical_fingerprints_stay_valid() {
     set("split", &|_| "0".repeat(64));
     let st = status(dir.path());
     assert_eq!(st.iter().find(|(n, _, _)| n == "split").unwrap().2, ["fingerprint changed"]);
+
+    // status --json gives each reason's kind and facts beside its sentence.
+    let cfg = dir.path().join("genrelab.toml");
+    std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap().replace("frames = 40", "frames = 30")).unwrap();
+    let o = genrelab(dir.path(), &["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let features = v.as_array().unwrap().iter().find(|s| s["stage"] == "features").unwrap();
+    assert_eq!(
+        features["reasons"],
+        serde_json::json!([{"kind": "parameter", "key": "features.frames", "old": 40, "new": 30, "text": "parameter features.frames: 40 -> 30"}])
+    );
+    let split = v.as_array().unwrap().iter().find(|s| s["stage"] == "split").unwrap();
+    assert_eq!(
+        split["reasons"][0],
+        serde_json::json!({"kind": "upstream_stale", "stage": "features", "text": "upstream `features` is stale"})
+    );
 }

@@ -118,13 +118,148 @@ struct Inputs {
     legacy_fingerprint: String,
 }
 
+/// Why a stage is stale (or runs): each kind with its facts, rendered for people by `Display`
+/// and serialised for `status --json` / `run --json` as `{"kind": ..., facts..., "text": ...}`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reason {
+    /// `--force STAGE`.
+    Forced,
+    NeverRun,
+    /// The last run failed, with its error.
+    LastRunFailed {
+        started: String,
+        error: String,
+    },
+    /// The last run was killed (or is still running).
+    LastRunUnfinished {
+        started: String,
+    },
+    UpstreamStale {
+        stage: String,
+    },
+    WaitsFor {
+        stage: String,
+    },
+    InputMissing {
+        path: String,
+    },
+    VersionChanged {
+        from: u32,
+        to: u32,
+    },
+    /// A parameter the stage reads changed (`key` dotted, from the stage's name).
+    Parameter {
+        key: String,
+        old: Value,
+        new: Value,
+    },
+    /// More parameters changed than are listed.
+    MoreParameters {
+        count: usize,
+    },
+    OutputOfChanged {
+        stage: String,
+    },
+    InputChanged {
+        path: String,
+    },
+    NoLongerReads {
+        path: String,
+    },
+    FingerprintChanged,
+    OutputMissing {
+        path: String,
+    },
+    OutputModified {
+        path: String,
+    },
+    /// A stage's own check of what it wrote (a hub download gone from the cache).
+    Invalid {
+        why: String,
+    },
+    /// The stage failed (in `run`'s outcome).
+    Failed {
+        error: String,
+    },
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::Forced => write!(f, "forced"),
+            Reason::NeverRun => write!(f, "never run"),
+            Reason::LastRunFailed { started, error } => write!(f, "last run failed (started {started}): {error}"),
+            Reason::LastRunUnfinished { started } => write!(f, "last run did not finish (started {started}; killed, or still running)"),
+            Reason::UpstreamStale { stage } => write!(f, "upstream `{stage}` is stale"),
+            Reason::WaitsFor { stage } => write!(f, "waits for `{stage}`, which has not run"),
+            Reason::InputMissing { path } => write!(f, "input {path} does not exist"),
+            Reason::VersionChanged { from, to } => write!(f, "stage version changed: {from} -> {to}"),
+            Reason::Parameter { key, old, new } => write!(f, "parameter {key}: {old} -> {new}"),
+            Reason::MoreParameters { count } => write!(f, "... and {count} more parameters"),
+            Reason::OutputOfChanged { stage } => write!(f, "output of `{stage}` changed"),
+            Reason::InputChanged { path } => write!(f, "input {path} changed"),
+            Reason::NoLongerReads { path } => write!(f, "no longer reads {path}"),
+            Reason::FingerprintChanged => write!(f, "fingerprint changed"),
+            Reason::OutputMissing { path } => write!(f, "output {path} is missing"),
+            Reason::OutputModified { path } => write!(f, "output {path} was modified"),
+            Reason::Invalid { why } | Reason::Failed { error: why } => write!(f, "{why}"),
+        }
+    }
+}
+
+/// A reason equals the sentence it is rendered as (what people and older tests read).
+impl PartialEq<&str> for Reason {
+    fn eq(&self, other: &&str) -> bool {
+        *other == self.to_string().as_str()
+    }
+}
+
+impl Reason {
+    /// Reasons for people, joined by `sep`.
+    pub fn join(reasons: &[Reason], sep: &str) -> String {
+        reasons.iter().map(Reason::to_string).collect::<Vec<_>>().join(sep)
+    }
+}
+
+impl Serialize for Reason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (kind, facts) = match self {
+            Reason::Forced => ("forced", serde_json::json!({})),
+            Reason::NeverRun => ("never_run", serde_json::json!({})),
+            Reason::LastRunFailed { started, error } => ("last_run_failed", serde_json::json!({"started": started, "error": error})),
+            Reason::LastRunUnfinished { started } => ("last_run_unfinished", serde_json::json!({"started": started})),
+            Reason::UpstreamStale { stage } => ("upstream_stale", serde_json::json!({"stage": stage})),
+            Reason::WaitsFor { stage } => ("waits_for", serde_json::json!({"stage": stage})),
+            Reason::InputMissing { path } => ("input_missing", serde_json::json!({"path": path})),
+            Reason::VersionChanged { from, to } => ("version_changed", serde_json::json!({"from": from, "to": to})),
+            Reason::Parameter { key, old, new } => ("parameter", serde_json::json!({"key": key, "old": old, "new": new})),
+            Reason::MoreParameters { count } => ("more_parameters", serde_json::json!({"count": count})),
+            Reason::OutputOfChanged { stage } => ("output_of_changed", serde_json::json!({"stage": stage})),
+            Reason::InputChanged { path } => ("input_changed", serde_json::json!({"path": path})),
+            Reason::NoLongerReads { path } => ("no_longer_reads", serde_json::json!({"path": path})),
+            Reason::FingerprintChanged => ("fingerprint_changed", serde_json::json!({})),
+            Reason::OutputMissing { path } => ("output_missing", serde_json::json!({"path": path})),
+            Reason::OutputModified { path } => ("output_modified", serde_json::json!({"path": path})),
+            Reason::Invalid { why } => ("invalid", serde_json::json!({"why": why})),
+            Reason::Failed { error } => ("failed", serde_json::json!({"error": error})),
+        };
+        let mut m = serde_json::Map::new();
+        m.insert("kind".into(), kind.into());
+        if let Value::Object(facts) = facts {
+            m.extend(facts);
+        }
+        m.insert("text".into(), self.to_string().into());
+        Value::Object(m).serialize(s)
+    }
+}
+
 /// Whether a stage is current, and why not.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StageStatus {
     pub stage: String,
     pub current: bool,
     /// Empty when current.
-    pub reasons: Vec<String>,
+    pub reasons: Vec<Reason>,
     pub last_run: Option<String>,
     pub seconds: Option<f64>,
     /// A stale stage's work already done towards its next run (the train stage's trained runs).
@@ -138,7 +273,7 @@ pub struct StageOutcome {
     pub stage: String,
     /// `ran`, `skipped` (current) or `failed`.
     pub action: String,
-    pub reasons: Vec<String>,
+    pub reasons: Vec<Reason>,
     pub seconds: f64,
     pub summary: Value,
 }
@@ -168,8 +303,8 @@ pub fn format_unix(secs: u64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
-/// Dotted paths where two JSON values differ, as `key: old -> new`.
-pub fn json_diff(prefix: &str, old: &Value, new: &Value, out: &mut Vec<String>) {
+/// Dotted paths where two JSON values differ, with the old and new values.
+pub fn json_diff(prefix: &str, old: &Value, new: &Value, out: &mut Vec<(String, Value, Value)>) {
     match (old, new) {
         (Value::Object(a), Value::Object(b)) => {
             let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
@@ -178,7 +313,7 @@ pub fn json_diff(prefix: &str, old: &Value, new: &Value, out: &mut Vec<String>) 
                 json_diff(&p, a.get(k).unwrap_or(&Value::Null), b.get(k).unwrap_or(&Value::Null), out);
             }
         }
-        (a, b) if a != b => out.push(format!("{prefix}: {a} -> {b}")),
+        (a, b) if a != b => out.push((prefix.to_string(), a.clone(), b.clone())),
         _ => {}
     }
 }
@@ -188,16 +323,16 @@ pub fn waiting_for(workdir: &std::path::Path, holder: &str) {
     tracing::warn!("work folder {} is in use by {holder}; waiting for it to finish (Ctrl-C stops waiting)", workdir.display());
 }
 
-/// `parameter <diff>` lines; a change of the parameters' shape (a new section) can touch dozens
-/// of keys, so past five the first four are named and the rest counted.
-fn parameter_reasons(diffs: Vec<String>) -> Vec<String> {
+/// A reason per changed parameter; a change of the parameters' shape (a new section) can touch
+/// dozens of keys, so past five the first four are named and the rest counted.
+fn parameter_reasons(diffs: Vec<(String, Value, Value)>) -> Vec<Reason> {
     const SHOWN: usize = 4;
-    if diffs.len() <= SHOWN + 1 {
-        return diffs.into_iter().map(|d| format!("parameter {d}")).collect();
+    let count = diffs.len();
+    let shown = if count <= SHOWN + 1 { count } else { SHOWN };
+    let mut out: Vec<Reason> = diffs.into_iter().take(shown).map(|(key, old, new)| Reason::Parameter { key, old, new }).collect();
+    if shown < count {
+        out.push(Reason::MoreParameters { count: count - shown });
     }
-    let more = diffs.len() - SHOWN;
-    let mut out: Vec<String> = diffs.into_iter().take(SHOWN).map(|d| format!("parameter {d}")).collect();
-    out.push(format!("... and {more} more parameters"));
     out
 }
 
@@ -249,20 +384,20 @@ impl Engine {
         cfg: &Config,
         paths: &Paths,
         hashes: &mut HashCache,
-    ) -> Result<Result<Inputs, String>, PipelineError> {
+    ) -> Result<Result<Inputs, Reason>, PipelineError> {
         let params = stage.params(cfg);
         let mut deps = BTreeMap::new();
         for d in stage.deps() {
             match Stamp::load(&paths.stamp(d)) {
                 Some(s) => deps.insert(d.to_string(), s.outputs_hash),
-                None => return Ok(Err(format!("waits for `{d}`, which has not run"))),
+                None => return Ok(Err(Reason::WaitsFor { stage: d.to_string() })),
             };
         }
         let mut externals = BTreeMap::new();
         for p in stage.external_inputs(cfg) {
             let h = hashes.path(&p).map_err(PipelineError::Failed)?;
             let Some(h) = h else {
-                return Ok(Err(format!("input {} does not exist", p.display())));
+                return Ok(Err(Reason::InputMissing { path: p.display().to_string() }));
             };
             externals.insert(p.display().to_string(), h);
         }
@@ -289,9 +424,9 @@ impl Engine {
         paths: &Paths,
         hashes: &mut HashCache,
         upstream_stale: &[&str],
-    ) -> Result<Vec<String>, PipelineError> {
-        let mut why: Vec<String> =
-            stage.deps().iter().filter(|d| upstream_stale.contains(d)).map(|d| format!("upstream `{d}` is stale")).collect();
+    ) -> Result<Vec<Reason>, PipelineError> {
+        let mut why: Vec<Reason> =
+            stage.deps().iter().filter(|d| upstream_stale.contains(d)).map(|d| Reason::UpstreamStale { stage: d.to_string() }).collect();
         let Some(stamp) = Stamp::load(&paths.stamp(stage.name())) else {
             why.push(unfinished_reason(paths, stage.name()));
             return Ok(why);
@@ -307,39 +442,39 @@ impl Engine {
             if let Some(r) = self.outputs_changed(&stamp, paths, hashes)? {
                 return Ok(vec![r]);
             }
-            return Ok(stage.still_valid(cfg, paths).into_iter().collect());
+            return Ok(stage.still_valid(cfg, paths).map(|why| Reason::Invalid { why }).into_iter().collect());
         }
         if stamp.version != stage.version() {
-            why.push(format!("stage version changed: {} -> {}", stamp.version, stage.version()));
+            why.push(Reason::VersionChanged { from: stamp.version, to: stage.version() });
         }
         let mut diffs = vec![];
         json_diff(stage.name(), &stamp.params, &inputs.params, &mut diffs);
         why.extend(parameter_reasons(diffs));
         for (d, h) in &inputs.deps {
             if stamp.deps.get(d) != Some(h) {
-                why.push(format!("output of `{d}` changed"));
+                why.push(Reason::OutputOfChanged { stage: d.clone() });
             }
         }
         for (p, h) in &inputs.externals {
             if stamp.externals.get(p) != Some(h) {
-                why.push(format!("input {p} changed"));
+                why.push(Reason::InputChanged { path: p.clone() });
             }
         }
         for p in stamp.externals.keys().filter(|p| !inputs.externals.contains_key(*p)) {
-            why.push(format!("no longer reads {p}"));
+            why.push(Reason::NoLongerReads { path: p.clone() });
         }
         if why.is_empty() {
-            why.push("fingerprint changed".into());
+            why.push(Reason::FingerprintChanged);
         }
         Ok(why)
     }
 
-    fn outputs_changed(&self, stamp: &Stamp, paths: &Paths, hashes: &mut HashCache) -> Result<Option<String>, PipelineError> {
+    fn outputs_changed(&self, stamp: &Stamp, paths: &Paths, hashes: &mut HashCache) -> Result<Option<Reason>, PipelineError> {
         for o in &stamp.outputs {
             let p = paths.workdir.join(&o.path);
             match hashes.path(&p).map_err(PipelineError::Failed)? {
-                None => return Ok(Some(format!("output {} is missing", o.path.display()))),
-                Some(h) if h != o.blake3 => return Ok(Some(format!("output {} was modified", o.path.display()))),
+                None => return Ok(Some(Reason::OutputMissing { path: o.path.display().to_string() })),
+                Some(h) if h != o.blake3 => return Ok(Some(Reason::OutputModified { path: o.path.display().to_string() })),
                 Some(_) => {}
             }
         }
@@ -389,7 +524,7 @@ impl Engine {
             let forced = force.iter().any(|f| f == stage.name());
             let mut reasons = self.reasons(stage, cfg, &paths, &mut hashes, &[])?;
             if forced {
-                reasons.insert(0, "forced".into());
+                reasons.insert(0, Reason::Forced);
             }
             if reasons.is_empty() {
                 tracing::info!(stage = stage.name(), "current, skipped");
@@ -407,7 +542,7 @@ impl Engine {
                     let o = StageOutcome {
                         stage: stage.name().into(),
                         action: "failed".into(),
-                        reasons: vec![e.to_string()],
+                        reasons: vec![Reason::Failed { error: e.to_string() }],
                         seconds: 0.0,
                         summary: Value::Null,
                     };
@@ -430,14 +565,14 @@ impl Engine {
         hashes: &mut HashCache,
         forced: bool,
         progress: bool,
-        reasons: &[String],
+        reasons: &[Reason],
     ) -> Result<StageOutcome, PipelineError> {
         let span = tracing::info_span!("stage", name = stage.name());
         let _enter = span.enter();
-        tracing::info!(why = %reasons.join("; "), "running");
+        tracing::info!(why = %Reason::join(reasons, "; "), "running");
         let inputs = match self.inputs(stage, cfg, paths, hashes)? {
             Ok(i) => i,
-            Err(reason) => return Err(PipelineError::Failed(reason)),
+            Err(reason) => return Err(PipelineError::Failed(reason.to_string())),
         };
         // Sweep what a killed run may have left, and drop the old stamp: from here until the new
         // stamp is written, the stage's outputs are not to be trusted.
@@ -501,15 +636,15 @@ impl Engine {
 
 /// Why a stage without a stamp is stale: never run, or its last run failed (with the error) or
 /// did not finish (killed, or still running), from the marker a run leaves until its stamp.
-fn unfinished_reason(paths: &Paths, stage: &str) -> String {
+fn unfinished_reason(paths: &Paths, stage: &str) -> Reason {
     let marker: Option<Value> = std::fs::read(paths.unfinished(stage)).ok().and_then(|b| serde_json::from_slice(&b).ok());
     let Some(m) = marker else {
-        return "never run".into();
+        return Reason::NeverRun;
     };
-    let started = m["started_at"].as_str().unwrap_or("?");
+    let started = m["started_at"].as_str().unwrap_or("?").to_string();
     match m["error"].as_str() {
-        Some(e) => format!("last run failed (started {started}): {e}"),
-        None => format!("last run did not finish (started {started}; killed, or still running)"),
+        Some(e) => Reason::LastRunFailed { started, error: e.to_string() },
+        None => Reason::LastRunUnfinished { started },
     }
 }
 
@@ -533,11 +668,12 @@ mod tests {
 
     #[test]
     fn many_parameter_changes_are_summarised() {
-        let d = |n: usize| (0..n).map(|i| format!("k{i}: 1 -> 2")).collect::<Vec<_>>();
+        let d = |n: usize| (0..n).map(|i| (format!("k{i}"), Value::from(1), Value::from(2))).collect::<Vec<_>>();
         assert_eq!(parameter_reasons(d(5)).len(), 5);
         let r = parameter_reasons(d(12));
         assert_eq!(r.len(), 5);
-        assert_eq!((r[0].as_str(), r[4].as_str()), ("parameter k0: 1 -> 2", "... and 8 more parameters"));
+        assert_eq!((r[0].to_string().as_str(), r[4].to_string().as_str()), ("parameter k0: 1 -> 2", "... and 8 more parameters"));
+        assert_eq!(r[4], Reason::MoreParameters { count: 8 });
     }
 
     #[test]
@@ -549,6 +685,7 @@ mod tests {
             &serde_json::json!({"lr": 1e-4, "epochs": 10, "x": {"a": 2}}),
             &mut out,
         );
+        let out: Vec<String> = out.into_iter().map(|(k, a, b)| format!("{k}: {a} -> {b}")).collect();
         assert_eq!(out, ["train.epochs: 150 -> 10", "train.x.a: 1 -> 2"]);
     }
 }

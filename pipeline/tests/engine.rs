@@ -108,7 +108,7 @@ impl Fixture {
     }
     fn reasons(&self, stage: &str) -> Vec<String> {
         let st = self.engine(1).status(&self.cfg, &[]).unwrap();
-        st.into_iter().find(|s| s.stage == stage).unwrap().reasons
+        st.into_iter().find(|s| s.stage == stage).unwrap().reasons.iter().map(|r| r.to_string()).collect()
     }
 }
 

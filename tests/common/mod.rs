@@ -97,7 +97,7 @@ pub fn status(dir: &Path) -> Vec<(String, bool, Vec<String>)> {
         .unwrap()
         .iter()
         .map(|s| {
-            let reasons = s["reasons"].as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_string()).collect();
+            let reasons = s["reasons"].as_array().unwrap().iter().map(|r| r["text"].as_str().unwrap().to_string()).collect();
             (s["stage"].as_str().unwrap().to_string(), s["current"].as_bool().unwrap(), reasons)
         })
         .collect()
