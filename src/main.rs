@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use genrelab_pipeline::{Config, graph};
+use genrelab::config::{Config, Folders};
+use genrelab::graph;
 use genrelab_store::query::{self, Format};
 
 mod logging;

@@ -91,7 +91,7 @@ pub fn models() -> String {
 }
 
 /// `stages`: each stage, what it needs and what it does.
-pub fn stages(engine: &Engine) -> anyhow::Result<String> {
+pub fn stages(engine: &Engine<genrelab::Config>) -> anyhow::Result<String> {
     let mut out = String::new();
     for name in engine.stage_names() {
         let plan = engine.plan(&[name.to_string()])?;

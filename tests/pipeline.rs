@@ -228,7 +228,7 @@ fn shipped_configurations_are_valid() {
         let o =
             std::process::Command::new(env!("CARGO_BIN_EXE_genrelab")).args(["--config", f.to_str().unwrap(), "config"]).output().unwrap();
         assert!(o.status.success(), "{}: {}", f.display(), String::from_utf8_lossy(&o.stderr));
-        let cfg = genrelab_pipeline::Config::load(&f).unwrap();
+        let cfg = genrelab::Config::load(&f).unwrap();
         for m in &cfg.train.models {
             assert!(genrelab_models::info(m).is_ok(), "{}: unknown model {m}", f.display());
             cfg.train.for_model(m).unwrap_or_else(|e| panic!("{}: {e}", f.display()));

@@ -22,12 +22,47 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::PipelineError;
-use crate::config::{Config, Paths};
 use crate::fingerprint::{HashCache, hash_canonical_json, hash_json};
 
+/// What the engine needs of an application's configuration: where its work folder is.
+pub trait Workspace {
+    fn workdir(&self) -> &Path;
+}
+
+/// What a stage's run can fail with: any error (the application's own types).
+pub type StageFailure = Box<dyn std::error::Error + Send + Sync>;
+
+/// The engine's files inside a work folder (stamps, the hash cache, the run log, the lock), and
+/// the folder itself for an application's own layout.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub workdir: PathBuf,
+}
+
+impl Paths {
+    pub fn new(workdir: &Path) -> Self {
+        Paths { workdir: workdir.to_path_buf() }
+    }
+    /// The engine's own state: stamps, the hash cache, the run log.
+    pub fn state_dir(&self) -> PathBuf {
+        self.workdir.join(".genrelab")
+    }
+    pub fn stamp(&self, stage: &str) -> PathBuf {
+        self.state_dir().join("stamps").join(format!("{stage}.json"))
+    }
+    /// Left by a stage's run until its stamp is written: when it started, and its error if it
+    /// failed (what `status` says of a stage without a stamp).
+    pub fn unfinished(&self, stage: &str) -> PathBuf {
+        self.state_dir().join("stamps").join(format!("{stage}.unfinished.json"))
+    }
+    pub fn events(&self) -> PathBuf {
+        self.state_dir().join("events.jsonl")
+    }
+}
+
 /// What a stage gets when it runs.
-pub struct Ctx<'a> {
-    pub cfg: &'a Config,
+pub struct Ctx<'a, C> {
+    pub cfg: &'a C,
     pub paths: &'a Paths,
     pub hashes: &'a mut HashCache,
     /// The user forced this stage (`--force`): e.g. the download stage asks the hub again.
@@ -40,7 +75,7 @@ pub struct Ctx<'a> {
 const ABSENT: &str = "absent";
 
 /// One step of the pipeline.
-pub trait Stage {
+pub trait Stage<C> {
     fn name(&self) -> &'static str;
     /// Bump when the stage's code changes what it writes: every stamp of the old version goes stale.
     fn version(&self) -> u32;
@@ -48,30 +83,30 @@ pub trait Stage {
     /// Stages whose outputs this one reads.
     fn deps(&self) -> &'static [&'static str];
     /// The parameters this stage reads, and nothing else.
-    fn params(&self, cfg: &Config) -> Value;
+    fn params(&self, cfg: &C) -> Value;
     /// Files or folders outside the work folder that this stage reads (hashed by content).
-    fn external_inputs(&self, _cfg: &Config) -> Vec<PathBuf> {
+    fn external_inputs(&self, _cfg: &C) -> Vec<PathBuf> {
         vec![]
     }
     /// Files the stage reads when they exist (a missing one is the stage's own business, such as
     /// a reject): hashed like the others, and recorded as absent when missing, so that the
     /// stage runs again when one appears.
-    fn optional_inputs(&self, _cfg: &Config) -> Vec<PathBuf> {
+    fn optional_inputs(&self, _cfg: &C) -> Vec<PathBuf> {
         vec![]
     }
     /// Files or folders this stage writes.
-    fn outputs(&self, cfg: &Config, paths: &Paths) -> Vec<PathBuf>;
+    fn outputs(&self, cfg: &C, paths: &Paths) -> Vec<PathBuf>;
     /// A check beyond hashes (e.g. that a cached download still exists); Some(reason) = stale.
-    fn still_valid(&self, _cfg: &Config, _paths: &Paths) -> Option<String> {
+    fn still_valid(&self, _cfg: &C, _paths: &Paths) -> Option<String> {
         None
     }
     /// What a stale stage's outputs already hold towards its next run (work a run keeps: a
     /// long stage's finished parts), for `status`; None when nothing.
-    fn progress(&self, _cfg: &Config, _paths: &Paths) -> Option<String> {
+    fn progress(&self, _cfg: &C, _paths: &Paths) -> Option<String> {
         None
     }
     /// Do the work; returns a summary recorded in the stamp.
-    fn run(&self, ctx: &mut Ctx) -> Result<Value, PipelineError>;
+    fn run(&self, ctx: &mut Ctx<C>) -> Result<Value, StageFailure>;
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -278,8 +313,8 @@ pub struct StageOutcome {
     pub summary: Value,
 }
 
-pub struct Engine {
-    stages: Vec<Box<dyn Stage>>,
+pub struct Engine<C> {
+    stages: Vec<Box<dyn Stage<C>>>,
 }
 
 fn now() -> String {
@@ -336,8 +371,8 @@ fn parameter_reasons(diffs: Vec<(String, Value, Value)>) -> Vec<Reason> {
     out
 }
 
-impl Engine {
-    pub fn new(stages: Vec<Box<dyn Stage>>) -> Self {
+impl<C: Workspace> Engine<C> {
+    pub fn new(stages: Vec<Box<dyn Stage<C>>>) -> Self {
         Engine { stages }
     }
 
@@ -345,7 +380,7 @@ impl Engine {
         self.stages.iter().map(|s| s.name()).collect()
     }
 
-    fn find(&self, name: &str) -> Result<&dyn Stage, PipelineError> {
+    fn find(&self, name: &str) -> Result<&dyn Stage<C>, PipelineError> {
         self.stages
             .iter()
             .find(|s| s.name() == name)
@@ -354,9 +389,9 @@ impl Engine {
     }
 
     /// The stages needed for `targets` (all when empty), dependencies first.
-    pub fn plan(&self, targets: &[String]) -> Result<Vec<&dyn Stage>, PipelineError> {
+    pub fn plan(&self, targets: &[String]) -> Result<Vec<&dyn Stage<C>>, PipelineError> {
         let mut wanted: Vec<&'static str> = vec![];
-        fn visit(e: &Engine, name: &str, wanted: &mut Vec<&'static str>) -> Result<(), PipelineError> {
+        fn visit<C: Workspace>(e: &Engine<C>, name: &str, wanted: &mut Vec<&'static str>) -> Result<(), PipelineError> {
             let s = e.find(name)?;
             for d in s.deps() {
                 visit(e, d, wanted)?;
@@ -380,8 +415,8 @@ impl Engine {
 
     fn inputs(
         &self,
-        stage: &dyn Stage,
-        cfg: &Config,
+        stage: &dyn Stage<C>,
+        cfg: &C,
         paths: &Paths,
         hashes: &mut HashCache,
     ) -> Result<Result<Inputs, Reason>, PipelineError> {
@@ -419,8 +454,8 @@ impl Engine {
     /// Why `stage` is stale now (empty = current).
     fn reasons(
         &self,
-        stage: &dyn Stage,
-        cfg: &Config,
+        stage: &dyn Stage<C>,
+        cfg: &C,
         paths: &Paths,
         hashes: &mut HashCache,
         upstream_stale: &[&str],
@@ -482,8 +517,8 @@ impl Engine {
     }
 
     /// Current / stale (and why) for the planned stages.
-    pub fn status(&self, cfg: &Config, targets: &[String]) -> Result<Vec<StageStatus>, PipelineError> {
-        let paths = Paths::new(&cfg.workdir);
+    pub fn status(&self, cfg: &C, targets: &[String]) -> Result<Vec<StageStatus>, PipelineError> {
+        let paths = Paths::new(cfg.workdir());
         let mut hashes = HashCache::load(&paths.state_dir().join("hashes.json"));
         let mut stale: Vec<&str> = vec![];
         let mut out = vec![];
@@ -508,12 +543,12 @@ impl Engine {
 
     /// Run what is stale among `targets` (and their dependencies); `force` names stages to run
     /// regardless.
-    pub fn run(&self, cfg: &Config, targets: &[String], force: &[String], progress: bool) -> Result<Vec<StageOutcome>, PipelineError> {
+    pub fn run(&self, cfg: &C, targets: &[String], force: &[String], progress: bool) -> Result<Vec<StageOutcome>, PipelineError> {
         for f in force {
             self.find(f)?;
         }
-        let paths = Paths::new(&cfg.workdir);
-        let _lock = crate::lock::WorkLock::acquire(&cfg.workdir, "run", |holder| waiting_for(&cfg.workdir, holder))?;
+        let paths = Paths::new(cfg.workdir());
+        let _lock = crate::lock::WorkLock::acquire(cfg.workdir(), "run", |holder| waiting_for(cfg.workdir(), holder))?;
         std::fs::create_dir_all(paths.state_dir().join("stamps")).map_err(|e| PipelineError::io(paths.state_dir(), e))?;
         // The hash cache's and stamps' temporaries of a killed run.
         genrelab_store::atomic::remove_stale_temporaries(&paths.state_dir());
@@ -559,8 +594,8 @@ impl Engine {
     #[allow(clippy::too_many_arguments)]
     fn run_stage(
         &self,
-        stage: &dyn Stage,
-        cfg: &Config,
+        stage: &dyn Stage<C>,
+        cfg: &C,
         paths: &Paths,
         hashes: &mut HashCache,
         forced: bool,
@@ -593,7 +628,10 @@ impl Engine {
         };
         mark(None);
         let start = Instant::now();
-        let summary = stage.run(&mut Ctx { cfg, paths, hashes, forced, progress }).inspect_err(|e| mark(Some(&e.to_string())))?;
+        let summary = stage
+            .run(&mut Ctx { cfg, paths, hashes, forced, progress })
+            .inspect_err(|e| mark(Some(&e.to_string())))
+            .map_err(PipelineError::Stage)?;
         let seconds = start.elapsed().as_secs_f64();
 
         if std::env::var("GENRELAB_FAULT").is_ok_and(|f| f == format!("abort-before-stamp:{}", stage.name())) {

@@ -9,6 +9,9 @@ use std::time::UNIX_EPOCH;
 
 use serde::{Deserialize, Serialize};
 
+/// A file's `(size in bytes, blake3 hex)`, or why it could not be read.
+pub type FileHash = Result<(u64, String), String>;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Entry {
     bytes: u64,
@@ -44,7 +47,7 @@ impl HashCache {
     }
 
     /// `(size, blake3)` of a file, from the cache when its size and mtime are unchanged.
-    pub fn file(&mut self, path: &Path) -> genrelab_stages::source::FileHash {
+    pub fn file(&mut self, path: &Path) -> FileHash {
         let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let mtime_ns = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
         let key = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());

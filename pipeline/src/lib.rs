@@ -1,22 +1,21 @@
-//! # genrelab-pipeline: the incremental engine and genrelab's stage graph
+//! # genrelab-pipeline: an incremental engine for staged jobs
 //!
-//! - [`config`]: the one TOML configuration and the work folder's layout;
+//! It knows nothing of audio or of genrelab: an application gives it [`Stage`]s over its own
+//! configuration type (anything with a work folder, [`engine::Workspace`]), and the engine runs
+//! what is stale, skips what is current and says why (genrelab's configuration and stage graph
+//! are in the `genrelab` binary: `src/config.rs`, `src/graph.rs`).
+//!
+//! - [`engine`]: stages, canonical fingerprints, stamps, typed stale reasons, `status` and `run`;
 //! - [`fingerprint`]: content hashes with a (path, size, mtime) cache;
-//! - [`engine`]: stages, fingerprints, stamps, `status` and `run`;
-//! - [`lock`]: one writer per work folder;
-//! - [`graph`]: genrelab's stages (download -> features -> split -> train -> evaluate) wired
-//!   into the engine.
+//! - [`lock`]: one writer per work folder.
 
-pub mod config;
 pub mod engine;
 pub mod fingerprint;
-pub mod graph;
 pub mod lock;
 
 use std::path::PathBuf;
 
-pub use config::{Config, Paths};
-pub use engine::{Engine, Stage, StageOutcome, StageStatus};
+pub use engine::{Engine, Paths, Stage, StageOutcome, StageStatus, Workspace};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -30,8 +29,9 @@ pub enum PipelineError {
         #[source]
         source: Box<PipelineError>,
     },
-    #[error(transparent)]
-    Stage(#[from] genrelab_stages::StageError),
+    /// A stage's own error (the application's type).
+    #[error("{0}")]
+    Stage(engine::StageFailure),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

@@ -5,22 +5,37 @@ use std::cell::Cell;
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use genrelab_pipeline::PipelineError;
-use genrelab_pipeline::config::{Config, Paths};
-use genrelab_pipeline::engine::{Ctx, Engine, Stage};
+use genrelab_pipeline::engine::{Ctx, Engine, Paths, Stage, StageFailure, Workspace};
 use serde_json::{Value, json};
+
+/// The toy stages' own configuration: the engine knows only that it has a work folder.
+#[derive(Debug, Clone)]
+struct Toy {
+    workdir: PathBuf,
+    /// Read by `scale`.
+    folds: usize,
+    /// Read by no stage.
+    seed: u64,
+    other: u32,
+}
+
+impl Workspace for Toy {
+    fn workdir(&self) -> &std::path::Path {
+        &self.workdir
+    }
+}
 
 /// `copy`: reads an external file, writes it upper-cased.
 struct Copy {
     input: PathBuf,
     version: u32,
 }
-/// `scale`: reads copy's output, writes it repeated `split.folds` times; can be told to fail.
+/// `scale`: reads copy's output, writes it repeated `folds` times; can be told to fail.
 struct Scale {
     fail: Rc<Cell<bool>>,
 }
 
-impl Stage for Copy {
+impl Stage<Toy> for Copy {
     fn name(&self) -> &'static str {
         "copy"
     }
@@ -33,23 +48,23 @@ impl Stage for Copy {
     fn deps(&self) -> &'static [&'static str] {
         &[]
     }
-    fn params(&self, _cfg: &Config) -> Value {
+    fn params(&self, _cfg: &Toy) -> Value {
         json!({})
     }
-    fn external_inputs(&self, _cfg: &Config) -> Vec<PathBuf> {
+    fn external_inputs(&self, _cfg: &Toy) -> Vec<PathBuf> {
         vec![self.input.clone()]
     }
-    fn outputs(&self, _cfg: &Config, paths: &Paths) -> Vec<PathBuf> {
+    fn outputs(&self, _cfg: &Toy, paths: &Paths) -> Vec<PathBuf> {
         vec![paths.workdir.join("copy.txt")]
     }
-    fn run(&self, ctx: &mut Ctx) -> Result<Value, PipelineError> {
+    fn run(&self, ctx: &mut Ctx<Toy>) -> Result<Value, StageFailure> {
         let text = std::fs::read_to_string(&self.input).unwrap().to_uppercase();
         genrelab_store::atomic::write_atomic(ctx.paths.workdir.join("copy.txt"), text.as_bytes()).unwrap();
         Ok(json!({"chars": text.len()}))
     }
 }
 
-impl Stage for Scale {
+impl Stage<Toy> for Scale {
     fn name(&self) -> &'static str {
         "scale"
     }
@@ -62,17 +77,17 @@ impl Stage for Scale {
     fn deps(&self) -> &'static [&'static str] {
         &["copy"]
     }
-    fn params(&self, cfg: &Config) -> Value {
-        json!({"folds": cfg.split.folds})
+    fn params(&self, cfg: &Toy) -> Value {
+        json!({"folds": cfg.folds})
     }
-    fn outputs(&self, _cfg: &Config, paths: &Paths) -> Vec<PathBuf> {
+    fn outputs(&self, _cfg: &Toy, paths: &Paths) -> Vec<PathBuf> {
         vec![paths.workdir.join("scale.txt")]
     }
-    fn run(&self, ctx: &mut Ctx) -> Result<Value, PipelineError> {
+    fn run(&self, ctx: &mut Ctx<Toy>) -> Result<Value, StageFailure> {
         if self.fail.get() {
-            return Err(PipelineError::Failed("simulated crash".into()));
+            return Err("simulated crash".into());
         }
-        let text = std::fs::read_to_string(ctx.paths.workdir.join("copy.txt")).unwrap().repeat(ctx.cfg.split.folds);
+        let text = std::fs::read_to_string(ctx.paths.workdir.join("copy.txt")).unwrap().repeat(ctx.cfg.folds);
         genrelab_store::atomic::write_atomic(ctx.paths.workdir.join("scale.txt"), text.as_bytes()).unwrap();
         Ok(Value::Null)
     }
@@ -81,7 +96,7 @@ impl Stage for Scale {
 struct Fixture {
     _dir: tempfile::TempDir,
     input: PathBuf,
-    cfg: Config,
+    cfg: Toy,
     fail: Rc<Cell<bool>>,
 }
 
@@ -90,10 +105,10 @@ impl Fixture {
         let dir = tempfile::tempdir().unwrap();
         let input = dir.path().join("input.txt");
         std::fs::write(&input, "abc").unwrap();
-        let cfg = Config { workdir: dir.path().join("work"), ..Config::default() };
+        let cfg = Toy { workdir: dir.path().join("work"), folds: 10, seed: 42, other: 128 };
         Fixture { input, cfg, fail: Rc::new(Cell::new(false)), _dir: dir }
     }
-    fn engine(&self, copy_version: u32) -> Engine {
+    fn engine(&self, copy_version: u32) -> Engine<Toy> {
         Engine::new(vec![Box::new(Copy { input: self.input.clone(), version: copy_version }), Box::new(Scale { fail: self.fail.clone() })])
     }
     /// Run everything; return the stages that ran.
@@ -126,12 +141,12 @@ fn first_run_runs_all_then_nothing_is_stale() {
 fn a_parameter_change_reruns_only_the_stage_that_reads_it() {
     let mut f = Fixture::new();
     f.run(1);
-    f.cfg.split.folds = 3;
+    f.cfg.folds = 3;
     assert!(f.reasons("copy").is_empty());
     assert_eq!(f.reasons("scale"), ["parameter scale.folds: 10 -> 3"]);
     // Parameters this stage does not read change nothing.
-    f.cfg.split.seed = 1234;
-    f.cfg.features.n_mels = 64;
+    f.cfg.seed = 1234;
+    f.cfg.other = 64;
     assert_eq!(f.run(1), ["scale"]);
     assert_eq!(std::fs::read_to_string(f.cfg.workdir.join("scale.txt")).unwrap(), "ABC".repeat(3));
 }

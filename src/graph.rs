@@ -12,18 +12,18 @@ use genrelab_stages::{descriptors, evaluate, features, split, train};
 use genrelab_store::names;
 use serde_json::{Value, json};
 
-use crate::PipelineError;
-use crate::config::{Config, Paths};
-use crate::engine::{Ctx, Engine, Stage};
+use genrelab_pipeline::engine::{Ctx, Engine, Paths, Stage, StageFailure};
+
+use crate::config::{Config, Folders};
 
 /// The pipeline in dependency order.
-pub fn engine() -> Engine {
+pub fn engine() -> Engine<Config> {
     Engine::new(vec![Box::new(Download), Box::new(Features), Box::new(Descriptors), Box::new(Split), Box::new(Train), Box::new(Evaluate)])
 }
 
 pub struct Download;
 
-impl Stage for Download {
+impl Stage<Config> for Download {
     fn name(&self) -> &'static str {
         "download"
     }
@@ -90,7 +90,7 @@ impl Stage for Download {
             _ => Some(format!("the downloaded archive {} is gone or changed", m.path.display())),
         }
     }
-    fn run(&self, ctx: &mut Ctx) -> Result<Value, PipelineError> {
+    fn run(&self, ctx: &mut Ctx<Config>) -> Result<Value, StageFailure> {
         let hashes = &mut *ctx.hashes;
         let mut hash_file = |p: &std::path::Path| hashes.file(p);
         let m = download::download(
@@ -104,7 +104,7 @@ impl Stage for Download {
 
 pub struct Features;
 
-impl Stage for Features {
+impl Stage<Config> for Features {
     fn name(&self) -> &'static str {
         "features"
     }
@@ -127,7 +127,7 @@ impl Stage for Features {
         let s = paths.store_dir();
         vec![s.join(names::FEATURES), s.join(names::FEATURES_FULL), s.join(names::REJECTS)]
     }
-    fn run(&self, ctx: &mut Ctx) -> Result<Value, PipelineError> {
+    fn run(&self, ctx: &mut Ctx<Config>) -> Result<Value, StageFailure> {
         let source = download::read_manifest(&ctx.paths.download_dir())?;
         let s =
             features::extract_features(&source, &ctx.cfg.features, &ctx.paths.store_dir(), ctx.cfg.threads, &ctx.cfg.limits, !ctx.forced)?;
@@ -137,7 +137,7 @@ impl Stage for Features {
 
 pub struct Descriptors;
 
-impl Stage for Descriptors {
+impl Stage<Config> for Descriptors {
     fn name(&self) -> &'static str {
         "descriptors"
     }
@@ -157,7 +157,7 @@ impl Stage for Descriptors {
     fn outputs(&self, _cfg: &Config, paths: &Paths) -> Vec<PathBuf> {
         vec![paths.store_dir().join(names::DESCRIPTORS)]
     }
-    fn run(&self, ctx: &mut Ctx) -> Result<Value, PipelineError> {
+    fn run(&self, ctx: &mut Ctx<Config>) -> Result<Value, StageFailure> {
         let source = download::read_manifest(&ctx.paths.download_dir())?;
         let s = descriptors::extract_descriptors(
             &source,
@@ -173,7 +173,7 @@ impl Stage for Descriptors {
 
 pub struct Split;
 
-impl Stage for Split {
+impl Stage<Config> for Split {
     fn name(&self) -> &'static str {
         "split"
     }
@@ -200,7 +200,7 @@ impl Stage for Split {
     fn outputs(&self, _cfg: &Config, paths: &Paths) -> Vec<PathBuf> {
         vec![paths.store_dir().join(names::SPLIT)]
     }
-    fn run(&self, ctx: &mut Ctx) -> Result<Value, PipelineError> {
+    fn run(&self, ctx: &mut Ctx<Config>) -> Result<Value, StageFailure> {
         let source = download::read_manifest(&ctx.paths.download_dir())?;
         Ok(json!(split::make_split(&ctx.paths.store_dir(), &ctx.cfg.split, Some(&source))?))
     }
@@ -208,7 +208,7 @@ impl Stage for Split {
 
 pub struct Train;
 
-impl Stage for Train {
+impl Stage<Config> for Train {
     fn name(&self) -> &'static str {
         "train"
     }
@@ -234,14 +234,14 @@ impl Stage for Train {
         let folds = if cfg.split.protocol == split::Protocol::Kfold { cfg.split.folds } else { 1 };
         train::folder_progress(&paths.train_dir(), &cfg.train, folds)
     }
-    fn run(&self, ctx: &mut Ctx) -> Result<Value, PipelineError> {
+    fn run(&self, ctx: &mut Ctx<Config>) -> Result<Value, StageFailure> {
         Ok(train::train(&ctx.paths.store_dir(), &ctx.paths.train_dir(), &ctx.cfg.train, ctx.forced, ctx.cfg.workers())?)
     }
 }
 
 pub struct Evaluate;
 
-impl Stage for Evaluate {
+impl Stage<Config> for Evaluate {
     fn name(&self) -> &'static str {
         "evaluate"
     }
@@ -268,7 +268,7 @@ impl Stage for Evaluate {
         let s = paths.store_dir();
         vec![s.join("metrics.parquet"), s.join("per_genre.parquet"), s.join("predictions.parquet"), paths.report_dir()]
     }
-    fn run(&self, ctx: &mut Ctx) -> Result<Value, PipelineError> {
+    fn run(&self, ctx: &mut Ctx<Config>) -> Result<Value, StageFailure> {
         let e = evaluate::evaluate(&ctx.paths.store_dir(), &ctx.paths.train_dir(), &ctx.paths.report_dir(), &ctx.cfg.evaluate)?;
         let best = e.best();
         Ok(json!({"runs": e.runs.len(), "best_model": best.map(|b| b.0), "best_accuracy": best.map(|b| b.1)}))

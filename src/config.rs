@@ -13,7 +13,7 @@ use genrelab_stages::train::TrainConfig;
 use genrelab_stages::tune::TuneConfig;
 use serde::{Deserialize, Serialize};
 
-use crate::PipelineError;
+use genrelab_pipeline::PipelineError;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -207,42 +207,32 @@ fn normalize(p: &Path) -> PathBuf {
     out
 }
 
-/// Where things live inside the work folder.
-#[derive(Debug, Clone)]
-pub struct Paths {
-    pub workdir: PathBuf,
+impl genrelab_pipeline::Workspace for Config {
+    fn workdir(&self) -> &Path {
+        &self.workdir
+    }
 }
 
-impl Paths {
-    pub fn new(workdir: &Path) -> Self {
-        Paths { workdir: workdir.to_path_buf() }
-    }
-    pub fn download_dir(&self) -> PathBuf {
+/// genrelab's folders inside the work folder (the engine's own state is in `.genrelab/`).
+pub trait Folders {
+    fn download_dir(&self) -> PathBuf;
+    fn store_dir(&self) -> PathBuf;
+    fn train_dir(&self) -> PathBuf;
+    fn report_dir(&self) -> PathBuf;
+}
+
+impl Folders for genrelab_pipeline::Paths {
+    fn download_dir(&self) -> PathBuf {
         self.workdir.join("download")
     }
-    pub fn store_dir(&self) -> PathBuf {
+    fn store_dir(&self) -> PathBuf {
         self.workdir.join("store")
     }
-    /// The engine's own state: stamps, the hash cache, the run log.
-    pub fn state_dir(&self) -> PathBuf {
-        self.workdir.join(".genrelab")
-    }
-    pub fn train_dir(&self) -> PathBuf {
+    fn train_dir(&self) -> PathBuf {
         self.workdir.join("train")
     }
-    pub fn report_dir(&self) -> PathBuf {
+    fn report_dir(&self) -> PathBuf {
         self.workdir.join("report")
-    }
-    pub fn stamp(&self, stage: &str) -> PathBuf {
-        self.state_dir().join("stamps").join(format!("{stage}.json"))
-    }
-    /// Left by a stage's run until its stamp is written: when it started, and its error if it
-    /// failed (what `status` says of a stage without a stamp).
-    pub fn unfinished(&self, stage: &str) -> PathBuf {
-        self.state_dir().join("stamps").join(format!("{stage}.unfinished.json"))
-    }
-    pub fn events(&self) -> PathBuf {
-        self.state_dir().join("events.jsonl")
     }
 }
 
