@@ -8,9 +8,10 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use genrelab::config::{Config, Folders};
 use genrelab::graph;
-use genrelab_store::query::{self, Format};
+use query::Format;
 
 mod logging;
+mod query;
 mod render;
 
 #[derive(Parser)]

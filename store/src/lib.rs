@@ -15,13 +15,13 @@
 //! with its hash, so a reader never has to guess how the numbers were made.
 //!
 //! This crate owns the schemas ([`tables`]), writing files atomically ([`atomic`]) and reading
-//! them back, and the polars SQL view over the whole store ([`query`]). Stages call it; they never
-//! write files of their own.
+//! them back (arrow and parquet only: the polars SQL view over the store, `genrelab query`, is the
+//! command line's, so only the binary links polars). Stages call it; they never write files of
+//! their own.
 
 pub mod atomic;
 pub mod error;
 pub mod foreign;
-pub mod query;
 pub mod tables;
 
 pub use atomic::AtomicFile;

@@ -9,7 +9,7 @@ use std::path::Path;
 use polars::prelude::*;
 use polars::sql::SQLContext;
 
-use crate::StoreError;
+use genrelab_store::StoreError;
 
 /// Names of the tables in `store_dir`, sorted.
 pub fn table_names(store_dir: &Path) -> Vec<String> {
@@ -18,7 +18,7 @@ pub fn table_names(store_dir: &Path) -> Vec<String> {
         .flatten()
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "parquet") && !crate::atomic::is_temporary(p))
+        .filter(|p| p.extension().is_some_and(|x| x == "parquet") && !genrelab_store::atomic::is_temporary(p))
         .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
         .collect();
     names.sort();
@@ -80,7 +80,7 @@ pub fn render(df: &mut DataFrame, format: Format) -> Result<String, StoreError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tables::*;
+    use genrelab_store::tables::*;
 
     #[test]
     fn sql_counts_and_aggregates_over_written_tables() {
