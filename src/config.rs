@@ -4,13 +4,13 @@
 
 use std::path::{Path, PathBuf};
 
-use genrelab_stages::FeatureConfig;
-use genrelab_stages::descriptors::DescriptorConfig;
-use genrelab_stages::download::DownloadConfig;
-use genrelab_stages::evaluate::EvaluateConfig;
-use genrelab_stages::split::SplitConfig;
-use genrelab_stages::train::TrainConfig;
-use genrelab_stages::tune::TuneConfig;
+use genrelab_audio::FeatureConfig;
+use genrelab_data::descriptors::DescriptorConfig;
+use genrelab_data::download::DownloadConfig;
+use genrelab_data::split::SplitConfig;
+use genrelab_runs::evaluate::EvaluateConfig;
+use genrelab_runs::train::TrainConfig;
+use genrelab_runs::tune::TuneConfig;
 use serde::{Deserialize, Serialize};
 
 use genrelab_pipeline::PipelineError;
@@ -47,7 +47,7 @@ pub struct Config {
     pub tune: TuneConfig,
     /// The largest file and the longest clip read (features, descriptors, predict); beyond them
     /// a clip is a reject.
-    pub limits: genrelab_stages::audio::Limits,
+    pub limits: genrelab_audio::audio::Limits,
 }
 
 impl Default for Config {
@@ -118,9 +118,9 @@ impl Config {
     }
 
     /// The worker processes that train runs when `jobs` > 1 (None: one run at a time here).
-    pub fn workers(&self) -> Option<genrelab_stages::train::Workers> {
+    pub fn workers(&self) -> Option<genrelab_runs::train::Workers> {
         match (self.jobs > 1, self.worker.is_empty()) {
-            (true, false) => Some(genrelab_stages::train::Workers::new(self.jobs, self.threads, self.worker.clone())),
+            (true, false) => Some(genrelab_runs::train::Workers::new(self.jobs, self.threads, self.worker.clone())),
             (true, true) => {
                 tracing::warn!(jobs = self.jobs, "no command to start training workers with: training one run at a time");
                 None
@@ -315,7 +315,7 @@ mod tests {
         assert_eq!(cfg.train.for_model("resnet").unwrap().seeds, 2);
         assert_eq!(cfg.train.for_model("logreg").unwrap().learning_rate, 0.01);
         assert_eq!(cfg.train.for_model("logreg").unwrap().epochs, 5);
-        assert_eq!(cfg.download.source, genrelab_stages::download::SourceKind::Folder);
+        assert_eq!(cfg.download.source, genrelab_data::download::SourceKind::Folder);
         assert_eq!(cfg.download.path, Some(PathBuf::from("/c/data/x")), "relative to the config's folder");
         assert_eq!(cfg.workdir, PathBuf::from("/c/w"), "the file's other keys stay");
         // A later --set wins; none at all leaves the text as it is.

@@ -7,8 +7,9 @@
 
 use std::path::PathBuf;
 
-use genrelab_stages::download::{self, DownloadOptions, SourceKind};
-use genrelab_stages::{descriptors, evaluate, features, split, train};
+use genrelab_data::download::{self, DownloadOptions, SourceKind};
+use genrelab_data::{descriptors, features, split};
+use genrelab_runs::{evaluate, train};
 use genrelab_store::names;
 use serde_json::{Value, json};
 
@@ -60,7 +61,7 @@ impl Stage<Config> for Download {
     fn optional_inputs(&self, cfg: &Config) -> Vec<PathBuf> {
         // Every file a manifest names: a missing one is a reject, and appears later as a change.
         match (&cfg.download.source, &cfg.download.path) {
-            (SourceKind::Manifest, Some(m)) => genrelab_stages::manifest::listed_files(m, &cfg.download.columns),
+            (SourceKind::Manifest, Some(m)) => genrelab_data::manifest::listed_files(m, &cfg.download.columns),
             _ => vec![],
         }
     }
@@ -77,7 +78,7 @@ impl Stage<Config> for Download {
             return None;
         }
         let m = download::read_manifest(&paths.download_dir()).ok()?;
-        if m.container == genrelab_stages::source::Container::Parquet {
+        if m.container == genrelab_data::source::Container::Parquet {
             let files = cfg.download.hub_files();
             return files
                 .iter()

@@ -54,7 +54,7 @@ pub fn init(quiet: bool, verbose: u8) {
         .fmt_fields(Plain::<1>::default())
         .with_span_events(FmtSpan::CLOSE)
         .with_target(false)
-        .with_filter(EnvFilter::new("info,genrelab_stages=debug,genrelab_pipeline=debug,symphonia_core=off"));
+        .with_filter(EnvFilter::new("info,genrelab_data=debug,genrelab_runs=debug,genrelab_pipeline=debug,symphonia_core=off"));
     tracing_subscriber::registry().with(stderr).with(file).init();
 }
 

@@ -1,5 +1,6 @@
-//! `genrelab`: the command line. It parses flags and wires the crates together; the work is in
-//! `genrelab-pipeline` (the engine and the stage graph), `genrelab-stages` and `genrelab-store`.
+//! `genrelab`: the command line. It parses flags, reads the configuration and runs the stage graph
+//! (this package's library: `config`, `graph`) on the engine (`genrelab-pipeline`); the work is in
+//! the crates along the data's path: `genrelab-audio`, `-data`, `-runs`, `-report`, `-store`.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -215,7 +216,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::TrainRuns { ref store, ref train_dir, threads } => {
             genrelab_models::use_threads(threads);
             exit_with_parent();
-            genrelab_stages::train::train_worker(store, train_dir, std::io::stdin().lock(), std::io::stdout().lock())?;
+            genrelab_runs::train::train_worker(store, train_dir, std::io::stdin().lock(), std::io::stdout().lock())?;
             Ok(())
         }
         Command::Stages => {
@@ -284,8 +285,8 @@ fn predict(cfg: &Config, files: &[PathBuf], model: Option<&str>, top: usize, hop
     if hop.is_some_and(|h| h.is_nan() || h <= 0.0) {
         bail!("--hop must be a positive number of seconds");
     }
-    let opts = genrelab_stages::predict::PredictOptions { top, hop_seconds: hop, timeline, limits: cfg.limits };
-    let (model, preds) = genrelab_stages::predict::predict_files(&paths.report_dir(), &paths.train_dir(), files, model, &opts)?;
+    let opts = genrelab_runs::predict::PredictOptions { top, hop_seconds: hop, timeline, limits: cfg.limits };
+    let (model, preds) = genrelab_runs::predict::predict_files(&paths.report_dir(), &paths.train_dir(), files, model, &opts)?;
     if json {
         print_json(&serde_json::json!({"model": model, "predictions": preds}))?;
     } else {
@@ -301,7 +302,7 @@ fn tune(cfg: &Config, json: bool) -> Result<()> {
     let paths = genrelab_pipeline::Paths::new(&cfg.workdir);
     let _lock = lock_work_folder(cfg, "tune")?;
     graph::engine().run(cfg, &["descriptors".to_string(), "split".to_string()], &[], std::io::stderr().is_terminal())?;
-    let trials = genrelab_stages::tune::tune(&paths.store_dir(), &cfg.workdir.join("tune"), &cfg.train, &cfg.tune, cfg.workers())?;
+    let trials = genrelab_runs::tune::tune(&paths.store_dir(), &cfg.workdir.join("tune"), &cfg.train, &cfg.tune, cfg.workers())?;
     if json {
         return print_json(&trials);
     }
@@ -311,7 +312,7 @@ fn tune(cfg: &Config, json: bool) -> Result<()> {
 
 fn results(cfg: &Config, json: bool) -> Result<()> {
     let report = genrelab_pipeline::Paths::new(&cfg.workdir).report_dir();
-    let e = genrelab_stages::evaluate::read_evaluation(&report)?;
+    let e = genrelab_runs::evaluate::read_evaluation(&report)?;
     // The report is the last evaluation that completed: say so when it no longer matches the
     // config or its inputs (or the last evaluate failed).
     let status = graph::engine().status(cfg, &["evaluate".to_string()])?;
@@ -330,7 +331,7 @@ fn results(cfg: &Config, json: bool) -> Result<()> {
     if json {
         return print_json(&e);
     }
-    println!("{}", genrelab_stages::evaluate::comparison_table(&e));
+    println!("{}", genrelab_runs::evaluate::comparison_table(&e));
     println!("\nreport: {}", report.join("report.html").display());
     Ok(())
 }

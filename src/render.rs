@@ -5,8 +5,8 @@ use std::path::Path;
 
 use genrelab_pipeline::engine::Reason;
 use genrelab_pipeline::{Engine, StageOutcome, StageStatus};
-use genrelab_stages::predict::Prediction;
-use genrelab_stages::tune::Trial;
+use genrelab_runs::predict::Prediction;
+use genrelab_runs::tune::Trial;
 
 /// `run`: what each stage did and why.
 pub fn outcomes(outcomes: &[StageOutcome]) -> String {

@@ -1,7 +1,7 @@
 //! Decoding of every supported format (fixtures written by tests/data/formats/make_fixtures.py):
 //! the samples are the signal that was encoded, mono, at the requested rate.
 
-use genrelab_stages::audio::{decode_any, resample};
+use genrelab_audio::audio::{decode_any, resample};
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/formats");
 
@@ -27,7 +27,7 @@ fn power_at(x: &[f32], rate: f64, freq: f64) -> f64 {
     (s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2) / (x.len() as f64).powi(2)
 }
 
-fn decode(name: &str) -> genrelab_stages::audio::Decoded {
+fn decode(name: &str) -> genrelab_audio::audio::Decoded {
     let bytes = std::fs::read(format!("{DIR}/{name}")).unwrap();
     let ext = name.rsplit('.').next();
     decode_any(&bytes, ext, 22_050).unwrap_or_else(|e| panic!("{name}: {e}"))

@@ -48,7 +48,7 @@ fn sha256_hex(b: &[u8]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("x");
     std::fs::write(&p, b).unwrap();
-    let (_, h) = genrelab_stages::download::sha256_file(&p).unwrap();
+    let (_, h) = genrelab_data::download::sha256_file(&p).unwrap();
     let mut s = String::new();
     write!(s, "{h}").unwrap();
     s

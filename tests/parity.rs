@@ -4,8 +4,8 @@
 
 mod common;
 
-use genrelab_stages::audio::decode_wav;
-use genrelab_stages::logmel::{FeatureConfig, LogMel, fit_frames, resize};
+use genrelab_audio::audio::decode_wav;
+use genrelab_audio::logmel::{FeatureConfig, LogMel, fit_frames, resize};
 
 /// The agreement we require, in dB, before and after resizing.
 const TOLERANCE_DB: f32 = 0.05;

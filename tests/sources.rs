@@ -308,7 +308,7 @@ fn serve(repo: &str, files: Vec<(String, Vec<u8>)>) -> String {
                     // The hub names an LFS file by its SHA-256 (genrelab checks the bytes against it).
                     let tmp = tempfile::NamedTempFile::new().unwrap();
                     std::fs::write(tmp.path(), body).unwrap();
-                    let etag = genrelab_stages::download::sha256_file(tmp.path()).unwrap().1;
+                    let etag = genrelab_data::download::sha256_file(tmp.path()).unwrap().1;
                     let mut head = format!(
                         "HTTP/1.1 206 Partial Content\r\netag: \"{etag}\"\r\nx-repo-commit: {}\r\ncontent-range: bytes {start}-{}/{total}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
                         "c0ffee".repeat(6) + "c0ff",

@@ -30,24 +30,4 @@ impl StageError {
     }
 }
 
-/// A message from a parser that may quote the bytes it choked on (the tar crate does), cut where
-/// the bytes begin: control characters and undecodable bytes never reach a terminal.
-pub fn printable(message: &str) -> String {
-    let message = message.replace('\t', " ");
-    match message.find(|c: char| c.is_control() || c == char::REPLACEMENT_CHARACTER) {
-        None => message,
-        Some(at) => format!("{}(binary data)", &message[..at]),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn binary_in_messages_is_cut() {
-        assert_eq!(super::printable("bad field: 12 ok"), "bad field: 12 ok");
-        assert_eq!(
-            super::printable("numeric field did not have utf-8 text: \u{fffd}\u{1}x when getting"),
-            "numeric field did not have utf-8 text: (binary data)"
-        );
-    }
-}
+pub use genrelab_audio::printable;

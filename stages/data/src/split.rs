@@ -60,9 +60,9 @@ impl Default for SplitConfig {
 
 /// The fault-filtered lists as shipped with genrelab.
 pub const FILTERED_LISTS: [(&str, &str); 3] = [
-    ("train", include_str!("../data/gtzan-splits/train_filtered.txt")),
-    ("valid", include_str!("../data/gtzan-splits/valid_filtered.txt")),
-    ("test", include_str!("../data/gtzan-splits/test_filtered.txt")),
+    ("train", include_str!("../gtzan-splits/train_filtered.txt")),
+    ("valid", include_str!("../gtzan-splits/valid_filtered.txt")),
+    ("test", include_str!("../gtzan-splits/test_filtered.txt")),
 ];
 
 /// Clips by genre (genres and ids sorted), the starting point of every protocol.

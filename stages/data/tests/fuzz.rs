@@ -8,9 +8,9 @@
 use std::io::Cursor;
 use std::path::Path;
 
-use genrelab_stages::audio::{Limits, decode_within};
-use genrelab_stages::manifest::{Columns, manifest_clips};
-use genrelab_stages::source::scan_tarball;
+use genrelab_audio::audio::{Limits, decode_within};
+use genrelab_data::manifest::{Columns, manifest_clips};
+use genrelab_data::source::scan_tarball;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 
@@ -57,7 +57,7 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         ("wav", wav(Int, 24, 2, 44_100, 2000)),
         ("wav", wav(Float, 32, 1, 16_000, 2000)),
     ];
-    let formats = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/formats");
+    let formats = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/formats");
     for (ext, name) in [("flac", "mono16k.flac"), ("mp3", "stereo44k.mp3"), ("ogg", "stereo44k.ogg"), ("m4a", "stereo44k_aac.m4a")] {
         out.push((ext, std::fs::read(formats.join(name)).unwrap()));
     }
@@ -176,7 +176,7 @@ proptest! {
         let manifest = dir.path().join("m.csv");
         std::fs::write(&manifest, format!("path,label,id\n{text}")).unwrap();
         let cols = Columns { path_template: template, id: Some("id".into()), header_rows, ..Columns::default() };
-        let missing = |p: &Path| -> genrelab_stages::source::FileHash { Err(format!("{}: no such file", p.display())) };
+        let missing = |p: &Path| -> genrelab_data::source::FileHash { Err(format!("{}: no such file", p.display())) };
         if let Ok((clips, _rejects)) = manifest_clips(&manifest, &cols, missing) {
             prop_assert!(clips.is_empty(), "no file exists, so no row is a clip");
         }

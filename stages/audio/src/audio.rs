@@ -261,7 +261,7 @@ fn guarded(f: impl FnOnce() -> Result<Decoded, AudioError>) -> Result<Decoded, A
     result.unwrap_or_else(|panic| {
         let why =
             panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_default();
-        Err(AudioError::Decode(format!("damaged stream (the decoder failed: {})", crate::error::printable(&why))))
+        Err(AudioError::Decode(format!("damaged stream (the decoder failed: {})", crate::printable(&why))))
     })
 }
 
