@@ -229,7 +229,7 @@ impl Stage<Config> for Train {
         json!(cfg.train)
     }
     fn outputs(&self, _cfg: &Config, paths: &Paths) -> Vec<PathBuf> {
-        vec![paths.train_dir(), paths.store_dir().join("history.parquet")]
+        vec![paths.train_dir(), paths.store_dir().join(names::HISTORY)]
     }
     fn progress(&self, cfg: &Config, paths: &Paths) -> Option<String> {
         let folds = if cfg.split.protocol == split::Protocol::Kfold { cfg.split.folds } else { 1 };
@@ -267,7 +267,7 @@ impl Stage<Config> for Evaluate {
     }
     fn outputs(&self, _cfg: &Config, paths: &Paths) -> Vec<PathBuf> {
         let s = paths.store_dir();
-        vec![s.join("metrics.parquet"), s.join("per_genre.parquet"), s.join("predictions.parquet"), paths.report_dir()]
+        vec![s.join(names::METRICS), s.join(names::PER_GENRE), s.join(names::PREDICTIONS), paths.report_dir()]
     }
     fn run(&self, ctx: &mut Ctx<Config>) -> Result<Value, StageFailure> {
         let e = evaluate::evaluate(&ctx.paths.store_dir(), &ctx.paths.train_dir(), &ctx.paths.report_dir(), &ctx.cfg.evaluate)?;

@@ -38,4 +38,9 @@ pub mod names {
     pub const DESCRIPTORS: &str = "descriptors.parquet";
     pub const REJECTS: &str = "rejects.parquet";
     pub const SPLIT: &str = "split.parquet";
+    pub const HISTORY: &str = "history.parquet";
+    pub const METRICS: &str = "metrics.parquet";
+    pub const PER_GENRE: &str = "per_genre.parquet";
+    pub const PREDICTIONS: &str = "predictions.parquet";
+    pub const TUNE: &str = "tune.parquet";
 }

@@ -36,6 +36,13 @@ pub enum Protocol {
     Given,
 }
 
+impl Protocol {
+    /// The protocol a split table's metadata names (`study`, `kfold`, ...).
+    pub fn parse(name: &str) -> Option<Protocol> {
+        serde_json::from_value(serde_json::Value::String(name.to_string())).ok()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SplitConfig {

@@ -416,7 +416,7 @@ fn write_tables(store_dir: &Path, e: &Evaluation, predictions: &[(String, String
     let meta = |t: &str| TableMeta::new(t).with("protocol", &e.protocol);
     let r = &e.runs;
     let metrics = write_columns_staged(
-        &store_dir.join("metrics.parquet"),
+        &store_dir.join(names::METRICS),
         &meta("metrics"),
         vec![
             ("run", Column::Str(r.iter().map(|x| x.run.clone()).collect())),
@@ -439,7 +439,7 @@ fn write_tables(store_dir: &Path, e: &Evaluation, predictions: &[(String, String
         }
     }
     let per_genre = write_columns_staged(
-        &store_dir.join("per_genre.parquet"),
+        &store_dir.join(names::PER_GENRE),
         &meta("per_genre"),
         vec![
             ("run", Column::Str(pg.iter().map(|(x, _)| x.run.clone()).collect())),
@@ -452,7 +452,7 @@ fn write_tables(store_dir: &Path, e: &Evaluation, predictions: &[(String, String
         ],
     )?;
     let predictions = write_columns_staged(
-        &store_dir.join("predictions.parquet"),
+        &store_dir.join(names::PREDICTIONS),
         &meta("predictions"),
         vec![
             ("run", Column::Str(predictions.iter().map(|p| p.0.clone()).collect())),

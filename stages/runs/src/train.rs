@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::StageError;
 use crate::features::feature_config_of;
 use crate::logmel::FeatureConfig;
+use crate::split::Protocol;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -405,8 +406,12 @@ fn rows_where(features: &FeatureMatrix, split: &[SplitRow], pred: impl Fn(&Split
 pub fn plan_runs(features: &FeatureMatrix, split: &[SplitRow], protocol: &str, cfg: &TrainConfig) -> Result<Vec<RunPlan>, StageError> {
     // k-fold, or a manifest's own folds (`given`): one run per fold.
     let given = folds_of(split);
-    let folds: Vec<Option<i32>> =
-        if protocol == "kfold" || (protocol == "given" && !given.is_empty()) { given.into_iter().map(Some).collect() } else { vec![None] };
+    let by_fold = match Protocol::parse(protocol) {
+        Some(Protocol::Kfold) => true,
+        Some(Protocol::Given) => !given.is_empty(),
+        _ => false,
+    };
+    let folds: Vec<Option<i32>> = if by_fold { given.into_iter().map(Some).collect() } else { vec![None] };
     let mut plans = vec![];
     for model in &cfg.models {
         let mcfg = cfg.for_model(model)?;
@@ -603,7 +608,7 @@ pub fn train(
     fresh: bool,
     workers: Option<Workers>,
 ) -> Result<serde_json::Value, StageError> {
-    let history = store_dir.join("history.parquet");
+    let history = store_dir.join(names::HISTORY);
     train_into(store_dir, train_dir, cfg, &TrainOptions { fresh, history: Some(&history), only: Only::All, workers })
 }
 

@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
-use genrelab_store::TableMeta;
 use genrelab_store::tables::{Column, write_columns};
+use genrelab_store::{TableMeta, names};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -161,7 +161,7 @@ pub fn tune(
     }
     trials.sort_by(|a, b| a.valid_loss.total_cmp(&b.valid_loss));
     write_columns(
-        &store_dir.join("tune.parquet"),
+        &store_dir.join(names::TUNE),
         &TableMeta::new("tune").with("model", &cfg.model).with("metric", "valid_loss"),
         vec![
             ("trial", Column::Str(trials.iter().map(|t| t.trial.clone()).collect())),
