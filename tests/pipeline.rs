@@ -160,27 +160,17 @@ fn local_tarball_source_streams_clips_and_rejects_bad_members() {
     // A Kaggle-style archive built in the test, with one member that is not audio.
     let dir = tempfile::tempdir().unwrap();
     let tarball = dir.path().join("genres.tar.gz");
-    {
-        let gz = flate2::write::GzEncoder::new(std::fs::File::create(&tarball).unwrap(), flate2::Compression::fast());
-        let mut tar = tar::Builder::new(gz);
-        let mut add = |name: &str, bytes: &[u8]| {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(bytes.len() as u64);
-            h.set_mode(0o644);
-            h.set_cksum();
-            tar.append_data(&mut h, name, bytes).unwrap();
-        };
-        for (g, genre) in ["blues", "rock"].iter().enumerate() {
-            for i in 0..3 {
-                add(&format!("Data/genres_original/{genre}/{genre}.{i:05}.wav"), &clip_wav(g, i, 1.0, 22050));
-            }
+    let mut members = vec![];
+    for (g, genre) in ["blues", "rock"].iter().enumerate() {
+        for i in 0..3 {
+            members.push((format!("Data/genres_original/{genre}/{genre}.{i:05}.wav"), clip_wav(g, i, 1.0, 22050)));
         }
-        add("Data/genres_original/rock/rock.00009.wav", b"garbage");
-        // A member the archive holds twice (issue 26, row 14): the first copy is used.
-        add("Data/genres_original/blues/blues.00001.wav", &clip_wav(0, 50, 1.0, 22050));
-        add("Data/features_30_sec.csv", b"filename,label\n");
-        tar.into_inner().unwrap().finish().unwrap();
     }
+    members.push(("Data/genres_original/rock/rock.00009.wav".into(), b"garbage".to_vec()));
+    // A member the archive holds twice (issue 26, row 14): the first copy is used.
+    members.push(("Data/genres_original/blues/blues.00001.wav".into(), clip_wav(0, 50, 1.0, 22050)));
+    members.push(("Data/features_30_sec.csv".into(), b"filename,label\n".to_vec()));
+    write_tarball(&tarball, &members);
     write_config(dir.path(), &format!("[download]\nsource = \"tarball\"\npath = \"genres.tar.gz\"\n{SMALL_FEATURES}"));
     assert_eq!(ran(&run_stages(dir.path(), &["split"])), ["download", "features", "split"]);
     let manifest: serde_json::Value =
@@ -315,25 +305,15 @@ fn files_and_clips_beyond_the_limits_are_rejects_and_the_stage_goes_on() {
     // announces 20 s: with limits of 2 MiB and 10 s both are rejects, the rest is read.
     let dir = tempfile::tempdir().unwrap();
     let tarball = dir.path().join("genres.tar.gz");
-    {
-        let gz = flate2::write::GzEncoder::new(std::fs::File::create(&tarball).unwrap(), flate2::Compression::fast());
-        let mut tar = tar::Builder::new(gz);
-        let mut add = |name: &str, bytes: &[u8]| {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(bytes.len() as u64);
-            h.set_mode(0o644);
-            h.set_cksum();
-            tar.append_data(&mut h, name, bytes).unwrap();
-        };
-        for (g, genre) in ["blues", "rock"].iter().enumerate() {
-            for i in 0..3 {
-                add(&format!("genres/{genre}/{genre}.{i:05}.wav"), &clip_wav(g, i, 1.0, 22050));
-            }
+    let mut members = vec![];
+    for (g, genre) in ["blues", "rock"].iter().enumerate() {
+        for i in 0..3 {
+            members.push((format!("genres/{genre}/{genre}.{i:05}.wav"), clip_wav(g, i, 1.0, 22050)));
         }
-        add("genres/rock/rock.00007.wav", &clip_wav(1, 7, 60.0, 22050));
-        add("genres/blues/blues.00008.wav", &clip_wav(0, 8, 20.0, 22050));
-        tar.into_inner().unwrap().finish().unwrap();
     }
+    members.push(("genres/rock/rock.00007.wav".into(), clip_wav(1, 7, 60.0, 22050)));
+    members.push(("genres/blues/blues.00008.wav".into(), clip_wav(0, 8, 20.0, 22050)));
+    write_tarball(&tarball, &members);
     write_config(
         dir.path(),
         &format!(

@@ -37,6 +37,20 @@ pub fn write_tree(root: &Path, genres: &[&str], per_genre: usize, seconds: f32) 
     }
 }
 
+/// A `.tar.gz` at `path` holding `members` (name, bytes) in order, as GNU tar writes them.
+pub fn write_tarball(path: &Path, members: &[(String, Vec<u8>)]) {
+    let gz = flate2::write::GzEncoder::new(std::fs::File::create(path).unwrap(), flate2::Compression::fast());
+    let mut tar = tar::Builder::new(gz);
+    for (name, bytes) in members {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(bytes.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, name, bytes.as_slice()).unwrap();
+    }
+    tar.into_inner().unwrap().finish().unwrap();
+}
+
 /// Small features so tests run in seconds: 32 mels, 40 frames, resized to 16 x 20.
 pub const SMALL_FEATURES: &str = "[features]\nn_mels = 32\nframes = 40\nout_mels = 16\nout_frames = 20\n";
 
