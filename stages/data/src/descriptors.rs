@@ -74,7 +74,8 @@ pub fn extract_descriptors(
     let mut computed: HashMap<String, (String, Vec<f32>)> = HashMap::new();
     let mut skipped = 0;
     let describe_clip = |e: &ClipEntry, b: &[u8]| {
-        let hash = blake3::hash(b).to_hex().to_string();
+        // The download stage listed the bytes' hash; hash them here only when it did not.
+        let hash = if e.blake3.is_empty() { blake3::hash(b).to_hex().to_string() } else { e.blake3.clone() };
         decode_within(b, e.extension(), cfg.sample_rate, limits)
             .map_err(|e| e.to_string())
             .map(|a| (hash, describe(&lm, described_part(&lm, &a.samples), dcfg.max_hz)))
