@@ -40,6 +40,13 @@ def machine():
     return f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
 
 
+def commit():
+    """The commit measured, marked when the working tree differs from it."""
+    git = lambda *a: subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + (" with uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
 def list_clips(folder):
     out = []
     for dirpath, _, files in os.walk(folder):
@@ -149,6 +156,7 @@ def main():
         f"- date: {date}",
         f"- machine: {machine()}",
         f"- clips: {len(paths)} from {label}",
+        f"- code: genrelab {commit()}",
         "- command: `make bench` (bench/features_bench.py); each row is the median of %d interleaved runs" % REPEATS,
         "- genrelab times are the features stage alone (decode, log-mel, resize, both Parquet tables written);",
         "  the Python time is decode, log-mel and resize with nothing written. Peak memory is the process's max RSS.",
@@ -159,10 +167,26 @@ def main():
     lines += [f"| {n} | {s:.2f} | {c:.1f} | {r:.1f}x | {m:.0f} |" for n, s, c, r, m in rows]
     lines += ["", f"A no-op `genrelab run` (every stage current, {len(paths)} clips): {noop_ms:.0f} ms (median of 5)."]
     text = "\n".join(lines) + "\n"
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        f.write(text)
     print(text)
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    previous = open(args.out).read() if os.path.exists(args.out) else ""
+    with open(args.out, "w") as f:
+        f.write(with_history(text, previous))
+
+
+EARLIER = "## Earlier runs"
+
+
+def with_history(text, previous):
+    """This run's report, then every earlier run's under EARLIER, newest first (each keeps its
+    own date, machine and figures: runs on different machines are not comparable)."""
+    if not previous.strip():
+        return text
+    last, _, older = previous.partition(EARLIER)
+    last = last.replace("# Feature extraction speed", "", 1).strip().splitlines()
+    date = next((l[len("- date: "):] for l in last if l.startswith("- date: ")), "undated")
+    body = "\n".join(l for l in last if not l.startswith("- date: "))
+    return text + "\n" + EARLIER + "\n\n### " + date + "\n\n" + body + "\n" + older.rstrip() + "\n"
 
 
 if __name__ == "__main__":

@@ -164,6 +164,9 @@ pub fn scan_hub_parquet(
     Ok((clips, rejected))
 }
 
+/// What the reader of [`SourceManifest::par_map_clips`] says when the work stopped first.
+const STOPPED: &str = "the clips' consumer stopped";
+
 impl SourceManifest {
     /// A human description of the clip at `entry`.
     pub fn location(&self, entry: &ClipEntry) -> String {
@@ -199,24 +202,33 @@ impl SourceManifest {
             .map_err(|e| crate::StageError::Failed(format!("thread pool: {e}")))?;
         let threads = pool.current_num_threads();
         let bar = crate::progress::bar(self.clips.len() as u64, what);
-        let mut n_batch = 0usize;
-        self.read_batches((threads * 8).max(16), limits, |items| {
-            let span = tracing::debug_span!("batch", n = n_batch, clips = items.len());
-            let _enter = span.enter();
-            n_batch += 1;
-            let n = items.len() as u64;
-            let done: Vec<_> = pool.install(|| {
-                items
-                    .into_par_iter()
-                    .map(|(entry, bytes)| {
-                        let r = bytes.and_then(|b| work(&entry, &b));
-                        (entry, r)
-                    })
-                    .collect()
+        // A thread of its own reads the next batch while the pool works on this one; at most
+        // one batch waits read, so memory stays bounded by two batches.
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        std::thread::scope(|scope| {
+            let reader = scope
+                .spawn(move || self.read_batches((threads * 8).max(16), limits, |items| tx.send(items).map_err(|_| STOPPED.to_string())));
+            let worked = rx.into_iter().enumerate().try_for_each(|(n_batch, items)| {
+                let span = tracing::debug_span!("batch", n = n_batch, clips = items.len());
+                let _enter = span.enter();
+                let n = items.len() as u64;
+                let done: Vec<_> = pool.install(|| {
+                    items
+                        .into_par_iter()
+                        .map(|(entry, bytes)| {
+                            let r = bytes.and_then(|b| work(&entry, &b));
+                            (entry, r)
+                        })
+                        .collect()
+                });
+                sink(done)?;
+                bar.inc(n);
+                Ok::<_, String>(())
             });
-            sink(done)?;
-            bar.inc(n);
-            Ok(())
+            // The receiver is dropped before the join, so a reader blocked on a full channel
+            // after a failed sink stops (with STOPPED, which the sink's error explains better).
+            let read = reader.join().expect("the reader thread does not panic");
+            worked.and(read)
         })
         .map_err(crate::StageError::Source)?;
         bar.finish_and_clear();
