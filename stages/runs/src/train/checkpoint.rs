@@ -50,7 +50,35 @@ pub struct Checkpoint {
     pub trained_on: String,
 }
 
+/// What decides whether a finished run is kept rather than trained again: the model and its
+/// input, the recipe and the data (`settings`), the classes, the features and, for descriptor
+/// and crop models, the normalisation and band limit they were fitted with. Two checkpoints with
+/// equal identities were trained the same way on the same data.
+#[derive(Debug, PartialEq)]
+pub struct RunIdentity<'a> {
+    pub spec: &'a ModelSpec,
+    pub input: Input,
+    pub settings: &'a TrainSettings,
+    pub labels: &'a [String],
+    pub feature_config: &'a FeatureConfig,
+    pub stats_mean: &'a [f32],
+    pub max_hz: Option<f64>,
+}
+
 impl Checkpoint {
+    /// See [`RunIdentity`].
+    pub fn identity(&self) -> RunIdentity<'_> {
+        RunIdentity {
+            spec: &self.spec,
+            input: self.input,
+            settings: &self.settings,
+            labels: &self.labels,
+            feature_config: &self.feature_config,
+            stats_mean: &self.stats_mean,
+            max_hz: self.max_hz,
+        }
+    }
+
     /// Wall time of the run's training, every epoch it ran (validation and test scoring included).
     pub fn train_seconds(&self) -> f64 {
         self.history.iter().map(|h| h.seconds).sum()

@@ -252,17 +252,17 @@ impl<'a> RunContext<'a> {
             .filter(|c| {
                 // A run trained before libtorch (burn's `.bpk` weights) is trained again.
                 [genrelab_models::train::WEIGHTS, genrelab_models::train::BEST_WEIGHTS].contains(&c.weights.as_str())
-                    && c.spec == spec
-                    && c.settings == ckpt.settings
-                    && c.labels == ckpt.labels
-                    && c.feature_config == ckpt.feature_config
-                    && c.input == input
-                    && c.stats_mean == ckpt.stats_mean
-                    && c.max_hz == max_hz
+                    && c.identity() == ckpt.identity()
             })
             .map(|c| c.history);
         Ok(Prepared { ckpt, epochs: mcfg.epochs, x, y, done })
     }
+}
+
+/// A row of the `history` table: one epoch of one run.
+struct HistoryRow<'a> {
+    plan: &'a RunPlan,
+    epoch: EpochRecord,
 }
 
 /// [`train_into`] with the store's inputs already read (`genrelab tune` reads them once for
@@ -305,7 +305,7 @@ pub fn train_with(
             bar.set_position(0);
         }
     }
-    let mut hist: Vec<(String, String, u64, Option<i32>, EpochRecord)> = vec![];
+    let mut hist: Vec<HistoryRow> = vec![];
     for plan in &plans {
         let history = match known.remove(plan.id.as_str()) {
             Some(history) => {
@@ -314,34 +314,34 @@ pub fn train_with(
             }
             None => ctx.train_plan(plan, device, |n| bar.inc(n))?,
         };
-        hist.extend(history.into_iter().map(|r| (plan.id.clone(), plan.model.clone(), plan.seed, plan.fold, r)));
+        hist.extend(history.into_iter().map(|epoch| HistoryRow { plan, epoch }));
     }
     bar.finish_and_clear();
 
     let protocol = &ctx.protocol;
-    let seconds: f64 = hist.iter().map(|h| h.4.seconds).sum();
+    let seconds: f64 = hist.iter().map(|h| h.epoch.seconds).sum();
     let summary = serde_json::json!({"runs": plans.len(), "protocol": protocol, "train_seconds": seconds});
     let Some(history) = opts.history else {
         return Ok(summary);
     };
-    let opt = |f: fn(&EpochRecord) -> Option<f64>| Column::Float(hist.iter().map(|h| f(&h.4).unwrap_or(f64::NAN)).collect());
+    let opt = |f: fn(&EpochRecord) -> Option<f64>| Column::Float(hist.iter().map(|h| f(&h.epoch).unwrap_or(f64::NAN)).collect());
     write_columns(
         history,
         &TableMeta::new("history").with("protocol", protocol),
         vec![
-            ("run", Column::Str(hist.iter().map(|h| h.0.clone()).collect())),
-            ("model", Column::Str(hist.iter().map(|h| h.1.clone()).collect())),
-            ("seed", Column::Int(hist.iter().map(|h| h.2 as i64).collect())),
-            ("fold", Column::OptInt(hist.iter().map(|h| h.3.map(i64::from)).collect())),
-            ("epoch", Column::Int(hist.iter().map(|h| h.4.epoch as i64).collect())),
-            ("train_loss", Column::Float(hist.iter().map(|h| h.4.train_loss).collect())),
-            ("train_acc", Column::Float(hist.iter().map(|h| h.4.train_acc).collect())),
+            ("run", Column::Str(hist.iter().map(|h| h.plan.id.clone()).collect())),
+            ("model", Column::Str(hist.iter().map(|h| h.plan.model.clone()).collect())),
+            ("seed", Column::Int(hist.iter().map(|h| h.plan.seed as i64).collect())),
+            ("fold", Column::OptInt(hist.iter().map(|h| h.plan.fold.map(i64::from)).collect())),
+            ("epoch", Column::Int(hist.iter().map(|h| h.epoch.epoch as i64).collect())),
+            ("train_loss", Column::Float(hist.iter().map(|h| h.epoch.train_loss).collect())),
+            ("train_acc", Column::Float(hist.iter().map(|h| h.epoch.train_acc).collect())),
             ("valid_loss", opt(|r| r.valid_loss)),
             ("valid_acc", opt(|r| r.valid_acc)),
-            ("test_loss", Column::Float(hist.iter().map(|h| h.4.test_loss).collect())),
-            ("test_acc", Column::Float(hist.iter().map(|h| h.4.test_acc).collect())),
+            ("test_loss", Column::Float(hist.iter().map(|h| h.epoch.test_loss).collect())),
+            ("test_acc", Column::Float(hist.iter().map(|h| h.epoch.test_acc).collect())),
             ("learning_rate", opt(|r| r.learning_rate)),
-            ("seconds", Column::Float(hist.iter().map(|h| h.4.seconds).collect())),
+            ("seconds", Column::Float(hist.iter().map(|h| h.epoch.seconds).collect())),
         ],
     )?;
     Ok(summary)
