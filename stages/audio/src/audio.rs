@@ -83,12 +83,12 @@ impl Limits {
         Ok(())
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), crate::InvalidSetting> {
         if self.max_file_mb == 0 || !(self.max_seconds.is_finite() && self.max_seconds > 0.0) {
-            return Err(format!(
+            return Err(crate::InvalidSetting(format!(
                 "limits.max_file_mb and limits.max_seconds must be positive (got {} and {})",
                 self.max_file_mb, self.max_seconds
-            ));
+            )));
         }
         Ok(())
     }

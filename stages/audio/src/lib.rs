@@ -16,6 +16,11 @@ pub mod logmel;
 
 pub use logmel::{FeatureConfig, LogMel};
 
+/// A feature or limits setting genrelab cannot use; the message names the setting and the rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidSetting(pub String);
+
 /// A message from a parser that may quote the bytes it choked on (the tar crate does), cut where
 /// the bytes begin: control characters and undecodable bytes never reach a terminal.
 pub fn printable(message: &str) -> String {

@@ -150,7 +150,7 @@ impl FeatureConfig {
         blake3::hash(json.as_bytes()).to_hex()[..16].to_string()
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), crate::InvalidSetting> {
         // The message below spells the audio module's rates out.
         const _: () = assert!(crate::audio::MIN_RATE == 1000 && crate::audio::MAX_RATE == 768_000);
         let finite = [self.fmin, self.fmax(), self.top_db as f64, self.pad_db as f64].iter().all(|v| v.is_finite());
@@ -171,7 +171,7 @@ impl FeatureConfig {
             (self.out_mels <= self.n_mels && self.out_frames <= self.frames, "the resize may only shrink"),
         ];
         match checks.iter().find(|(ok, _)| !ok) {
-            Some((_, msg)) => Err(msg.to_string()),
+            Some((_, msg)) => Err(crate::InvalidSetting(msg.to_string())),
             None => Ok(()),
         }
     }
@@ -231,7 +231,7 @@ struct MelFilter {
 }
 
 impl LogMel {
-    pub fn new(cfg: &FeatureConfig) -> Result<Self, String> {
+    pub fn new(cfg: &FeatureConfig) -> Result<Self, crate::InvalidSetting> {
         cfg.validate()?;
         let stft = Arc::new(Stft::new(cfg.n_fft));
         let window = hann_periodic(cfg.n_fft);
@@ -850,6 +850,6 @@ mod tests {
         assert_ne!(a.hash(), b.hash());
         assert_eq!(a.hash(), FeatureConfig::default().hash());
         let bad = FeatureConfig { n_fft: 1023, ..a };
-        assert!(bad.validate().unwrap_err().contains("n_fft"));
+        assert!(bad.validate().unwrap_err().0.contains("n_fft"));
     }
 }

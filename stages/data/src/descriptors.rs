@@ -62,7 +62,7 @@ pub fn extract_descriptors(
     threads: usize,
     limits: &Limits,
 ) -> Result<DescriptorSummary, StageError> {
-    let lm = LogMel::new(cfg).map_err(StageError::Config)?;
+    let lm = LogMel::new(cfg)?;
     let start = Instant::now();
     let mut meta = crate::features::feature_table_meta("descriptors", cfg, source);
     if let Some(hz) = dcfg.max_hz {

@@ -24,6 +24,12 @@ pub enum StageError {
     Failed(String),
 }
 
+impl From<genrelab_audio::InvalidSetting> for StageError {
+    fn from(e: genrelab_audio::InvalidSetting) -> Self {
+        StageError::Config(e.0)
+    }
+}
+
 impl StageError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         StageError::Io { path: path.into(), source }

@@ -144,7 +144,7 @@ pub fn extract_features(
     limits: &Limits,
     reuse: bool,
 ) -> Result<FeatureSummary, StageError> {
-    let lm = LogMel::new(cfg).map_err(StageError::Config)?;
+    let lm = LogMel::new(cfg)?;
     let start = Instant::now();
     let cfg_hash = cfg.hash();
     let partial = partial_dir(store_dir, cfg);

@@ -10,7 +10,7 @@ use std::fmt::Write;
 use std::path::Path;
 
 use genrelab_models::default_device;
-use genrelab_models::train::{Batchable, evaluate as score_model, predict_proba};
+use genrelab_models::train::{evaluate as score_model, predict_proba};
 use std::io::Write as _;
 
 use genrelab_store::atomic::Staged;
@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::StageError;
 use crate::metrics::{Scores, Summary, add_confusion, argmax, scores, summarize};
 use crate::plots::{PALETTE, Series, confusion_chart, line_chart};
-use crate::train::{Checkpoint, Inputs, labels_of, read_checkpoints, test_rows, valid_rows};
+use crate::train::{Checkpoint, Inputs, ModelInput, batch, labels_of, read_checkpoints, test_rows, valid_rows};
 
 /// The study's single-run figures (its report, table of results at epoch 150).
 pub const STUDY: [(&str, usize, f64, f64); 3] =
@@ -206,15 +206,14 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &Eva
         }
         let test = test_rows(features, &split, c.fold);
         let model = c.load_model(dir, device)?;
-        let (mels, frames) = inputs.shape(c);
         let window = c.test_window(cfg.window_hop);
         let k = labels.len();
         // The inputs and labels of `rows`.
-        let data = |rows: &[usize]| -> Result<(Vec<f32>, Vec<usize>), StageError> {
-            Ok((inputs.gather(c, rows)?, rows.iter().map(|&r| y_all[r]).collect()))
+        let data = |rows: &[usize]| -> Result<(ModelInput, Vec<usize>), StageError> {
+            Ok((batch(c, &inputs, rows)?, rows.iter().map(|&r| y_all[r]).collect()))
         };
         let (x, y) = data(&test)?;
-        let probs = predict_proba(&model, Batchable { x: &x, y: &y, mels, frames }, window, c.settings.eval_batch_size);
+        let probs = predict_proba(&model, x.with_labels(&y), window, c.settings.eval_batch_size);
         // One prediction per test track (its windows' mean with `features.excerpt = "windows"`).
         let (tracks, probs) = per_track(&test, &probs, k, &features.track_ids);
         let y: Vec<usize> = tracks.iter().map(|&r| y_all[r]).collect();
@@ -226,7 +225,7 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &Eva
             None
         } else {
             let (vx, vy) = data(&valid_part)?;
-            let (loss, accuracy) = score_model(&model, Batchable { x: &vx, y: &vy, mels, frames }, window, c.settings.eval_batch_size);
+            let (loss, accuracy) = score_model(&model, vx.with_labels(&vy), window, c.settings.eval_batch_size);
             Some(ValidScore { clips: vy.len(), accuracy, loss })
         };
         for ((&row, &p), probs) in tracks.iter().zip(&pred).zip(probs.chunks(k)) {

@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 
-use genrelab_models::train::{Batchable, predict_proba};
+use genrelab_models::train::predict_proba;
 use genrelab_models::{Input, default_device};
 use serde::Serialize;
 
@@ -21,8 +21,8 @@ use crate::StageError;
 use crate::audio::{Limits, decode_within};
 use crate::descriptors::describe;
 use crate::evaluate::{Evaluation, read_evaluation};
-use crate::logmel::LogMel;
-use crate::train::{Checkpoint, read_checkpoints, standardize};
+use crate::logmel::{FeatureConfig, Features, LogMel};
+use crate::train::{Checkpoint, RawInputs, batch, read_checkpoints};
 
 /// One window's result.
 #[derive(Debug, Clone, Serialize)]
@@ -114,7 +114,7 @@ impl Predictor {
         if let Some((_, c, _)) = runs.iter().find(|(_, c, _)| c.labels != first.labels || c.feature_config != first.feature_config) {
             return Err(StageError::Source(format!("run {} has other labels or features than run {}; train them again", c.run, first.run)));
         }
-        let lm = LogMel::new(&first.feature_config).map_err(StageError::Config)?;
+        let lm = LogMel::new(&first.feature_config)?;
         Ok(Predictor { model: model.to_string(), runs, lm, window_hop: None })
     }
 
@@ -153,24 +153,14 @@ impl Predictor {
                 stats.push((c.max_hz, wins.iter().map(|w| describe(&self.lm, w, c.max_hz)).collect()));
             }
         }
+        let raw = Windows { cfg, feats, stats };
+        let items: Vec<usize> = (0..wins.len()).collect();
+        let y = vec![0usize; wins.len()];
         let k = self.labels().len();
         let mut total = vec![vec![0f64; k]; wins.len()];
         for (model, c, weight) in &self.runs {
-            let norm = |v: &f32| (v - c.normalize_mean) / c.normalize_std;
-            let (x, mels, frames): (Vec<f32>, usize, usize) = match c.input {
-                Input::Clip => (feats.iter().flat_map(|f| f.small.values.iter().map(norm)).collect(), cfg.out_mels, cfg.out_frames),
-                Input::Crops => {
-                    // The lowest `spec.mels` bands (all of them without a band limit).
-                    let bands = c.spec.mels.min(cfg.n_mels);
-                    (feats.iter().flat_map(|f| f.full.values[..bands * cfg.frames].iter().map(norm)).collect(), bands, cfg.frames)
-                }
-                Input::Stats => {
-                    let d = &stats.iter().find(|(hz, _)| *hz == c.max_hz).expect("computed above").1;
-                    (d.iter().flat_map(|d| standardize(d, &c.stats_mean, &c.stats_std)).collect(), 1, c.stats_mean.len())
-                }
-            };
-            let y = vec![0usize; wins.len()];
-            let p = predict_proba(model, Batchable { x: &x, y: &y, mels, frames }, c.test_window(self.window_hop), 16);
+            let x = batch(c, &raw, &items).expect("every window's inputs are computed above");
+            let p = predict_proba(model, x.with_labels(&y), c.test_window(self.window_hop), 16);
             for (t, row) in total.iter_mut().zip(p.chunks(k)) {
                 for (t, v) in t.iter_mut().zip(row) {
                     *t += *v as f64 * weight;
@@ -374,6 +364,41 @@ pub fn predict_files(
     let preds = files.iter().map(|f| p.predict_file(f, opts)).inspect(|_| bar.inc(1)).collect();
     bar.finish_and_clear();
     Ok((name, preds))
+}
+
+/// The inputs of an audio file's windows: their log-mel features (when a spectrogram model
+/// reads them) and their descriptors for each band limit a descriptor model was trained with.
+struct Windows<'a> {
+    cfg: &'a FeatureConfig,
+    feats: Vec<Features>,
+    stats: Vec<(Option<f64>, Vec<Vec<f32>>)>,
+}
+
+impl RawInputs for Windows<'_> {
+    fn dims(&self, c: &Checkpoint) -> (usize, usize) {
+        match c.input {
+            Input::Clip => (self.cfg.out_mels, self.cfg.out_frames),
+            Input::Crops => (self.cfg.n_mels, self.cfg.frames),
+            Input::Stats => (1, c.stats_mean.len()),
+        }
+    }
+
+    fn clip(&self, i: usize) -> Result<&[f32], StageError> {
+        self.feats.get(i).map(|f| f.small.values.as_slice()).ok_or_else(|| StageError::Failed("no log-mel computed".into()))
+    }
+
+    fn full(&self, i: usize) -> Result<&[f32], StageError> {
+        self.feats.get(i).map(|f| f.full.values.as_slice()).ok_or_else(|| StageError::Failed("no log-mel computed".into()))
+    }
+
+    fn stats(&self, i: usize, max_hz: Option<f64>) -> Result<&[f32], StageError> {
+        self.stats
+            .iter()
+            .find(|(hz, _)| *hz == max_hz)
+            .and_then(|(_, d)| d.get(i))
+            .map(Vec::as_slice)
+            .ok_or_else(|| StageError::Failed(format!("no descriptors computed for max_hz {max_hz:?}")))
+    }
 }
 
 #[cfg(test)]

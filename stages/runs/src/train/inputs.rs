@@ -1,17 +1,59 @@
-//! The store's tables a run reads, turned into its model's input (one place for clip, crop and
-//! descriptor models).
+//! Model inputs: the one place a model's input kind (clip, crops, descriptors) becomes a batch
+//! ([`batch`]), for train and evaluate (the store's tables, [`Inputs`]) and predict (the windows
+//! of an audio file).
 
 use super::*;
 
-/// The normalised input rows `rows` of a feature matrix, concatenated, each cut to its lowest
-/// `bands` mel bands (bands are rows of frames, the lowest first).
-pub fn gather(features: &FeatureMatrix, rows: &[usize], bands: usize, mean: f32, std: f32) -> Vec<f32> {
-    let d = bands.min(features.n_mels) * features.n_frames;
-    let mut out = Vec::with_capacity(rows.len() * d);
-    for &r in rows {
-        out.extend(features.row(r)[..d].iter().map(|v| (v - mean) / std));
+/// The raw inputs of a set of items (the store's rows, or the windows of an audio file), by
+/// model input kind: what [`batch`] reads.
+pub trait RawInputs {
+    /// `(mels, frames)` of one item's stored input of `c.input`'s kind.
+    fn dims(&self, c: &Checkpoint) -> (usize, usize);
+    /// The clip-sized log-mel of item `i` (clip models).
+    fn clip(&self, i: usize) -> Result<&[f32], StageError>;
+    /// The full-length log-mel of item `i`, mel-major (crop models).
+    fn full(&self, i: usize) -> Result<&[f32], StageError>;
+    /// The descriptors of item `i`, computed with band limit `max_hz` (descriptor models).
+    fn stats(&self, i: usize, max_hz: Option<f64>) -> Result<&[f32], StageError>;
+}
+
+/// A batch of model inputs: the items one after another, each `mels` x `frames`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelInput {
+    pub x: Vec<f32>,
+    pub mels: usize,
+    pub frames: usize,
+}
+
+impl ModelInput {
+    /// The batch with its labels, as the training engine takes it.
+    pub fn with_labels<'a>(&'a self, y: &'a [usize]) -> Batchable<'a> {
+        Batchable { x: &self.x, y, mels: self.mels, frames: self.frames }
     }
-    out
+}
+
+/// `(mels, frames)` of one item of the run `c`'s input: the stored input's, but crop models with
+/// a band limit read only the lowest `c.spec.mels` bands.
+pub fn input_shape(c: &Checkpoint, raw: &impl RawInputs) -> (usize, usize) {
+    let (mels, frames) = raw.dims(c);
+    if c.input == Input::Crops { (c.spec.mels.min(mels), frames) } else { (mels, frames) }
+}
+
+/// The model input of `items` for the run `c`: each item's values of `c.input`'s kind, normalised
+/// as the run was trained (log-mel by the run's mean and deviation, descriptors column by column).
+pub fn batch(c: &Checkpoint, raw: &impl RawInputs, items: &[usize]) -> Result<ModelInput, StageError> {
+    let (mels, frames) = input_shape(c, raw);
+    let norm = |v: &f32| (v - c.normalize_mean) / c.normalize_std;
+    let mut x = Vec::with_capacity(items.len() * mels * frames);
+    for &i in items {
+        match c.input {
+            Input::Clip => x.extend(raw.clip(i)?.iter().map(norm)),
+            // Bands are rows of frames, the lowest first.
+            Input::Crops => x.extend(raw.full(i)?[..mels * frames].iter().map(norm)),
+            Input::Stats => x.extend(standardize(raw.stats(i, c.max_hz)?, &c.stats_mean, &c.stats_std)),
+        }
+    }
+    Ok(ModelInput { x, mels, frames })
 }
 
 /// The store's model inputs: `features` rows index everything; `features_full` (same rows) and
@@ -56,13 +98,6 @@ impl Inputs {
         Ok(Inputs { features, full, stats, stats_max_hz })
     }
 
-    /// `(mels, frames)` a run reads: the stored input's, but crop models with a band limit
-    /// read only the lowest `spec.mels` bands.
-    pub fn shape(&self, c: &Checkpoint) -> (usize, usize) {
-        let (mels, frames) = self.dims(c.input);
-        if c.input == Input::Crops { (c.spec.mels.min(mels), frames) } else { (mels, frames) }
-    }
-
     /// `(mels, frames)` of one stored input of `input`'s kind.
     pub fn dims(&self, input: Input) -> (usize, usize) {
         match input {
@@ -97,26 +132,32 @@ impl Inputs {
             .collect();
         Ok((mean.into_iter().map(|m| m as f32).collect(), std))
     }
+}
 
-    /// The model inputs of `rows` for a run described by `c`, concatenated.
-    pub fn gather(&self, c: &Checkpoint, rows: &[usize]) -> Result<Vec<f32>, StageError> {
-        match c.input {
-            Input::Clip => Ok(gather(&self.features, rows, self.features.n_mels, c.normalize_mean, c.normalize_std)),
-            Input::Crops => {
-                let full = self.full.as_ref().ok_or_else(|| StageError::Failed("features_full not loaded".into()))?;
-                Ok(gather(full, rows, self.shape(c).0, c.normalize_mean, c.normalize_std))
-            }
-            Input::Stats => {
-                let (t, map) = self.stats.as_ref().ok_or_else(|| StageError::Failed("descriptors not loaded".into()))?;
-                let d = t.columns.len();
-                let mut out = Vec::with_capacity(rows.len() * d);
-                for &r in rows {
-                    let i = map[r].ok_or_else(|| StageError::Failed(format!("no descriptors for {}", self.features.track_ids[r])))?;
-                    out.extend(standardize(&t.values[i * d..(i + 1) * d], &c.stats_mean, &c.stats_std));
-                }
-                Ok(out)
-            }
+impl RawInputs for Inputs {
+    fn dims(&self, c: &Checkpoint) -> (usize, usize) {
+        Inputs::dims(self, c.input)
+    }
+
+    fn clip(&self, r: usize) -> Result<&[f32], StageError> {
+        Ok(self.features.row(r))
+    }
+
+    fn full(&self, r: usize) -> Result<&[f32], StageError> {
+        Ok(self.full.as_ref().ok_or_else(|| StageError::Failed("features_full not loaded".into()))?.row(r))
+    }
+
+    fn stats(&self, r: usize, max_hz: Option<f64>) -> Result<&[f32], StageError> {
+        let (t, map) = self.stats.as_ref().ok_or_else(|| StageError::Failed("descriptors not loaded".into()))?;
+        if max_hz != self.stats_max_hz {
+            return Err(StageError::Failed(format!(
+                "the run was trained on descriptors with max_hz {max_hz:?}, the store holds {:?}: run train again",
+                self.stats_max_hz
+            )));
         }
+        let d = t.columns.len();
+        let i = map[r].ok_or_else(|| StageError::Failed(format!("no descriptors for {}", self.features.track_ids[r])))?;
+        Ok(&t.values[i * d..(i + 1) * d])
     }
 }
 

@@ -104,7 +104,7 @@ pub fn input_kinds(cfg: &TrainConfig) -> Result<Vec<Input>, StageError> {
 struct Prepared {
     ckpt: Checkpoint,
     epochs: usize,
-    x: [Vec<f32>; 3],
+    x: [ModelInput; 3],
     y: [Vec<usize>; 3],
     done: Option<Vec<EpochRecord>>,
 }
@@ -152,8 +152,7 @@ impl<'a> RunContext<'a> {
             progress(epochs as u64);
             return Ok(history);
         }
-        let (mels, frames) = (ckpt.spec.mels, self.inputs.dims(ckpt.input).1);
-        let batch = |i: usize| Batchable { x: &x[i], y: &y[i], mels, frames };
+        let batch = |i: usize| x[i].with_labels(&y[i]);
         let dir = run_dir(self.train_dir, &plan.id);
         let out = train_run(
             &ckpt.spec,
@@ -226,15 +225,15 @@ impl<'a> RunContext<'a> {
             max_hz,
             trained_on: self.trained_on.clone(),
         };
-        let x = [inputs.gather(&ckpt, &plan.train)?, inputs.gather(&ckpt, &plan.valid)?, inputs.gather(&ckpt, &plan.test)?];
+        let x = [batch(&ckpt, inputs, &plan.train)?, batch(&ckpt, inputs, &plan.valid)?, batch(&ckpt, inputs, &plan.test)?];
         let ys = |rows: &[usize]| rows.iter().map(|&r| self.y_all[r]).collect::<Vec<usize>>();
         let y = [ys(&plan.train), ys(&plan.valid), ys(&plan.test)];
         // Without a validation part the fingerprint is that of (train, test), as train stage v2
         // computed it: identical runs of the study's recipe are recognised and kept.
         ckpt.settings.data = if plan.valid.is_empty() {
-            data_hash(&[&x[0], &x[2]], &[&y[0], &y[2]])
+            data_hash(&[&x[0].x, &x[2].x], &[&y[0], &y[2]])
         } else {
-            data_hash(&[&x[0], &x[1], &x[2]], &[&y[0], &y[1], &y[2]])
+            data_hash(&[&x[0].x, &x[1].x, &x[2].x], &[&y[0], &y[1], &y[2]])
         };
         let dir = run_dir(self.train_dir, &plan.id);
         let done = std::fs::read(dir.join(CHECKPOINT))
