@@ -243,8 +243,8 @@ fn a_split_without_a_test_part_is_an_error_at_the_split_naming_the_setting() {
 /// A hub dataset file: `audio` {bytes, path} and a ClassLabel `genre` with its names in the
 /// `huggingface` metadata, as `datasets` writes them.
 fn hub_parquet(rows: &[(Vec<u8>, &str, i64)], names: &[&str]) -> Vec<u8> {
-    use arrow::array::{ArrayRef, BinaryArray, Int64Array, StringArray, StructArray};
-    use arrow::datatypes::{DataType, Field, Fields, Schema};
+    use arrow_array::{ArrayRef, BinaryArray, Int64Array, StringArray, StructArray};
+    use arrow_schema::{DataType, Field, Fields, Schema};
     let fields = Fields::from(vec![Field::new("bytes", DataType::Binary, true), Field::new("path", DataType::Utf8, true)]);
     let audio = StructArray::new(
         fields.clone(),
@@ -257,7 +257,7 @@ fn hub_parquet(rows: &[(Vec<u8>, &str, i64)], names: &[&str]) -> Vec<u8> {
     let genre = Int64Array::from_iter_values(rows.iter().map(|r| r.2));
     let schema =
         Arc::new(Schema::new(vec![Field::new("audio", DataType::Struct(fields), true), Field::new("genre", DataType::Int64, true)]));
-    let batch = arrow::array::RecordBatch::try_new(schema.clone(), vec![Arc::new(audio), Arc::new(genre)]).unwrap();
+    let batch = arrow_array::RecordBatch::try_new(schema.clone(), vec![Arc::new(audio), Arc::new(genre)]).unwrap();
     let hf = serde_json::json!({"info": {"features": {"audio": {"_type": "Audio"}, "genre": {"_type": "ClassLabel", "names": names}}}});
     let props = parquet::file::properties::WriterProperties::builder()
         .set_key_value_metadata(Some(vec![parquet::file::metadata::KeyValue::new("huggingface".into(), hf.to_string())]))

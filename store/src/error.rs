@@ -19,7 +19,7 @@ pub enum StoreError {
     Arrow {
         path: PathBuf,
         #[source]
-        source: arrow::error::ArrowError,
+        source: arrow_schema::ArrowError,
     },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },

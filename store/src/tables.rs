@@ -5,11 +5,12 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, Float64Array, Int32Array, RecordBatch, StringArray, UInt32Array,
-    UInt64Array,
+use arrow_array::cast::AsArray;
+use arrow_array::types::Float32Type;
+use arrow_array::{
+    Array, ArrayRef, FixedSizeListArray, Float32Array, Float64Array, Int32Array, RecordBatch, StringArray, UInt32Array, UInt64Array,
 };
-use arrow::datatypes::{DataType, Field, Float32Type, Schema, SchemaRef};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::arrow_writer::{ArrowColumnWriter, ArrowRowGroupWriterFactory, compute_leaves};
@@ -95,7 +96,7 @@ fn properties(meta: &TableMeta, row_group_rows: usize, float_columns: &[ColumnPa
 pub(crate) fn parquet_err(path: &Path) -> impl Fn(parquet::errors::ParquetError) -> StoreError + '_ {
     move |source| StoreError::Parquet { path: path.to_path_buf(), source }
 }
-pub(crate) fn arrow_err(path: &Path) -> impl Fn(arrow::error::ArrowError) -> StoreError + '_ {
+pub(crate) fn arrow_err(path: &Path) -> impl Fn(arrow_schema::ArrowError) -> StoreError + '_ {
     move |source| StoreError::Arrow { path: path.to_path_buf(), source }
 }
 
@@ -346,7 +347,7 @@ impl FeatureTableWriter {
             Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.n_samples as f64 / r.sample_rate.max(1) as f64))),
             Arc::new(Float32Array::from_iter_values(rows.iter().map(|r| r.mean_db))),
             Arc::new(Float32Array::from_iter_values(rows.iter().map(|r| r.std_db))),
-            Arc::new(arrow::array::BooleanArray::from(rows.iter().map(|r| r.padded).collect::<Vec<_>>())),
+            Arc::new(arrow_array::BooleanArray::from(rows.iter().map(|r| r.padded).collect::<Vec<_>>())),
             Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.window))),
             Arc::new(UInt32Array::from_value(self.n_mels as u32, n)),
             Arc::new(UInt32Array::from_value(self.n_frames as u32, n)),
@@ -910,8 +911,8 @@ pub fn write_columns_staged(dest: &Path, meta: &TableMeta, columns: Vec<(&str, C
     for (name, col) in columns {
         let (dtype, nullable, array): (DataType, bool, ArrayRef) = match col {
             Column::Str(v) => (DataType::Utf8, false, strings(v)),
-            Column::Int(v) => (DataType::Int64, false, Arc::new(arrow::array::Int64Array::from(v))),
-            Column::OptInt(v) => (DataType::Int64, true, Arc::new(arrow::array::Int64Array::from(v))),
+            Column::Int(v) => (DataType::Int64, false, Arc::new(arrow_array::Int64Array::from(v))),
+            Column::OptInt(v) => (DataType::Int64, true, Arc::new(arrow_array::Int64Array::from(v))),
             Column::Float(v) => (DataType::Float64, false, Arc::new(Float64Array::from(v))),
         };
         fields.push(Field::new(name, dtype, nullable));
@@ -1051,7 +1052,7 @@ impl FeatureRowReader {
             let schema = builder.schema().clone();
             let reader = builder.with_row_groups(vec![rg]).with_batch_size(1 << 16).build().map_err(parquet_err(&self.path))?;
             let batches = reader.collect::<Result<Vec<_>, _>>().map_err(arrow_err(&self.path))?;
-            let batch = arrow::compute::concat_batches(&schema, &batches).map_err(arrow_err(&self.path))?;
+            let batch = arrow_select::concat::concat_batches(&schema, &batches).map_err(arrow_err(&self.path))?;
             self.cached = Some((rg, batch));
         }
         let batch = &self.cached.as_ref().expect("just read").1;
@@ -1072,7 +1073,7 @@ impl FeatureRowReader {
             channels: column::<UInt32Array>(path, batch, "channels")?.value(offset) as u16,
             mean_db: column::<Float32Array>(path, batch, "mean_db")?.value(offset),
             std_db: column::<Float32Array>(path, batch, "std_db")?.value(offset),
-            padded: column::<arrow::array::BooleanArray>(path, batch, "padded")?.value(offset),
+            padded: column::<arrow_array::BooleanArray>(path, batch, "padded")?.value(offset),
             // Tables from before windows have one row per clip.
             window: batch
                 .column_by_name("window")
