@@ -30,7 +30,7 @@ libtorch:
 	@tools/libtorch.sh
 
 build: libtorch
-	@if [ ! -x target/debug/genrelab ]; then echo "building genrelab: the first build compiles polars, arrow, parquet and the libtorch binding (about 15 - 20 minutes on 2 cores; cargo shows each crate)"; fi
+	@if [ ! -x target/debug/genrelab ]; then echo "building genrelab: the first build compiles polars, arrow, parquet and the libtorch binding (about 15 - 40 minutes on 2 cores, depending on the machine; cargo shows each crate)"; fi
 	@$(CARGO) build --bin genrelab
 
 demo: build
