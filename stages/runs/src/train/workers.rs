@@ -1,6 +1,6 @@
 //! Worker processes (`jobs` > 1): a queue of runs, most epochs first, one process per job; the
 //! protocol between the stage and its workers (arguments, environment, reports) and the pool's
-//! state machine ([`WorkerState`]) are all in this file.
+//! state machine (`WorkerState`) are all in this file.
 
 use super::*;
 
