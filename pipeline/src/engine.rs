@@ -430,14 +430,14 @@ impl<C: Workspace> Engine<C> {
         }
         let mut externals = BTreeMap::new();
         for p in stage.external_inputs(cfg) {
-            let h = hashes.path(&p).map_err(PipelineError::Failed)?;
+            let h = hashes.path(&p)?;
             let Some(h) = h else {
                 return Ok(Err(Reason::InputMissing { path: p.display().to_string() }));
             };
             externals.insert(p.display().to_string(), h);
         }
         for p in stage.optional_inputs(cfg) {
-            let h = hashes.path(&p).map_err(PipelineError::Failed)?.unwrap_or_else(|| ABSENT.to_string());
+            let h = hashes.path(&p)?.unwrap_or_else(|| ABSENT.to_string());
             externals.insert(p.display().to_string(), h);
         }
         let what = serde_json::json!({
@@ -507,7 +507,7 @@ impl<C: Workspace> Engine<C> {
     fn outputs_changed(&self, stamp: &Stamp, paths: &Paths, hashes: &mut HashCache) -> Result<Option<Reason>, PipelineError> {
         for o in &stamp.outputs {
             let p = paths.workdir.join(&o.path);
-            match hashes.path(&p).map_err(PipelineError::Failed)? {
+            match hashes.path(&p)? {
                 None => return Ok(Some(Reason::OutputMissing { path: o.path.display().to_string() })),
                 Some(h) if h != o.blake3 => return Ok(Some(Reason::OutputModified { path: o.path.display().to_string() })),
                 Some(_) => {}
@@ -642,8 +642,7 @@ impl<C: Workspace> Engine<C> {
         let mut outputs = vec![];
         for p in stage.outputs(cfg, paths) {
             let h = hashes
-                .path(&p)
-                .map_err(PipelineError::Failed)?
+                .path(&p)?
                 .ok_or_else(|| PipelineError::Failed(format!("stage `{}` did not write its output {}", stage.name(), p.display())))?;
             let rel = p.strip_prefix(&paths.workdir).map(Path::to_path_buf).unwrap_or(p.clone());
             outputs.push(OutputRecord { path: rel, blake3: h });
@@ -664,7 +663,7 @@ impl<C: Workspace> Engine<C> {
             genrelab_version: env!("CARGO_PKG_VERSION").into(),
         };
         let json = serde_json::to_vec_pretty(&stamp).expect("json");
-        genrelab_store::atomic::write_atomic(paths.stamp(stage.name()), &json).map_err(|e| PipelineError::Failed(e.to_string()))?;
+        genrelab_store::atomic::write_atomic(paths.stamp(stage.name()), &json)?;
         let _ = std::fs::remove_file(&unfinished);
         hashes.save();
         tracing::info!(seconds = format!("{seconds:.2}"), "done");

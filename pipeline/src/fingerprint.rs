@@ -3,14 +3,12 @@
 //! changes the mtime, so the file is hashed again, gives the same hash, and nothing reruns.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
+use genrelab_store::StoreError;
+pub use genrelab_store::content::{FileHash, hash_file};
 use serde::{Deserialize, Serialize};
-
-/// A file's `(size in bytes, blake3 hex)`, or why it could not be read.
-pub type FileHash = Result<(u64, String), String>;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Entry {
@@ -48,7 +46,7 @@ impl HashCache {
 
     /// `(size, blake3)` of a file, from the cache when its size and mtime are unchanged.
     pub fn file(&mut self, path: &Path) -> FileHash {
-        let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let meta = std::fs::metadata(path).map_err(|e| StoreError::Io { path: path.to_path_buf(), source: e })?;
         let mtime_ns = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
         let key = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         if let Some(e) = self.entries.get(&key)
@@ -67,7 +65,7 @@ impl HashCache {
     /// In a folder, links to folders are not followed (the folder sources do not follow them),
     /// and a file that cannot be read (a dangling link, no permission) counts by its error, so
     /// the stage that reads the folder runs and names it, and runs again once it is readable.
-    pub fn path(&mut self, path: &Path) -> Result<Option<String>, String> {
+    pub fn path(&mut self, path: &Path) -> Result<Option<String>, StoreError> {
         let Ok(meta) = std::fs::metadata(path) else { return Ok(None) };
         if meta.is_file() {
             return self.file(path).map(|(_, h)| Some(h));
@@ -108,20 +106,6 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
             Err(_) => {}
         }
     }
-}
-
-pub fn hash_file(path: &Path) -> Result<String, String> {
-    let mut f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut h = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| format!("{}: {e}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().to_hex().to_string())
 }
 
 /// Hash of a JSON value in canonical form (object keys sorted, as serde_json's map is).

@@ -38,6 +38,8 @@ pub enum PipelineError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Store(#[from] genrelab_store::StoreError),
     #[error("{0}")]
     Failed(String),
 }

@@ -106,20 +106,21 @@ pub fn class_names(path: &Path, label_column: &str) -> Result<Option<Vec<String>
 }
 
 /// Rows of a hub audio dataset file, `batch` at a time: the `audio_column` struct's `bytes` and
-/// `path` fields and the `label_column` as text. Only those two columns are read.
-pub fn read_audio_rows(
+/// `path` fields and the `label_column` as text. Only those two columns are read. An error of `f`
+/// stops the reading and is returned as it is.
+pub fn read_audio_rows<E: From<StoreError>>(
     path: &Path,
     audio_column: &str,
     label_column: &str,
     batch: usize,
-    mut f: impl FnMut(Vec<AudioRow>) -> Result<(), String>,
-) -> Result<(), StoreError> {
+    mut f: impl FnMut(Vec<AudioRow>) -> Result<(), E>,
+) -> Result<(), E> {
     let builder = open_reader(path)?;
     let schema = builder.schema().clone();
     for name in [audio_column, label_column] {
         if schema.field_with_name(name).is_err() {
             let have: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-            return Err(StoreError::invalid(path, format!("no column `{name}` (columns: {})", have.join(", "))));
+            return Err(StoreError::invalid(path, format!("no column `{name}` (columns: {})", have.join(", "))).into());
         }
     }
     let roots: Vec<usize> = [audio_column, label_column].iter().filter_map(|n| schema.index_of(n).ok()).collect();
@@ -146,12 +147,12 @@ pub fn read_audio_rows(
             } else if let Some(a) = bytes.as_any().downcast_ref::<LargeBinaryArray>() {
                 Some(a.value(i).to_vec())
             } else {
-                return Err(StoreError::invalid(path, format!("`{audio_column}.bytes` is not binary")));
+                return Err(StoreError::invalid(path, format!("`{audio_column}.bytes` is not binary")).into());
             };
             out.push(AudioRow { row, bytes: data, file_name: names[i].clone(), label: labels[i].clone() });
             row += 1;
         }
-        f(out).map_err(|message| StoreError::invalid(path, message))?;
+        f(out)?;
     }
     Ok(())
 }

@@ -14,12 +14,14 @@
 //! the table kind, the schema version and, for feature tables, the feature configuration as JSON
 //! with its hash, so a reader never has to guess how the numbers were made.
 //!
-//! This crate owns the schemas ([`tables`]), writing files atomically ([`atomic`]) and reading
+//! This crate owns the schemas ([`tables`]), writing files atomically ([`atomic`]), files' content
+//! hashes ([`content`], what stage fingerprints and source listings name a file by) and reading
 //! them back (arrow and parquet only: the polars SQL view over the store, `genrelab query`, is the
 //! command line's, so only the binary links polars). Stages call it; they never write files of
 //! their own.
 
 pub mod atomic;
+pub mod content;
 pub mod error;
 pub mod foreign;
 pub mod tables;

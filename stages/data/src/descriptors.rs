@@ -9,10 +9,10 @@ use genrelab_store::names;
 use genrelab_store::tables::{Column, write_columns};
 use serde::{Deserialize, Serialize};
 
-use crate::StageError;
 use crate::audio::{Limits, decode_within};
 use crate::logmel::{FeatureConfig, LogMel};
 use crate::source::{ClipEntry, SourceManifest};
+use crate::{ClipError, StageError};
 
 pub use genrelab_audio::describe::*;
 
@@ -77,7 +77,7 @@ pub fn extract_descriptors(
         // The download stage listed the bytes' hash; hash them here only when it did not.
         let hash = if e.blake3.is_empty() { blake3::hash(b).to_hex().to_string() } else { e.blake3.clone() };
         decode_within(b, e.extension(), cfg.sample_rate, limits)
-            .map_err(|e| e.to_string())
+            .map_err(ClipError::from)
             .map(|a| (hash, describe(&lm, described_part(&lm, &a.samples), dcfg.max_hz)))
     };
     let subset = SourceManifest { clips: todo, ..source.clone() };

@@ -113,7 +113,7 @@ pub fn download(cfg: &DownloadConfig, out_dir: &Path, opts: DownloadOptions) -> 
             }
             let origin = format!("hub:{}@{}/{}", cfg.repo, cfg.revision, files.join(","));
             let (root, sizes) = snapshot_root(&fetched, &files)?;
-            let (clips, rejected) = scan_hub_parquet(&root, &files, &cfg.columns).map_err(StageError::Source)?;
+            let (clips, rejected) = scan_hub_parquet(&root, &files, &cfg.columns)?;
             let bytes = sizes.iter().map(|(b, _)| b).sum();
             let sha256 = Some(sizes.iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>().join(","));
             let parquet = Some(ParquetColumns { audio: cfg.columns.audio.clone(), label: cfg.columns.label.clone() });
@@ -135,7 +135,7 @@ pub fn download(cfg: &DownloadConfig, out_dir: &Path, opts: DownloadOptions) -> 
         }
         SourceKind::Manifest => {
             let path = absolute(&need_path()?)?;
-            let (clips, rejected) = manifest::manifest_clips(&path, &cfg.columns, opts.hash_file).map_err(StageError::Source)?;
+            let (clips, rejected) = manifest::manifest_clips(&path, &cfg.columns, opts.hash_file)?;
             if clips.is_empty() {
                 return Err(StageError::Source(format!(
                     "{}: no usable clips ({} rows rejected; first reason: {})",
@@ -171,7 +171,7 @@ pub fn download(cfg: &DownloadConfig, out_dir: &Path, opts: DownloadOptions) -> 
             if root.exists() {
                 std::fs::remove_dir_all(&root).map_err(|e| StageError::io(&root, e))?;
             }
-            let n = synthetic::write_set(&cfg.synthetic, &root).map_err(StageError::Config)?;
+            let n = synthetic::write_set(&cfg.synthetic, &root)?;
             tracing::info!(clips = n, folder = %root.display(), "generated the synthetic genre set");
             folder_manifest(&root, "synthetic".into(), opts.hash_file)?
         }
@@ -196,7 +196,7 @@ fn absolute(path: &Path) -> Result<PathBuf, StageError> {
 fn tarball_manifest(path: &Path, origin: String) -> Result<SourceManifest, StageError> {
     let path = absolute(path)?;
     let (bytes, sha256) = sha256_file(&path)?;
-    let (layout, clips) = scan_tarball(&path).map_err(StageError::Source)?;
+    let (layout, clips) = scan_tarball(&path)?;
     Ok(SourceManifest {
         origin,
         container: Container::Tarball,
@@ -212,7 +212,7 @@ fn tarball_manifest(path: &Path, origin: String) -> Result<SourceManifest, Stage
 
 fn folder_manifest(root: &Path, origin: String, hash: &mut dyn FnMut(&Path) -> FileHash) -> Result<SourceManifest, StageError> {
     let root = absolute(root)?;
-    let (layout, clips, rejected) = scan_folder(&root, hash).map_err(StageError::Source)?;
+    let (layout, clips, rejected) = scan_folder(&root, hash)?;
     let bytes = clips.iter().map(|c| c.bytes).sum();
     Ok(SourceManifest { origin, container: Container::Folder, path: root, layout, bytes, sha256: None, clips, rejected, parquet: None })
 }

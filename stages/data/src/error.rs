@@ -24,6 +24,28 @@ pub enum StageError {
     Failed(String),
 }
 
+/// Why one clip is skipped: a row of the `rejects` table (its reason is this error's text), never
+/// a failure of the stage.
+#[derive(Debug, thiserror::Error)]
+pub enum ClipError {
+    /// A file of a folder or manifest that cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A member of an archive that cannot be read.
+    #[error("{0}")]
+    Member(#[source] std::io::Error),
+    #[error("no audio bytes in the row")]
+    NoAudioBytes,
+    #[error("changed since the download stage listed it (blake3 {found}, listed {listed}); run the download stage again")]
+    Changed { found: String, listed: String },
+    #[error(transparent)]
+    Audio(#[from] genrelab_audio::audio::AudioError),
+}
+
 impl From<genrelab_audio::InvalidSetting> for StageError {
     fn from(e: genrelab_audio::InvalidSetting) -> Self {
         StageError::Config(e.0)

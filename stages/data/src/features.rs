@@ -17,10 +17,10 @@ use genrelab_store::tables::{GroupCuts, target_group_rows};
 use genrelab_store::{FeatureRow, FeatureRowReader, FeatureTableWriter, RejectRow, TableMeta, names, write_rejects_staged};
 use serde::Serialize;
 
-use crate::StageError;
 use crate::audio::{Limits, decode_within};
 use crate::logmel::{FeatureConfig, Features, LogMel};
 use crate::source::{ClipEntry, SourceManifest};
+use crate::{ClipError, StageError};
 use genrelab_store::StoreError;
 
 /// What a run of the stage did.
@@ -93,15 +93,12 @@ pub struct ClipRows {
 }
 
 /// Decode one clip's bytes and compute the features of each of its rows.
-pub fn clip_features(lm: &LogMel, entry: &ClipEntry, bytes: &[u8], limits: &Limits) -> Result<ClipRows, String> {
+pub fn clip_features(lm: &LogMel, entry: &ClipEntry, bytes: &[u8], limits: &Limits) -> Result<ClipRows, ClipError> {
     let hash = blake3::hash(bytes).to_hex().to_string();
     if !entry.blake3.is_empty() && hash != entry.blake3 {
-        return Err(format!(
-            "changed since the download stage listed it (blake3 {hash}, listed {}); run the download stage again",
-            entry.blake3
-        ));
+        return Err(ClipError::Changed { found: hash, listed: entry.blake3.clone() });
     }
-    let decoded = decode_within(bytes, entry.extension(), lm.config().sample_rate, limits).map_err(|e| e.to_string())?;
+    let decoded = decode_within(bytes, entry.extension(), lm.config().sample_rate, limits)?;
     let windows = lm.windows(&decoded.samples).into_iter().map(|w| (lm.features(w), lm.is_padded(w))).collect();
     Ok(ClipRows { windows, source_rate: decoded.source_rate, source_frames: decoded.source_frames, channels: decoded.channels, hash })
 }
@@ -268,18 +265,18 @@ pub fn extract_features(
                                     rows_small.push(row);
                                 }
                             }
-                            Err(reason) => {
-                                tracing::warn!(clip = %source.location(&entry), %reason, "skipped");
+                            Err(why) => {
+                                tracing::warn!(clip = %source.location(&entry), reason = %why, "skipped");
                                 rejects.push(RejectRow {
                                     source: source.location(&entry),
                                     track_id: entry.track_id,
                                     genre: entry.genre,
-                                    reason,
+                                    reason: why.to_string(),
                                 });
                             }
                         }
                     }
-                    tx.send((rows_small, rows_full)).map_err(|_| "the segment writer stopped".to_string())
+                    tx.send((rows_small, rows_full)).map_err(|_| StageError::Failed("the segment writer stopped".into()))
                 },
             );
             drop(tx);
@@ -421,7 +418,7 @@ pub(crate) mod tests {
     use crate::download::{DownloadConfig, DownloadOptions, SourceKind, download};
 
     pub(crate) fn hash(p: &Path) -> crate::source::FileHash {
-        std::fs::read(p).map(|b| (b.len() as u64, blake3::hash(&b).to_hex().to_string())).map_err(|e| e.to_string())
+        genrelab_store::content::file_hash(p)
     }
 
     /// A short tone per class folder, any file name.

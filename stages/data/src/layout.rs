@@ -83,7 +83,7 @@ pub fn parse_clip_name(rel: &str) -> Option<(String, String)> {
 
 /// Find the layout of a data folder: one of GTZAN's when it has GTZAN clips, else class folders
 /// when some top-level folder holds audio files.
-pub fn detect_folder(root: &Path) -> Result<Layout, String> {
+pub fn detect_folder(root: &Path) -> Result<Layout, crate::StageError> {
     for layout in [Layout::Marsyas, Layout::Kaggle, Layout::GenreFolders] {
         let dir = root.join(layout.clip_root());
         let has_clips = std::fs::read_dir(&dir).into_iter().flatten().flatten().any(|genre_dir| {
@@ -99,18 +99,18 @@ pub fn detect_folder(root: &Path) -> Result<Layout, String> {
         }
     }
     if std::fs::metadata(root).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
-        return Err(format!("{}: no such folder", root.display()));
+        return Err(crate::StageError::Source(format!("{}: no such folder", root.display())));
     }
     if has_class_audio(root) {
         return Ok(Layout::ClassFolders);
     }
-    Err(format!(
+    Err(crate::StageError::Source(format!(
         "no audio found under {}: expected one sub-folder per class holding audio files ({}), \
          e.g. rock/song.mp3, or GTZAN's layouts (genres/<genre>/<genre>.00000.wav, Kaggle's \
          Data/genres_original/...)",
         root.display(),
         AUDIO_EXTENSIONS.join(", ")
-    ))
+    )))
 }
 
 /// Whether some class folder of `root` holds an audio file (stops at the first one found).
@@ -298,7 +298,7 @@ mod tests {
         let empty = tempfile::tempdir().unwrap();
         touch(empty.path(), "music/notes.txt");
         touch(empty.path(), "song.mp3");
-        let err = detect_folder(empty.path()).unwrap_err();
+        let err = detect_folder(empty.path()).unwrap_err().to_string();
         assert!(err.contains("no audio found under") && err.contains("Kaggle") && err.contains("flac"), "{err}");
     }
 

@@ -28,4 +28,4 @@ pub mod synthetic;
 // The audio front end, under the names these modules use.
 pub use genrelab_audio::{FeatureConfig, LogMel, audio, logmel};
 
-pub use error::StageError;
+pub use error::{ClipError, StageError};

@@ -12,6 +12,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use genrelab_store::StoreError;
+
+use crate::StageError;
 use crate::source::{ClipEntry, FileHash, SourceReject};
 
 /// Which columns of a manifest (or of a hub dataset) hold what.
@@ -67,17 +70,17 @@ pub struct Table {
 }
 
 /// Read a manifest file: Parquet by its magic bytes, else delimited text.
-pub fn read_table(path: &Path, cols: &Columns) -> Result<Table, String> {
-    let head = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+pub fn read_table(path: &Path, cols: &Columns) -> Result<Table, StageError> {
+    let head = std::fs::read(path).map_err(|e| StageError::io(path, e))?;
     if head.starts_with(b"PAR1") {
-        let t = genrelab_store::foreign::read_text_table(path).map_err(|e| e.to_string())?;
+        let t = genrelab_store::foreign::read_text_table(path)?;
         let rows = t.rows.into_iter().enumerate().map(|(i, r)| (format!("row {}", i + 1), r)).collect();
         return Ok(Table { columns: t.columns, rows });
     }
     let delimiter = match &cols.delimiter {
         Some(d) if d.len() == 1 => d.as_bytes()[0],
         Some(d) if d == "\\t" || d == "tab" => b'\t',
-        Some(d) => return Err(format!("download.columns.delimiter must be one character, got {d:?}")),
+        Some(d) => return Err(StageError::Config(format!("download.columns.delimiter must be one character, got {d:?}"))),
         None if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("tsv")) => b'\t',
         None => b',',
     };
@@ -88,8 +91,8 @@ pub fn read_table(path: &Path, cols: &Columns) -> Result<Table, String> {
     for _ in 0..header_rows {
         match records.next() {
             Some(Ok(r)) => headers.push(r.iter().map(|c| c.trim().to_string()).collect()),
-            Some(Err(e)) => return Err(format!("{}: {e}", path.display())),
-            None => return Err(format!("{}: fewer than {header_rows} header line(s)", path.display())),
+            Some(Err(e)) => return Err(StageError::Source(format!("{}: {e}", path.display()))),
+            None => return Err(StageError::Source(format!("{}: fewer than {header_rows} header line(s)", path.display()))),
         }
     }
     let width = headers.iter().map(Vec::len).max().unwrap_or(0);
@@ -98,7 +101,7 @@ pub fn read_table(path: &Path, cols: &Columns) -> Result<Table, String> {
         .collect();
     let mut rows = vec![];
     for r in records {
-        let r = r.map_err(|e| format!("{}: {e}", path.display()))?;
+        let r = r.map_err(|e| StageError::Source(format!("{}: {e}", path.display())))?;
         let line = r.position().map_or(0, |p| p.line());
         rows.push((format!("line {line}"), r.iter().map(|c| Some(c.to_string()).filter(|c| !c.trim().is_empty())).collect()));
     }
@@ -111,24 +114,25 @@ enum Piece {
     Cell { column: usize, width: usize, range: Option<(usize, usize)> },
 }
 
-fn parse_template(t: &str, index: &dyn Fn(&str) -> Result<usize, String>) -> Result<Vec<Piece>, String> {
+fn parse_template(t: &str, index: &dyn Fn(&str) -> Result<usize, StageError>) -> Result<Vec<Piece>, StageError> {
+    let bad = |what: String| StageError::Config(format!("download.columns.path_template {t:?}: {what}"));
     let mut pieces = vec![];
     let mut rest = t;
     while let Some(open) = rest.find('{') {
         pieces.push(Piece::Text(rest[..open].to_string()));
-        let close = rest[open..].find('}').ok_or_else(|| format!("path_template {t:?}: a `{{` is not closed"))? + open;
+        let close = rest[open..].find('}').ok_or_else(|| bad("a `{` is not closed".into()))? + open;
         let spec = &rest[open + 1..close];
         let mut parts = spec.splitn(3, ':');
         let column = index(parts.next().unwrap_or_default())?;
         let width = match parts.next() {
-            Some(w) => w.parse().map_err(|_| format!("path_template {t:?}: width {w:?} is not a number"))?,
+            Some(w) => w.parse().map_err(|_| bad(format!("width {w:?} is not a number")))?,
             None => 0,
         };
         let range = match parts.next() {
             Some(r) => {
-                let (a, b) = r.split_once("..").ok_or_else(|| format!("path_template {t:?}: range {r:?} is not a..b"))?;
-                let bad = || format!("path_template {t:?}: range {r:?} is not a..b");
-                Some((a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?))
+                let range = || bad(format!("range {r:?} is not a..b"));
+                let (a, b) = r.split_once("..").ok_or_else(range)?;
+                Some((a.parse().map_err(|_| range())?, b.parse().map_err(|_| range())?))
             }
             None => None,
         };
@@ -162,12 +166,16 @@ pub fn manifest_clips(
     manifest: &Path,
     cols: &Columns,
     mut hash: impl FnMut(&Path) -> FileHash,
-) -> Result<(Vec<ClipEntry>, Vec<SourceReject>), String> {
+) -> Result<(Vec<ClipEntry>, Vec<SourceReject>), StageError> {
     let table = read_table(manifest, cols)?;
     let root = manifest.parent().unwrap_or(Path::new("."));
-    let index = |name: &str| -> Result<usize, String> {
+    let index = |name: &str| -> Result<usize, StageError> {
         table.columns.iter().position(|c| c == name).ok_or_else(|| {
-            format!("{}: no column {name:?} (columns: {}); set download.columns", manifest.display(), table.columns.join(", "))
+            StageError::Source(format!(
+                "{}: no column {name:?} (columns: {}); set download.columns",
+                manifest.display(),
+                table.columns.join(", ")
+            ))
         })
     };
     let optional = |name: &Option<String>| name.as_deref().map(index).transpose();
@@ -226,7 +234,7 @@ pub fn manifest_clips(
         let (bytes, blake3) = match hash(&root.join(&member)) {
             Ok(h) => h,
             Err(e) => {
-                reject(format!("{line}: {e}"));
+                reject(format!("{line}: cannot read {e}"));
                 continue;
             }
         };
@@ -247,7 +255,7 @@ pub fn listed_files(manifest: &Path, cols: &Columns) -> Vec<std::path::PathBuf> 
     let mut files = vec![];
     let _ = manifest_clips(manifest, cols, |p| {
         files.push(p.to_path_buf());
-        Err(String::new())
+        Err(StoreError::Invalid { path: p.to_path_buf(), message: "only listed".into() })
     });
     files
 }
@@ -257,9 +265,7 @@ mod tests {
     use super::*;
 
     fn fake_hash(p: &Path) -> FileHash {
-        std::fs::read(p)
-            .map(|b| (b.len() as u64, blake3::hash(&b).to_hex().to_string()))
-            .map_err(|e| format!("cannot read {}: {e}", p.display()))
+        genrelab_store::content::file_hash(p)
     }
 
     #[test]
@@ -292,6 +298,7 @@ mod tests {
         assert!(reasons[2].starts_with("line 6: track id \"audio/a.mp3\" listed twice (first on line 2)"), "{}", reasons[2]);
         assert_eq!(reasons[3], "line 7: fold \"x\" is not a number >= 0");
         let missing = manifest_clips(&m, &Columns::default(), fake_hash).unwrap_err();
+        let missing = missing.to_string();
         assert!(missing.contains("no column \"path\"") && missing.contains("file, genre, artist, fold"), "{missing}");
     }
 

@@ -13,7 +13,10 @@ use std::path::{Path, PathBuf};
 use flate2::read::MultiGzDecoder;
 use serde::{Deserialize, Serialize};
 
+pub use genrelab_store::content::FileHash;
+
 use crate::layout::{self, Layout};
+use crate::{ClipError, StageError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -112,13 +115,13 @@ pub fn scan_hub_parquet(
     root: &Path,
     files: &[String],
     cols: &crate::manifest::Columns,
-) -> Result<(Vec<ClipEntry>, Vec<SourceReject>), String> {
+) -> Result<(Vec<ClipEntry>, Vec<SourceReject>), StageError> {
     let mut clips = vec![];
     let mut rejected = vec![];
     let mut ids: HashMap<String, usize> = HashMap::new();
     for file in files {
         let path = root.join(file);
-        let names = genrelab_store::foreign::class_names(&path, &cols.label).map_err(|e| e.to_string())?;
+        let names = genrelab_store::foreign::class_names(&path, &cols.label)?;
         genrelab_store::foreign::read_audio_rows(&path, &cols.audio, &cols.label, 256, |rows| {
             for r in rows {
                 let member = format!("{file}#{}", r.row);
@@ -157,9 +160,8 @@ pub fn scan_hub_parquet(
                     }),
                 }
             }
-            Ok(())
-        })
-        .map_err(|e| e.to_string())?;
+            Ok::<_, StageError>(())
+        })?;
     }
     Ok((clips, rejected))
 }
@@ -185,29 +187,28 @@ impl SourceManifest {
 
     /// Every clip through `work` on a pool of `threads` workers (0 = every core), read and
     /// processed in batches with a progress bar labelled `what`; `sink` receives each batch's
-    /// results in manifest order, a clip that could not be read or processed as `Err(reason)`.
+    /// results in manifest order, a clip that could not be read or processed as `Err(why)`.
     /// Returns the number of workers.
     pub fn par_map_clips<T: Send>(
         &self,
         threads: usize,
         what: &str,
         limits: &crate::audio::Limits,
-        work: impl Fn(&ClipEntry, &[u8]) -> Result<T, String> + Sync,
-        mut sink: impl FnMut(Vec<(ClipEntry, Result<T, String>)>) -> Result<(), String>,
-    ) -> Result<usize, crate::StageError> {
+        work: impl Fn(&ClipEntry, &[u8]) -> Result<T, ClipError> + Sync,
+        mut sink: impl FnMut(Vec<(ClipEntry, Result<T, ClipError>)>) -> Result<(), StageError>,
+    ) -> Result<usize, StageError> {
         use rayon::prelude::*;
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .map_err(|e| crate::StageError::Failed(format!("thread pool: {e}")))?;
+        let pool =
+            rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| StageError::Failed(format!("thread pool: {e}")))?;
         let threads = pool.current_num_threads();
         let bar = crate::progress::bar(self.clips.len() as u64, what);
         // A thread of its own reads the next batch while the pool works on this one; at most
         // one batch waits read, so memory stays bounded by two batches.
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         std::thread::scope(|scope| {
-            let reader = scope
-                .spawn(move || self.read_batches((threads * 8).max(16), limits, |items| tx.send(items).map_err(|_| STOPPED.to_string())));
+            let reader = scope.spawn(move || {
+                self.read_batches((threads * 8).max(16), limits, |items| tx.send(items).map_err(|_| StageError::Source(STOPPED.into())))
+            });
             let worked = rx.into_iter().enumerate().try_for_each(|(n_batch, items)| {
                 let span = tracing::debug_span!("batch", n = n_batch, clips = items.len());
                 let _enter = span.enter();
@@ -223,26 +224,25 @@ impl SourceManifest {
                 });
                 sink(done)?;
                 bar.inc(n);
-                Ok::<_, String>(())
+                Ok::<_, StageError>(())
             });
             // The receiver is dropped before the join, so a reader blocked on a full channel
             // after a failed sink stops (with STOPPED, which the sink's error explains better).
             let read = reader.join().expect("the reader thread does not panic");
             worked.and(read)
-        })
-        .map_err(crate::StageError::Source)?;
+        })?;
         bar.finish_and_clear();
         Ok(threads)
     }
 
     /// Read the clips' bytes in manifest order, `batch` clips at a time. A clip that cannot be
-    /// read comes back as `Err(reason)` in its place; only a broken container is an error.
+    /// read comes back as `Err(why)` in its place; only a broken container is an error.
     pub fn read_batches(
         &self,
         batch: usize,
         limits: &crate::audio::Limits,
-        mut f: impl FnMut(Vec<(ClipEntry, Result<Vec<u8>, String>)>) -> Result<(), String>,
-    ) -> Result<(), String> {
+        mut f: impl FnMut(Vec<(ClipEntry, Result<Vec<u8>, ClipError>)>) -> Result<(), StageError>,
+    ) -> Result<(), StageError> {
         let batch = batch.max(1);
         match self.container {
             Container::Folder => {
@@ -252,7 +252,7 @@ impl SourceManifest {
                         .map(|c| {
                             let p = self.path.join(&c.member);
                             let read = File::open(&p).and_then(|f| read_within(f, c.bytes, limits));
-                            (c.clone(), read.map_err(|e| format!("cannot read {}: {e}", p.display())).and_then(|r| r))
+                            (c.clone(), read.map_err(|source| ClipError::Unreadable { path: p, source }).and_then(|r| r))
                         })
                         .collect();
                     f(items)?;
@@ -262,7 +262,8 @@ impl SourceManifest {
             Container::Parquet => {
                 let mut by_file: std::collections::BTreeMap<&str, HashMap<usize, &ClipEntry>> = Default::default();
                 for c in &self.clips {
-                    let (file, row) = parquet_member(&c.member).ok_or_else(|| format!("bad Parquet member {:?}", c.member))?;
+                    let (file, row) =
+                        parquet_member(&c.member).ok_or_else(|| StageError::Source(format!("bad Parquet member {:?}", c.member)))?;
                     by_file.entry(file).or_default().insert(row, c);
                 }
                 let mut pending = Vec::with_capacity(batch);
@@ -274,8 +275,8 @@ impl SourceManifest {
                         for r in rows {
                             if let Some(entry) = wanted.get(&r.row) {
                                 seen += 1;
-                                let bytes = r.bytes.ok_or_else(|| "no audio bytes in the row".to_string()).and_then(|b| {
-                                    limits.check_bytes(b.len() as u64).map_err(|e| e.to_string())?;
+                                let bytes = r.bytes.ok_or(ClipError::NoAudioBytes).and_then(|b| {
+                                    limits.check_bytes(b.len() as u64)?;
                                     Ok(b)
                                 });
                                 pending.push(((*entry).clone(), bytes));
@@ -284,9 +285,8 @@ impl SourceManifest {
                                 }
                             }
                         }
-                        Ok(())
-                    })
-                    .map_err(|e| e.to_string())?;
+                        Ok::<_, StageError>(())
+                    })?;
                 }
                 self.end_of_stream(pending, seen, &mut f)
             }
@@ -297,7 +297,7 @@ impl SourceManifest {
                 for_each_member(&self.path, |name, reader| {
                     // A member the archive holds twice: its first copy, as listed.
                     if let Some(entry) = wanted.remove(name) {
-                        let read = read_within(reader, entry.bytes, limits).map_err(|e| e.to_string()).and_then(|r| r);
+                        let read = read_within(reader, entry.bytes, limits).map_err(ClipError::Member).and_then(|r| r);
                         pending.push(((*entry).clone(), read));
                         seen += 1;
                         if pending.len() == batch {
@@ -312,54 +312,55 @@ impl SourceManifest {
     }
 }
 
-/// A clip's bytes, at most `limits.max_file_mb` of them: a larger file is `Ok(Err(reason))`
+/// A clip's bytes, at most `limits.max_file_mb` of them: a larger file is `Ok(Err(too large))`
 /// (a reject) once the limit is passed, whatever its listed size (`expected`, the capacity hint).
-fn read_within(mut reader: impl Read, expected: u64, limits: &crate::audio::Limits) -> std::io::Result<Result<Vec<u8>, String>> {
+fn read_within(mut reader: impl Read, expected: u64, limits: &crate::audio::Limits) -> std::io::Result<Result<Vec<u8>, ClipError>> {
     let max = limits.max_bytes();
     let mut bytes = Vec::with_capacity(expected.min(max) as usize);
     (&mut reader).take(max.saturating_add(1)).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > max {
         // The whole size, for the message, without keeping it.
         let rest = std::io::copy(&mut reader, &mut std::io::sink())?;
-        return Ok(Err(limits.check_bytes(bytes.len() as u64 + rest).expect_err("over the limit").to_string()));
+        return Ok(Err(limits.check_bytes(bytes.len() as u64 + rest).expect_err("over the limit").into()));
     }
     Ok(Ok(bytes))
 }
 
 impl SourceManifest {
     /// The last batch of a streamed container, and the check that it held every listed clip.
-    fn end_of_stream<F>(&self, pending: Vec<(ClipEntry, Result<Vec<u8>, String>)>, seen: usize, f: &mut F) -> Result<(), String>
+    fn end_of_stream<F>(&self, pending: Vec<(ClipEntry, Result<Vec<u8>, ClipError>)>, seen: usize, f: &mut F) -> Result<(), StageError>
     where
-        F: FnMut(Vec<(ClipEntry, Result<Vec<u8>, String>)>) -> Result<(), String>,
+        F: FnMut(Vec<(ClipEntry, Result<Vec<u8>, ClipError>)>) -> Result<(), StageError>,
     {
         if !pending.is_empty() {
             f(pending)?;
         }
         if seen != self.clips.len() {
-            return Err(format!(
+            return Err(StageError::Source(format!(
                 "{}: holds {seen} of the {} clips listed when it was downloaded; run the download stage again",
                 self.path.display(),
                 self.clips.len()
-            ));
+            )));
         }
         Ok(())
     }
 }
 
 /// Walk a `.tar.gz` / `.tar`, calling `f(member_name, reader)` for every regular file.
-pub fn for_each_member(path: &Path, mut f: impl FnMut(&str, &mut dyn Read) -> Result<(), String>) -> Result<(), String> {
-    let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+pub fn for_each_member(path: &Path, mut f: impl FnMut(&str, &mut dyn Read) -> Result<(), StageError>) -> Result<(), StageError> {
+    let file = File::open(path).map_err(|e| StageError::io(path, e))?;
     let mut head = [0u8; 2];
     let mut buffered = BufReader::with_capacity(1 << 20, file);
     {
         use std::io::BufRead;
-        let buf = buffered.fill_buf().map_err(|e| format!("{}: {e}", path.display()))?;
+        let buf = buffered.fill_buf().map_err(|e| StageError::io(path, e))?;
         head.iter_mut().zip(buf).for_each(|(h, b)| *h = *b);
     }
     let reader: Box<dyn Read> = if head == [0x1f, 0x8b] { Box::new(MultiGzDecoder::new(buffered)) } else { Box::new(buffered) };
     let mut archive = tar::Archive::new(reader);
-    let bad =
-        |e: std::io::Error| format!("{}: not a readable tar(.gz) archive: {}", path.display(), crate::error::printable(&e.to_string()));
+    let bad = |e: std::io::Error| {
+        StageError::Source(format!("{}: not a readable tar(.gz) archive: {}", path.display(), crate::error::printable(&e.to_string())))
+    };
     for entry in archive.entries().map_err(bad)? {
         let mut entry = entry.map_err(bad)?;
         if !entry.header().entry_type().is_file() {
@@ -372,29 +373,30 @@ pub fn for_each_member(path: &Path, mut f: impl FnMut(&str, &mut dyn Read) -> Re
 }
 
 /// List the clips of a tarball, hashing each one (this also proves the archive reads to the end).
-pub fn scan_tarball(path: &Path) -> Result<(Layout, Vec<ClipEntry>), String> {
+pub fn scan_tarball(path: &Path) -> Result<(Layout, Vec<ClipEntry>), StageError> {
     let mut clips = vec![];
     let mut layout = None;
     for_each_member(path, |name, reader| {
         let Some(l) = Layout::of_path(name) else { return Ok(()) };
         let (track_id, genre) = layout::parse_clip_name(name).expect("of_path checked the name");
         let mut hasher = blake3::Hasher::new();
-        let bytes = std::io::copy(reader, &mut hasher).map_err(|e| format!("{}: {name}: {e}", path.display()))?;
+        let bytes = std::io::copy(reader, &mut hasher).map_err(|e| StageError::Source(format!("{}: {name}: {e}", path.display())))?;
         layout.get_or_insert(l);
         clips.push(ClipEntry::new(track_id, genre, name.to_string(), bytes, hasher.finalize().to_hex().to_string()));
         Ok(())
     })?;
-    let layout = layout.ok_or_else(|| format!("{}: no GTZAN clips (<genre>/<genre>.000NN.wav) in the archive", path.display()))?;
+    let layout = layout
+        .ok_or_else(|| StageError::Source(format!("{}: no GTZAN clips (<genre>/<genre>.000NN.wav) in the archive", path.display())))?;
     clips.sort_by(|a, b| a.track_id.cmp(&b.track_id));
     Ok((layout, clips))
 }
 
-/// A file's `(size in bytes, blake3 hex)`, or why it could not be read.
-pub type FileHash = Result<(u64, String), String>;
-
 /// List and hash the clips of a folder; `hash` may reuse known hashes (keyed by path, size,
 /// mtime). A file that cannot be read is a reject, not an error.
-pub fn scan_folder(root: &Path, mut hash: impl FnMut(&Path) -> FileHash) -> Result<(Layout, Vec<ClipEntry>, Vec<SourceReject>), String> {
+pub fn scan_folder(
+    root: &Path,
+    mut hash: impl FnMut(&Path) -> FileHash,
+) -> Result<(Layout, Vec<ClipEntry>, Vec<SourceReject>), StageError> {
     let layout = layout::detect_folder(root)?;
     let (listed, unlisted) = match layout {
         Layout::ClassFolders => layout::list_class_folders(root),
@@ -416,7 +418,7 @@ pub fn scan_folder(root: &Path, mut hash: impl FnMut(&Path) -> FileHash) -> Resu
     for (path, track_id, genre) in listed {
         match hash(&path) {
             Ok((bytes, blake3)) => clips.push(ClipEntry::new(track_id, genre, rel(&path), bytes, blake3)),
-            Err(reason) => rejected.push(SourceReject { track_id, genre, location: path.display().to_string(), reason }),
+            Err(e) => rejected.push(SourceReject { track_id, genre, location: path.display().to_string(), reason: e.to_string() }),
         }
     }
     Ok((layout, clips, rejected))

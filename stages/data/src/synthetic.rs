@@ -211,9 +211,11 @@ pub fn clip(cfg: &SyntheticConfig, genre: usize, index: usize) -> Vec<f32> {
 }
 
 /// Write the set in the Marsyas layout under `root` (`root/genres/<genre>/<genre>.000NN.wav`).
-pub fn write_set(cfg: &SyntheticConfig, root: &Path) -> Result<usize, String> {
+pub fn write_set(cfg: &SyntheticConfig, root: &Path) -> Result<usize, crate::StageError> {
     if !(2..=GENRES.len()).contains(&cfg.genres) || cfg.clips_per_genre == 0 || cfg.seconds <= 0.0 {
-        return Err(format!("synthetic set needs 2..=10 genres, at least one clip per genre and a positive length (got {cfg:?})"));
+        return Err(crate::StageError::Config(format!(
+            "synthetic set needs 2..=10 genres, at least one clip per genre and a positive length (got {cfg:?})"
+        )));
     }
     use rayon::prelude::*;
     let jobs: Vec<(usize, usize)> = (0..cfg.genres).flat_map(|g| (0..cfg.clips_per_genre).map(move |i| (g, i))).collect();
@@ -221,7 +223,7 @@ pub fn write_set(cfg: &SyntheticConfig, root: &Path) -> Result<usize, String> {
         let name = GENRES[g];
         let path = root.join(format!("genres/{name}/{name}.{i:05}.wav"));
         let bytes = wav_bytes_i16(&clip(cfg, g, i), cfg.sample_rate);
-        genrelab_store::atomic::write_atomic(&path, &bytes).map(|_| ()).map_err(|e| e.to_string())
+        genrelab_store::atomic::write_atomic(&path, &bytes).map(|_| ())
     })?;
     Ok(jobs.len())
 }

@@ -159,7 +159,7 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(if gz { "g.tar.gz" } else { "g.tar" });
         std::fs::write(&path, mutate(tarball(gz), &mutations)).unwrap();
-        match scan_tarball(&path) {
+        match scan_tarball(&path).map_err(|e| e.to_string()) {
             Ok((_, clips)) => prop_assert!(clips.len() <= 2),
             // Errors are one printable line naming the archive.
             Err(e) => prop_assert!(e.contains("g.tar") && !e.chars().any(|c| c.is_control() || c == char::REPLACEMENT_CHARACTER), "{}", e),
@@ -176,7 +176,9 @@ proptest! {
         let manifest = dir.path().join("m.csv");
         std::fs::write(&manifest, format!("path,label,id\n{text}")).unwrap();
         let cols = Columns { path_template: template, id: Some("id".into()), header_rows, ..Columns::default() };
-        let missing = |p: &Path| -> genrelab_data::source::FileHash { Err(format!("{}: no such file", p.display())) };
+        let missing = |p: &Path| -> genrelab_data::source::FileHash {
+            Err(genrelab_store::StoreError::Io { path: p.to_path_buf(), source: std::io::ErrorKind::NotFound.into() })
+        };
         if let Ok((clips, _rejects)) = manifest_clips(&manifest, &cols, missing) {
             prop_assert!(clips.is_empty(), "no file exists, so no row is a clip");
         }
