@@ -130,8 +130,13 @@ impl Config {
     }
 
     pub fn parse(text: &str, base: &Path, name: &Path) -> Result<Config, PipelineError> {
-        let mut cfg: Config =
-            toml::from_str(text).map_err(|e| PipelineError::Config { path: name.to_path_buf(), message: e.to_string() })?;
+        let mut cfg: Config = toml::from_str(text).map_err(|e| {
+            // A bad recipe value: named by its key (the recipe's keys are flattened into [train],
+            // and serde's own message for them does not name it).
+            let train = toml::from_str::<toml::Table>(text).ok().and_then(|t| serde_json::to_value(t.get("train")?).ok());
+            let message = train.and_then(|t| genrelab_runs::train::TrainConfig::recipe_error(&t)).map_or(e.to_string(), |r| r.to_string());
+            PipelineError::Config { path: name.to_path_buf(), message }
+        })?;
         let base = if base.as_os_str().is_empty() { Path::new(".") } else { base };
         let resolve = |p: &mut PathBuf| {
             if p.is_relative() {
@@ -288,6 +293,12 @@ mod tests {
             ("threads = 100000\n", "threads must be between 0 (every core) and 1024, got 100000"),
             ("[train]\nlearning_rate = nan\n", "learning_rate > 0"),
             ("[train]\nweight_decay = inf\n", "weight_decay >= 0"),
+            // Typos are refused, among the recipe's keys too (they are flattened into [train]).
+            ("[train]\nlearnig_rate = 0.1\n", "[train]: unknown key `learnig_rate`, expected one of"),
+            ("[train]\ngain_bd = 3.0\n", "unknown key `gain_bd`"),
+            ("[train.model.resnet]\nbanddrop = 0.5\n", "[train.model.resnet]: unknown key `banddrop`"),
+            ("[train]\ngain_db = \"loud\"\n", "[train] gain_db: invalid type: string \"loud\", expected f32"),
+            ("[train.model.resnet]\nselect = \"best\"\n", "[train.model.resnet] select: unknown variant `best`"),
         ] {
             let e = err(text);
             assert!(e.contains("my.toml") && e.contains(says), "{text:?}: {e}");

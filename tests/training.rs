@@ -235,8 +235,12 @@ fn crop_and_descriptor_models_train_under_kfold_with_validation_selection() {
                 assert_eq!(c["spec"]["frames"], 16);
                 // 32 Slaney bands over 0 - 11,025 Hz: the lowest 24 end at or below 5 kHz.
                 assert_eq!((c["spec"]["mels"].as_u64(), c["max_hz"].as_f64()), (Some(24), Some(5000.0)));
-                assert_eq!(c["settings"]["recipe"]["band_drop_from"], BANDS_BELOW_3K, "band drop from the bands above 3 kHz");
-                assert!((c["settings"]["recipe"]["gain"].as_f64().unwrap() - 3.0 / 15.5).abs() < 1e-6);
+                assert_eq!(c["settings"]["units"]["band_drop_from"], BANDS_BELOW_3K, "band drop from the bands above 3 kHz");
+                assert_eq!(c["settings"]["recipe"]["band_drop_hz"], 3000.0, "the recipe as configured");
+                // The gain in input units: 3 dB over the normalisation's 15.5 dB.
+                let (db, per_unit) =
+                    (c["settings"]["recipe"]["gain_db"].as_f64().unwrap(), c["settings"]["units"]["db_per_unit"].as_f64().unwrap());
+                assert!((db / per_unit - 3.0 / 15.5).abs() < 1e-6);
             } else {
                 assert_eq!(c["settings"]["recipe"]["crop_frames"], 0);
                 assert_eq!(c["settings"]["recipe"]["mixup_alpha"], 0.0, "per-model override");

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use crate::{Model, ModelError, ModelSpec, build, save_tensors};
+use crate::{Input, Model, ModelError, ModelSpec, build, save_tensors};
 
 /// The training settings (the study's by default) and the recipe options.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,8 +27,12 @@ pub struct TrainSettings {
     /// Fingerprint of the training and test inputs: a checkpoint made from other data is never
     /// resumed or reused.
     pub data: String,
+    /// The recipe as configured, for the run's input kind ([`Recipe::for_input`]).
     #[serde(default)]
     pub recipe: Recipe,
+    /// The recipe's dB and Hz options in the run's input units.
+    #[serde(default)]
+    pub units: InputUnits,
 }
 
 /// Learning-rate schedule over the run's steps.
@@ -58,8 +62,11 @@ pub fn needs_validation(select: Select, patience: Option<usize>) -> bool {
     select == Select::BestValid || patience.is_some()
 }
 
-/// Recipe options beyond the study's plain Adam + cross-entropy. All off by default. Every value
-/// is in the checkpoint, so a run says how it was trained.
+/// The training recipe: every option beyond the study's plain Adam + cross-entropy, off by
+/// default, in the units `[train]` gives them (dB, Hz, frames). One type from the configuration
+/// (flattened into `[train]` and `[train.model.<name>]`) to the checkpoint (every value is there,
+/// so a run says how it was trained) and tune's search space; a finished run is kept when its
+/// recipe `==` the configured one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Recipe {
@@ -69,27 +76,28 @@ pub struct Recipe {
     pub label_smoothing: f32,
     /// Mixup: each batch is mixed with a shuffled copy of itself, weight ~ Beta(a, a); 0 = off.
     pub mixup_alpha: f32,
-    /// Random gain: every sample is offset by a uniform value in [-gain, gain] (input units).
-    pub gain: f32,
+    /// Random gain of up to +-gain_db dB per training example.
+    pub gain_db: f32,
     /// SpecAugment: masks per sample and their widest extent (frames / mel bands), filled with 0
     /// (the normalised mean).
     pub time_masks: usize,
     pub time_mask_width: usize,
     pub freq_masks: usize,
     pub freq_mask_width: usize,
-    /// Band drop: with this probability per sample, every mel band from a random band
-    /// (`band_drop_from` or above) to the top is set to the sample's floor (its lowest value),
-    /// as when a source holds nothing above some frequency (a 16 kHz file, an MP3's low-pass).
+    /// Band drop (spectrogram models): with probability `band_drop` per training example, every
+    /// band above a random cut-off between `band_drop_hz` and the top is set to the example's
+    /// floor (its lowest value), so the model also learns from clips without their highest band
+    /// (a 16 kHz file, an MP3's low-pass).
     pub band_drop: f32,
-    pub band_drop_from: usize,
+    pub band_drop_hz: f64,
     pub schedule: Schedule,
     pub warmup_epochs: usize,
     /// Stop when the validation loss has not improved for this many epochs.
     pub patience: Option<usize>,
     pub select: Select,
-    /// Crop models: train on random crops of this many frames (0 = the whole input), drawing
-    /// `crops_per_epoch` crops of every clip per epoch; evaluate on every window of the clip
-    /// `window_hop` frames apart (the last one aligned to the end), probabilities averaged.
+    /// Crop models: train on random crops of this many frames (128 = 3 s; 0 = the whole input),
+    /// drawing `crops_per_epoch` crops of every clip per epoch; evaluate on every window of the
+    /// clip `window_hop` frames apart (the last one aligned to the end), probabilities averaged.
     pub crop_frames: usize,
     pub crops_per_epoch: usize,
     pub window_hop: usize,
@@ -101,25 +109,66 @@ impl Default for Recipe {
             weight_decay: 0.0,
             label_smoothing: 0.0,
             mixup_alpha: 0.0,
-            gain: 0.0,
+            gain_db: 0.0,
             time_masks: 0,
             time_mask_width: 0,
             freq_masks: 0,
             freq_mask_width: 0,
             band_drop: 0.0,
-            band_drop_from: 0,
+            band_drop_hz: 7000.0,
             schedule: Schedule::Constant,
             warmup_epochs: 0,
             patience: None,
             select: Select::Last,
-            crop_frames: 0,
+            crop_frames: 128,
             crops_per_epoch: 1,
-            window_hop: 0,
+            window_hop: 64,
         }
     }
 }
 
+/// The recipe's dB and Hz options in a model's input units: inputs are dB divided by
+/// `db_per_unit` (the normalisation's deviation), and band drop cuts from band `band_drop_from`
+/// up (the first band above `band_drop_hz` among the bands the model reads).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputUnits {
+    pub db_per_unit: f32,
+    pub band_drop_from: usize,
+}
+
+impl Default for InputUnits {
+    fn default() -> Self {
+        InputUnits { db_per_unit: 1.0, band_drop_from: 0 }
+    }
+}
+
+impl InputUnits {
+    /// The recipe's random gain in input units.
+    pub fn gain(&self, recipe: &Recipe) -> f32 {
+        recipe.gain_db / self.db_per_unit
+    }
+}
+
 impl Recipe {
+    /// The recipe a model reading `input` trains with: the options that do not apply to it at
+    /// their neutral values (descriptor models are not augmented; only crop models read windows),
+    /// so that changing them does not make its runs stale.
+    pub fn for_input(&self, input: Input) -> Recipe {
+        let mut r = self.clone();
+        if input == Input::Stats {
+            (r.gain_db, r.time_masks, r.freq_masks, r.band_drop) = (0.0, 0, 0, 0.0);
+        }
+        if r.band_drop == 0.0 {
+            r.band_drop_hz = Recipe::default().band_drop_hz;
+        }
+        if input == Input::Crops {
+            r.crops_per_epoch = r.crops_per_epoch.max(1);
+        } else {
+            (r.crop_frames, r.crops_per_epoch, r.window_hop) = (0, 1, 0);
+        }
+        r
+    }
     /// Whether the recipe needs a validation part.
     pub fn needs_validation(&self) -> bool {
         needs_validation(self.select, self.patience)
@@ -202,15 +251,17 @@ impl Rng {
     }
 }
 
-/// SpecAugment and random gain, in place, on one `mels x frames` sample.
-pub fn augment(sample: &mut [f32], mels: usize, frames: usize, recipe: &Recipe, rng: &mut Rng) {
-    if recipe.band_drop > 0.0 && recipe.band_drop_from < mels && rng.uniform() < recipe.band_drop as f64 {
-        let cut = recipe.band_drop_from + rng.below(mels - recipe.band_drop_from);
+/// SpecAugment, band drop and random gain, in place, on one `mels x frames` sample.
+pub fn augment(sample: &mut [f32], mels: usize, frames: usize, recipe: &Recipe, units: &InputUnits, rng: &mut Rng) {
+    let from = units.band_drop_from;
+    if recipe.band_drop > 0.0 && from < mels && rng.uniform() < recipe.band_drop as f64 {
+        let cut = from + rng.below(mels - from);
         let floor = sample.iter().copied().fold(f32::INFINITY, f32::min);
         sample[cut * frames..mels * frames].iter_mut().for_each(|v| *v = floor);
     }
-    if recipe.gain > 0.0 {
-        let g = ((rng.uniform() * 2.0 - 1.0) * recipe.gain as f64) as f32;
+    let gain = units.gain(recipe);
+    if gain > 0.0 {
+        let g = ((rng.uniform() * 2.0 - 1.0) * gain as f64) as f32;
         sample.iter_mut().for_each(|v| *v += g);
     }
     for _ in 0..recipe.freq_masks {
@@ -460,7 +511,7 @@ fn training_batch(
     items: &[(usize, usize)],
     width: usize,
     classes: usize,
-    recipe: &Recipe,
+    (recipe, units): (&Recipe, &InputUnits),
     rng: &mut Rng,
 ) -> (Vec<f32>, Vec<usize>, Option<Vec<f32>>) {
     let d = data.mels * width;
@@ -469,7 +520,7 @@ fn training_batch(
         data.push_window(r, o, width, &mut xs);
     }
     for sample in xs.chunks_mut(d) {
-        augment(sample, data.mels, width, recipe, rng);
+        augment(sample, data.mels, width, recipe, units, rng);
     }
     let ys: Vec<usize> = items.iter().map(|&(r, _)| data.y[r]).collect();
     if !recipe.soft_targets() {
@@ -702,7 +753,7 @@ pub fn train_run_checkpointing(
         let mut lr = settings.learning_rate;
         for (s, chunk) in items.chunks(settings.batch_size.max(1)).enumerate() {
             lr = recipe.learning_rate(settings.learning_rate, epoch * steps_per_epoch + s, total_steps, warmup);
-            let (xs, ys, soft) = training_batch(&train, chunk, width, spec.classes, recipe, &mut rng);
+            let (xs, ys, soft) = training_batch(&train, chunk, width, spec.classes, (recipe, &settings.units), &mut rng);
             let x = batch_tensor(&xs, chunk.len(), train.mels, width, device);
             let y = Tensor::from_slice(&ys.iter().map(|&v| v as i64).collect::<Vec<_>>()).to_device(device);
             let soft = soft.map(|t| Tensor::from_slice(&t).view([chunk.len() as i64, spec.classes as i64]).to_device(device));
@@ -822,21 +873,23 @@ mod tests {
     #[test]
     fn augmentation_keeps_shape_and_masks_what_it_says() {
         let recipe = Recipe { freq_masks: 1, freq_mask_width: 3, time_masks: 2, time_mask_width: 5, ..Recipe::default() };
+        let units = InputUnits::default();
         let mut rng = Rng::new(9);
         for _ in 0..20 {
             let mut s = vec![1.0f32; 8 * 20];
-            augment(&mut s, 8, 20, &recipe, &mut rng);
+            augment(&mut s, 8, 20, &recipe, &units, &mut rng);
             assert_eq!(s.len(), 160);
             let zeros = s.iter().filter(|v| **v == 0.0).count();
             // At most 3 full mel rows and 2 x 5 full frame columns.
             assert!(zeros <= 3 * 20 + 2 * 5 * 8, "{zeros}");
             assert!(s.iter().all(|v| *v == 0.0 || *v == 1.0));
         }
-        let drop = Recipe { band_drop: 1.0, band_drop_from: 5, ..Recipe::default() };
+        let drop = Recipe { band_drop: 1.0, ..Recipe::default() };
+        let from5 = InputUnits { band_drop_from: 5, ..units };
         for _ in 0..20 {
             // Band m holds m + 1 in every frame (band 0 the lowest).
             let mut s: Vec<f32> = (0..8 * 4).map(|i| (i / 4 + 1) as f32).collect();
-            augment(&mut s, 8, 4, &drop, &mut rng);
+            augment(&mut s, 8, 4, &drop, &from5, &mut rng);
             let bands: Vec<f32> = s.chunks(4).map(|b| b[0]).collect();
             assert!(s.chunks(4).all(|b| b.iter().all(|v| *v == b[0])), "whole bands");
             let cut = (1..8).find(|&m| bands[m] == 1.0).unwrap_or(8);
@@ -844,9 +897,10 @@ mod tests {
             assert!(bands[..cut].iter().enumerate().all(|(m, v)| *v == (m + 1) as f32), "bands below the cut kept: {bands:?}");
             assert!(bands[cut..].iter().all(|v| *v == 1.0), "bands from the cut up at the floor: {bands:?}");
         }
-        let gain = Recipe { gain: 0.5, ..Recipe::default() };
+        // 3 dB over inputs of 6 dB per unit: up to +-0.5.
+        let gain = Recipe { gain_db: 3.0, ..Recipe::default() };
         let mut s = vec![1.0f32; 16];
-        augment(&mut s, 2, 8, &gain, &mut rng);
+        augment(&mut s, 2, 8, &gain, &InputUnits { db_per_unit: 6.0, ..units }, &mut rng);
         assert!(s.iter().all(|v| (*v - s[0]).abs() < 1e-7) && (s[0] - 1.0).abs() <= 0.5, "one offset per sample");
     }
 
@@ -857,7 +911,7 @@ mod tests {
         let data = Batchable { x: &x, y: &y, mels: 2, frames: 3 };
         let recipe = Recipe { mixup_alpha: 0.4, label_smoothing: 0.1, ..Recipe::default() };
         let items = [(0, 0), (1, 0), (2, 0), (3, 0)];
-        let (xs, ys, t) = training_batch(&data, &items, 3, 3, &recipe, &mut Rng::new(1));
+        let (xs, ys, t) = training_batch(&data, &items, 3, 3, (&recipe, &InputUnits::default()), &mut Rng::new(1));
         assert_eq!((xs.len(), ys.clone()), (24, vec![0, 1, 2, 1]), "labels are the clips' own");
         let t = t.unwrap();
         for (i, row) in t.chunks(3).enumerate() {

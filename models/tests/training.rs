@@ -5,7 +5,8 @@ use genrelab_models::ModelSpec;
 use std::time::Duration;
 
 use genrelab_models::train::{
-    Batchable, Recipe, RunData, Select, TrainSettings, load_model, load_weights, predict_proba, train_run, train_run_checkpointing,
+    Batchable, InputUnits, Recipe, RunData, Select, TrainSettings, load_model, load_weights, predict_proba, train_run,
+    train_run_checkpointing,
 };
 
 /// Two separable classes of 8 x 12 "spectrograms": a bright top half or a bright bottom half.
@@ -33,7 +34,8 @@ fn settings(epochs: usize) -> TrainSettings {
         eval_batch_size: 16,
         seed: 3,
         data: "toy".into(),
-        recipe: Recipe::default(),
+        recipe: Recipe::default().for_input(genrelab_models::Input::Clip),
+        units: InputUnits::default(),
     }
 }
 
@@ -126,13 +128,13 @@ fn a_full_recipe_trains_on_crops_and_selects_on_validation() {
         weight_decay: 1e-3,
         label_smoothing: 0.1,
         mixup_alpha: 0.4,
-        gain: 0.2,
+        gain_db: 1.0,
         time_masks: 1,
         time_mask_width: 4,
         freq_masks: 1,
         freq_mask_width: 2,
         band_drop: 0.5,
-        band_drop_from: 4,
+        band_drop_hz: 3000.0,
         schedule: genrelab_models::train::Schedule::Cosine,
         warmup_epochs: 1,
         patience: Some(2),
@@ -141,7 +143,8 @@ fn a_full_recipe_trains_on_crops_and_selects_on_validation() {
         crops_per_epoch: 2,
         window_hop: 8,
     };
-    let settings = TrainSettings { recipe, ..settings(12) };
+    // 1 dB at 5 dB per unit: a gain of up to +-0.2; band drop from band 4.
+    let settings = TrainSettings { recipe, units: InputUnits { db_per_unit: 5.0, band_drop_from: 4 }, ..settings(12) };
     let spec = ModelSpec { name: "simple_cnn".into(), mels: 8, frames: 16, classes: 2 };
     let device = Device::Cpu;
     let dir = tempfile::tempdir().unwrap();

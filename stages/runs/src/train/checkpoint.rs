@@ -48,6 +48,96 @@ pub struct Checkpoint {
     /// Where the run trained (backend, processor, threads): what its epochs' seconds mean.
     #[serde(default)]
     pub trained_on: String,
+    /// A checkpoint written before `settings.units` existed: its recipe as it recorded it (its
+    /// `settings.recipe` is read from it, with `band_drop_hz` unknown). See [`LegacyRecipe`].
+    #[serde(skip)]
+    pub legacy_recipe: Option<LegacyRecipe>,
+}
+
+/// The recipe as checkpoints recorded it before the configuration, the checkpoint and tune shared
+/// one [`Recipe`] type: resolved to the run's input units (`gain` in input units, the band where
+/// band drop starts). Read only so that the runs trained then are kept: such a run is the
+/// configured one when its record equals [`LegacyRecipe::of`] the configured recipe, and its
+/// checkpoint is then rewritten in the current form.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LegacyRecipe {
+    pub weight_decay: f64,
+    pub label_smoothing: f32,
+    pub mixup_alpha: f32,
+    pub gain: f32,
+    pub time_masks: usize,
+    pub time_mask_width: usize,
+    pub freq_masks: usize,
+    pub freq_mask_width: usize,
+    pub band_drop: f32,
+    pub band_drop_from: usize,
+    pub schedule: Schedule,
+    pub warmup_epochs: usize,
+    pub patience: Option<usize>,
+    pub select: Select,
+    pub crop_frames: usize,
+    pub crops_per_epoch: usize,
+    pub window_hop: usize,
+}
+
+impl Default for LegacyRecipe {
+    fn default() -> Self {
+        let off = Recipe::default().for_input(Input::Clip);
+        LegacyRecipe::of(&off, &InputUnits::default())
+    }
+}
+
+impl LegacyRecipe {
+    /// The record a checkpoint of the earlier form would hold for `recipe` in `units`.
+    pub fn of(recipe: &Recipe, units: &InputUnits) -> LegacyRecipe {
+        let r = recipe.clone();
+        LegacyRecipe {
+            weight_decay: r.weight_decay,
+            label_smoothing: r.label_smoothing,
+            mixup_alpha: r.mixup_alpha,
+            gain: units.gain(recipe),
+            time_masks: r.time_masks,
+            time_mask_width: r.time_mask_width,
+            freq_masks: r.freq_masks,
+            freq_mask_width: r.freq_mask_width,
+            band_drop: r.band_drop,
+            band_drop_from: units.band_drop_from,
+            schedule: r.schedule,
+            warmup_epochs: r.warmup_epochs,
+            patience: r.patience,
+            select: r.select,
+            crop_frames: r.crop_frames,
+            crops_per_epoch: r.crops_per_epoch,
+            window_hop: r.window_hop,
+        }
+    }
+
+    /// The recipe and units it stands for, as far as they can be known: `gain_db` from `gain`
+    /// and the normalisation, `band_drop_hz` the default (the record kept only the band).
+    fn recipe(&self, db_per_unit: f32) -> (Recipe, InputUnits) {
+        let l = self.clone();
+        let recipe = Recipe {
+            weight_decay: l.weight_decay,
+            label_smoothing: l.label_smoothing,
+            mixup_alpha: l.mixup_alpha,
+            gain_db: l.gain * db_per_unit,
+            time_masks: l.time_masks,
+            time_mask_width: l.time_mask_width,
+            freq_masks: l.freq_masks,
+            freq_mask_width: l.freq_mask_width,
+            band_drop: l.band_drop,
+            band_drop_hz: Recipe::default().band_drop_hz,
+            schedule: l.schedule,
+            warmup_epochs: l.warmup_epochs,
+            patience: l.patience,
+            select: l.select,
+            crop_frames: l.crop_frames,
+            crops_per_epoch: l.crops_per_epoch,
+            window_hop: l.window_hop,
+        };
+        (recipe, InputUnits { db_per_unit, band_drop_from: l.band_drop_from })
+    }
 }
 
 /// What decides whether a finished run is kept rather than trained again: the model and its
@@ -66,6 +156,25 @@ pub struct RunIdentity<'a> {
 }
 
 impl Checkpoint {
+    /// A `checkpoint.json`, of the current form or the earlier one (without `settings.units`,
+    /// its recipe a [`LegacyRecipe`]).
+    pub fn from_json(bytes: &[u8]) -> serde_json::Result<Checkpoint> {
+        let mut v: serde_json::Value = serde_json::from_slice(bytes)?;
+        let legacy = match v.get_mut("settings").and_then(|s| s.as_object_mut()) {
+            Some(settings) if !settings.contains_key("units") => {
+                let old = settings.remove("recipe").unwrap_or_else(|| serde_json::json!({}));
+                Some(serde_json::from_value::<LegacyRecipe>(old)?)
+            }
+            _ => None,
+        };
+        let mut c: Checkpoint = serde_json::from_value(v)?;
+        if let Some(l) = legacy {
+            (c.settings.recipe, c.settings.units) = l.recipe(c.normalize_std);
+            c.legacy_recipe = Some(l);
+        }
+        Ok(c)
+    }
+
     /// See [`RunIdentity`].
     pub fn identity(&self) -> RunIdentity<'_> {
         RunIdentity {
@@ -141,7 +250,7 @@ pub fn read_checkpoints(train_dir: &Path) -> Result<Vec<(PathBuf, Checkpoint)>, 
         for run in std::fs::read_dir(model_dir.path()).into_iter().flatten().flatten() {
             let p = run.path().join(CHECKPOINT);
             if let Ok(bytes) = std::fs::read(&p) {
-                let c: Checkpoint = serde_json::from_slice(&bytes).map_err(|e| StageError::Source(format!("{}: {e}", p.display())))?;
+                let c = Checkpoint::from_json(&bytes).map_err(|e| StageError::Source(format!("{}: {e}", p.display())))?;
                 out.push((run.path(), c));
             }
         }

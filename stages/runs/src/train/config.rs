@@ -1,9 +1,10 @@
-//! `[train]`: the training configuration, per-model overrides, and the recipe it resolves to.
+//! `[train]`: the training settings, the recipe (one `Recipe`, its keys flattened into `[train]`),
+//! per-model overrides, and the recipe's units for a model's input.
 
 use super::*;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct TrainConfig {
     /// Models from the registry (`genrelab models`).
     pub models: Vec<String>,
@@ -17,36 +18,19 @@ pub struct TrainConfig {
     /// (Descriptor models standardise each column with its training-part mean and deviation.)
     pub normalize_mean: f32,
     pub normalize_std: f32,
-    /// Recipe options (see `genrelab_models::train::Recipe`); all off by default.
-    pub weight_decay: f64,
-    pub label_smoothing: f32,
-    pub mixup_alpha: f32,
-    /// Random gain of up to +-gain_db dB per training example.
-    pub gain_db: f32,
-    pub time_masks: usize,
-    pub time_mask_width: usize,
-    pub freq_masks: usize,
-    pub freq_mask_width: usize,
-    pub schedule: Schedule,
-    pub warmup_epochs: usize,
-    pub patience: Option<usize>,
-    pub select: Select,
-    /// Crop models: frames per training crop (128 = 3 s), crops per clip and epoch, and the hop
-    /// between the test windows whose probabilities are averaged.
-    pub crop_frames: usize,
-    pub crops_per_epoch: usize,
-    pub window_hop: usize,
-    /// Band drop (spectrogram models): with probability `band_drop` per training example,
-    /// every band above a random cut-off between `band_drop_hz` and the top is set to the
-    /// example's floor, so the model also learns from clips without their highest band.
-    pub band_drop: f32,
-    pub band_drop_hz: f64,
     /// Crop models: read only the mel bands that lie wholly below this frequency (Hz), so a
     /// prediction does not depend on what a source holds above it (a 16 kHz file, an MP3's
     /// low-pass, a resampler's roll-off). Unset = every band.
     pub max_hz: Option<f64>,
+    /// The recipe (augmentation, schedule, selection, crops), its keys directly under `[train]`.
+    #[serde(flatten)]
+    pub recipe: Recipe,
     /// Per-model overrides of any key above except `models`: `[train.model.resnet]`.
     pub model: BTreeMap<String, serde_json::Value>,
+    /// Keys that are neither the recipe's nor the above (serde's `deny_unknown_fields` does not
+    /// combine with `flatten`): [`TrainConfig::validate`] and [`TrainConfig::for_model`] refuse them.
+    #[serde(flatten, skip_serializing)]
+    pub unknown: BTreeMap<String, serde_json::Value>,
 }
 
 impl Default for TrainConfig {
@@ -60,25 +44,10 @@ impl Default for TrainConfig {
             eval_batch_size: 64,
             normalize_mean: -42.88,
             normalize_std: 15.50,
-            weight_decay: 0.0,
-            label_smoothing: 0.0,
-            mixup_alpha: 0.0,
-            gain_db: 0.0,
-            time_masks: 0,
-            time_mask_width: 0,
-            freq_masks: 0,
-            freq_mask_width: 0,
-            schedule: Schedule::Constant,
-            warmup_epochs: 0,
-            patience: None,
-            select: Select::Last,
-            crop_frames: 128,
-            crops_per_epoch: 1,
-            window_hop: 64,
-            band_drop: 0.0,
-            band_drop_hz: 7000.0,
             max_hz: None,
+            recipe: Recipe::default(),
             model: BTreeMap::new(),
+            unknown: BTreeMap::new(),
         }
     }
 }
@@ -98,7 +67,29 @@ impl TrainConfig {
                 obj.insert(k.clone(), v.clone());
             }
         }
-        serde_json::from_value(base).map_err(|e| StageError::Config(format!("[train.model.{name}]: {e}")))
+        let merged: TrainConfig = serde_json::from_value(base).map_err(|e| {
+            let named = self.model.get(name).and_then(|over| recipe_value_error(&format!("[train.model.{name}]"), over));
+            named.unwrap_or_else(|| StageError::Config(format!("[train.model.{name}]: {e}")))
+        })?;
+        merged.known_keys_only(&format!("[train.model.{name}]"))?;
+        Ok(merged)
+    }
+
+    /// Why a `[train]` table (as JSON) does not deserialise, naming the key, when a recipe value
+    /// is the cause: serde's `flatten`, which puts the recipe's keys under `[train]`, reports a bad
+    /// value without its key. None when every recipe value reads.
+    pub fn recipe_error(train: &serde_json::Value) -> Option<StageError> {
+        let own = recipe_value_error("[train]", train);
+        let models = train.get("model").and_then(|m| m.as_object()).into_iter().flatten();
+        own.or_else(|| models.filter_map(|(name, over)| recipe_value_error(&format!("[train.model.{name}]"), over)).next())
+    }
+
+    /// An error naming the first unknown key, with the keys there are.
+    fn known_keys_only(&self, table: &str) -> Result<(), StageError> {
+        let Some(key) = self.unknown.keys().next() else { return Ok(()) };
+        let known = serde_json::to_value(TrainConfig::default()).expect("config to json");
+        let known: Vec<&str> = known.as_object().expect("an object").keys().map(String::as_str).collect();
+        Err(StageError::Config(format!("{table}: unknown key `{key}`, expected one of {}", known.join(", "))))
     }
 
     /// The epochs a run of `model` trains (0 when its `[train.model.<name>]` keys are invalid:
@@ -109,7 +100,7 @@ impl TrainConfig {
 
     /// Whether this model's recipe needs a validation part.
     pub fn needs_validation(&self) -> bool {
-        genrelab_models::train::needs_validation(self.select, self.patience)
+        self.recipe.needs_validation()
     }
 
     /// The mel bands a run of input kind `input` reads, and the band limit it records: crop
@@ -127,35 +118,22 @@ impl TrainConfig {
         }
     }
 
-    /// The recipe a model of input kind `input` reading `mels` bands of features made with
-    /// `fc` trains with.
-    pub fn recipe(&self, input: Input, fc: &FeatureConfig, mels: usize) -> Recipe {
-        let crops = input == Input::Crops;
-        Recipe {
-            weight_decay: self.weight_decay,
-            label_smoothing: self.label_smoothing,
-            mixup_alpha: self.mixup_alpha,
-            gain: if input == Input::Stats { 0.0 } else { self.gain_db / self.normalize_std },
-            time_masks: if input == Input::Stats { 0 } else { self.time_masks },
-            time_mask_width: self.time_mask_width,
-            freq_masks: if input == Input::Stats { 0 } else { self.freq_masks },
-            freq_mask_width: self.freq_mask_width,
-            band_drop: if input == Input::Stats { 0.0 } else { self.band_drop },
-            band_drop_from: match input {
-                _ if self.band_drop == 0.0 => 0,
-                Input::Stats => 0,
-                Input::Crops => fc.bands_below(self.band_drop_hz),
-                // The study's models read the resized `out_mels` bands: the same frequency, scaled.
-                Input::Clip => fc.bands_below(self.band_drop_hz) * mels / fc.n_mels,
-            },
-            schedule: self.schedule,
-            warmup_epochs: self.warmup_epochs,
-            patience: self.patience,
-            select: self.select,
-            crop_frames: if crops { self.crop_frames } else { 0 },
-            crops_per_epoch: if crops { self.crops_per_epoch.max(1) } else { 1 },
-            window_hop: if crops { self.window_hop } else { 0 },
-        }
+    /// The recipe a model of input kind `input` trains with.
+    pub fn recipe(&self, input: Input) -> Recipe {
+        self.recipe.for_input(input)
+    }
+
+    /// `recipe`'s dB and Hz in the units of a model of input kind `input` reading `mels` bands
+    /// of features made with `fc`.
+    pub fn units(&self, recipe: &Recipe, input: Input, fc: &FeatureConfig, mels: usize) -> InputUnits {
+        let band_drop_from = match input {
+            _ if recipe.band_drop == 0.0 => 0,
+            Input::Stats => 0,
+            Input::Crops => fc.bands_below(recipe.band_drop_hz),
+            // The study's models read the resized `out_mels` bands: the same frequency, scaled.
+            Input::Clip => fc.bands_below(recipe.band_drop_hz) * mels / fc.n_mels,
+        };
+        InputUnits { db_per_unit: self.normalize_std, band_drop_from }
     }
 
     /// Check the models and every recipe, those of `[train.model.<name>]` tables for models not
@@ -164,6 +142,7 @@ impl TrainConfig {
         if self.models.is_empty() {
             return Err(StageError::Config("[train] needs at least one model".into()));
         }
+        self.known_keys_only("[train]")?;
         // The shared values first: a NaN would not survive the per-model merge as a number.
         self.check("defaults")?;
         for m in &self.models {
@@ -191,14 +170,14 @@ impl TrainConfig {
                 "[train] (model {name}) needs seeds >= 1, epochs >= 1, batch_size >= 1, learning_rate > 0 and normalize_std > 0"
             )));
         }
-        if !(0.0..=1.0).contains(&self.band_drop) || self.band_drop_hz.is_nan() || self.band_drop_hz <= 0.0 {
+        if !(0.0..=1.0).contains(&self.recipe.band_drop) || self.recipe.band_drop_hz.is_nan() || self.recipe.band_drop_hz <= 0.0 {
             return Err(StageError::Config(format!("[train] (model {name}): band_drop in [0, 1] and band_drop_hz > 0")));
         }
         let non_negative = |v: f64| v.is_finite() && v >= 0.0;
-        if !(0.0..1.0).contains(&self.label_smoothing)
-            || !non_negative(self.mixup_alpha as f64)
-            || !non_negative(self.gain_db as f64)
-            || !non_negative(self.weight_decay)
+        if !(0.0..1.0).contains(&self.recipe.label_smoothing)
+            || !non_negative(self.recipe.mixup_alpha as f64)
+            || !non_negative(self.recipe.gain_db as f64)
+            || !non_negative(self.recipe.weight_decay)
         {
             return Err(StageError::Config(format!(
                 "[train] (model {name}): label_smoothing in [0, 1), mixup_alpha, gain_db, weight_decay >= 0"
@@ -206,4 +185,13 @@ impl TrainConfig {
         }
         Ok(())
     }
+}
+
+/// The first recipe key of `table` whose value does not read, as an error naming it.
+fn recipe_value_error(name: &str, table: &serde_json::Value) -> Option<StageError> {
+    let recipe_keys = serde_json::to_value(Recipe::default()).expect("recipe to json");
+    table.as_object()?.iter().filter(|(k, _)| recipe_keys.get(k.as_str()).is_some()).find_map(|(k, v)| {
+        let one = serde_json::json!({ k.as_str(): v });
+        serde_json::from_value::<Recipe>(one).err().map(|e| StageError::Config(format!("{name} {k}: {e}")))
+    })
 }

@@ -8,14 +8,14 @@
 //! normalisation and the training settings, so a checkpoint rebuilds and feeds its own model.
 //! The per-epoch history of every run goes to the store's `history` table.
 //!
-//! One job per module: [`config`] (`[train]` and the recipe it resolves to), [`plan`] (which
+//! One job per module: [`config`] (`[train]`, its recipe and their units), [`plan`] (which
 //! runs, on which rows), [`inputs`] (tables to model inputs), [`checkpoint`] (the run's record),
 //! [`workers`] (worker processes), [`folder`] (what the folder holds); this file runs the stage.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use genrelab_models::train::{Batchable, EpochRecord, Recipe, RunData, Schedule, Select, TrainSettings, train_run};
+use genrelab_models::train::{Batchable, EpochRecord, InputUnits, Recipe, RunData, Schedule, Select, TrainSettings, train_run};
 use genrelab_models::{Device, Input, ModelSpec, default_device, info};
 use genrelab_store::tables::{Column, write_columns};
 use genrelab_store::{FeatureMatrix, FloatTable, SplitRow, TableMeta, names, read_features, read_float_table, read_split};
@@ -190,8 +190,9 @@ impl<'a> RunContext<'a> {
         let input = info(&plan.model).map_err(|e| StageError::Config(e.to_string()))?.input;
         let (_, frames) = inputs.dims(input);
         let (mels, max_hz) = mcfg.bands(&plan.model, input, &self.feature_config, inputs)?;
-        let recipe = mcfg.recipe(input, &self.feature_config, mels);
-        let model_frames = if input == Input::Crops { mcfg.crop_frames.min(frames) } else { frames };
+        let recipe = mcfg.recipe(input);
+        let units = mcfg.units(&recipe, input, &self.feature_config, mels);
+        let model_frames = if input == Input::Crops { recipe.crop_frames.min(frames) } else { frames };
         let spec = ModelSpec { name: plan.model.clone(), mels, frames: model_frames, classes: labels.len() };
         let (stats_mean, stats_std) = if input == Input::Stats { inputs.stats_norm(&plan.train)? } else { (vec![], vec![]) };
         let mut ckpt = Checkpoint {
@@ -211,6 +212,7 @@ impl<'a> RunContext<'a> {
                 seed: plan.seed,
                 data: String::new(),
                 recipe,
+                units,
             },
             protocol: self.protocol.clone(),
             history: vec![],
@@ -224,6 +226,7 @@ impl<'a> RunContext<'a> {
             valid_clips: plan.valid.len(),
             max_hz,
             trained_on: self.trained_on.clone(),
+            legacy_recipe: None,
         };
         let x = [batch(&ckpt, inputs, &plan.train)?, batch(&ckpt, inputs, &plan.valid)?, batch(&ckpt, inputs, &plan.test)?];
         let ys = |rows: &[usize]| rows.iter().map(|&r| self.y_all[r]).collect::<Vec<usize>>();
@@ -238,7 +241,8 @@ impl<'a> RunContext<'a> {
         let dir = run_dir(self.train_dir, &plan.id);
         let done = std::fs::read(dir.join(CHECKPOINT))
             .ok()
-            .and_then(|b| serde_json::from_slice::<Checkpoint>(&b).ok())
+            .and_then(|b| Checkpoint::from_json(&b).ok())
+            .and_then(|c| upgraded(c, &ckpt, &dir))
             .filter(|c| match c.weights_damage(&dir) {
                 None => true,
                 Some(damage) => {
@@ -256,6 +260,23 @@ impl<'a> RunContext<'a> {
             .map(|c| c.history);
         Ok(Prepared { ckpt, epochs: mcfg.epochs, x, y, done })
     }
+}
+
+/// A checkpoint of the earlier form (see [`LegacyRecipe`]) whose recipe record is the one the
+/// configured run `planned` would have written, in the current form (rewritten in place; the run
+/// is not trained again); None when its record differs. Other checkpoints as they are.
+fn upgraded(mut c: Checkpoint, planned: &Checkpoint, dir: &Path) -> Option<Checkpoint> {
+    let Some(old) = c.legacy_recipe.take() else { return Some(c) };
+    if old != LegacyRecipe::of(&planned.settings.recipe, &planned.settings.units) {
+        return None;
+    }
+    c.settings.recipe = planned.settings.recipe.clone();
+    c.settings.units = planned.settings.units;
+    if c.identity() == planned.identity() {
+        tracing::info!(run = %c.run, "checkpoint rewritten in the current form (recipe in configured units)");
+        let _ = genrelab_store::atomic::write_atomic(dir.join(CHECKPOINT), &serde_json::to_vec_pretty(&c).expect("json"));
+    }
+    Some(c)
 }
 
 /// A row of the `history` table: one epoch of one run.
@@ -413,20 +434,85 @@ mod tests {
     #[test]
     fn the_recipe_places_band_drop_at_the_configured_frequency_for_each_input() {
         let fc = FeatureConfig::default(); // 128 bands, 110 of them wholly below 7 kHz
-        let cfg = TrainConfig { band_drop: 0.5, band_drop_hz: 7000.0, gain_db: 3.1, time_masks: 2, ..TrainConfig::default() };
-        assert_eq!(cfg.recipe(Input::Crops, &fc, 128).band_drop_from, 110);
+        let recipe = Recipe { band_drop: 0.5, band_drop_hz: 7000.0, gain_db: 3.1, time_masks: 2, ..Recipe::default() };
+        let cfg = TrainConfig { recipe, ..TrainConfig::default() };
+        // A recipe resolved for an input kind, and its units.
+        let resolved = |input: Input, mels: usize| {
+            let r = cfg.recipe(input);
+            let u = cfg.units(&r, input, &fc, mels);
+            (r, u)
+        };
+        assert_eq!(resolved(Input::Crops, 128).1.band_drop_from, 110);
         // The study's models read 64 resized bands: the same frequency lies at 110 * 64 / 128.
-        assert_eq!(cfg.recipe(Input::Clip, &fc, 64).band_drop_from, 55);
-        let stats = cfg.recipe(Input::Stats, &fc, 1);
-        assert_eq!((stats.band_drop, stats.band_drop_from, stats.gain, stats.time_masks), (0.0, 0, 0.0, 0));
+        assert_eq!(resolved(Input::Clip, 64).1.band_drop_from, 55);
+        let (stats, units) = resolved(Input::Stats, 1);
+        assert_eq!((stats.band_drop, units.band_drop_from, units.gain(&stats), stats.time_masks), (0.0, 0, 0.0, 0));
         // Gain in input units: dB over the normalisation's deviation.
-        assert!((cfg.recipe(Input::Clip, &fc, 64).gain - 3.1 / cfg.normalize_std).abs() < 1e-6);
+        let (clip, units) = resolved(Input::Clip, 64);
+        assert!((units.gain(&clip) - 3.1 / cfg.normalize_std).abs() < 1e-6);
         // Off: no cut-off recorded (so checkpoints without band drop stay as they were).
-        let off = TrainConfig { band_drop: 0.0, ..cfg.clone() };
-        assert_eq!(off.recipe(Input::Crops, &fc, 128).band_drop_from, 0);
+        let off = TrainConfig { recipe: Recipe { band_drop: 0.0, ..cfg.recipe.clone() }, ..cfg.clone() };
+        assert_eq!(off.units(&off.recipe(Input::Crops), Input::Crops, &fc, 128).band_drop_from, 0);
         // Crop models' windows come from the config; other inputs have none.
-        assert_eq!(cfg.recipe(Input::Crops, &fc, 128).window(), Some((128, 64)));
-        assert_eq!(cfg.recipe(Input::Clip, &fc, 64).window(), None);
+        assert_eq!(resolved(Input::Crops, 128).0.window(), Some((128, 64)));
+        assert_eq!(resolved(Input::Clip, 64).0.window(), None);
+    }
+
+    /// A checkpoint as train stage versions before the one recipe type wrote it (recipe resolved
+    /// to input units, no `settings.units`), with `recipe` as its recipe record.
+    fn legacy_checkpoint(recipe: &str) -> String {
+        format!(
+            r#"{{"run": "resnet/seed0", "spec": {{"name": "resnet", "mels": 128, "frames": 16, "classes": 10}}, "seed": 0, "fold": null,
+            "labels": ["a", "b"], "feature_config": {{"sample_rate": 22050, "n_fft": 2048, "hop_length": 512, "n_mels": 128, "fmin": 0.0,
+            "fmax": null, "top_db": 80.0, "frames": 1291, "pad_db": 0.0, "out_mels": 64, "out_frames": 100, "resize": "antialiased"}},
+            "normalize_mean": -42.88, "normalize_std": 15.5, "settings": {{"epochs": 1, "learning_rate": 0.0001, "batch_size": 128,
+            "eval_batch_size": 64, "seed": 0, "data": "da496af2701a2c82"{recipe}}}, "protocol": "study", "history": [{{"epoch": 1,
+            "train_loss": 2.4, "train_acc": 0.1, "test_loss": 2.2, "test_acc": 0.2, "seconds": 0.05, "valid_loss": null, "valid_acc": null,
+            "learning_rate": 0.0001}}], "input": "crops", "stats_mean": [], "stats_std": [], "weights": "model.safetensors",
+            "weights_blake3": "", "selected_epoch": 1, "stopped_early": false, "valid_clips": 0, "max_hz": null, "trained_on": "CPU"}}"#
+        )
+    }
+
+    #[test]
+    fn checkpoints_of_the_earlier_recipe_form_are_read_and_kept_when_they_match() {
+        let fc = FeatureConfig::default();
+        let cfg = TrainConfig {
+            recipe: Recipe { gain_db: 3.0, band_drop: 0.5, band_drop_hz: 7000.0, crop_frames: 16, window_hop: 8, ..Recipe::default() },
+            ..TrainConfig::default()
+        };
+        // What the earlier form recorded for this configuration: gain 3 / 15.5 in input units
+        // (an f32, written as serde_json writes one), band drop from band 110 (7 kHz).
+        let gain = 3.0f32 / 15.5;
+        let old = legacy_checkpoint(&format!(
+            r#", "recipe": {{"weight_decay": 0.0, "label_smoothing": 0.0, "mixup_alpha": 0.0, "gain": {gain}, "time_masks": 0,
+            "time_mask_width": 0, "freq_masks": 0, "freq_mask_width": 0, "band_drop": 0.5, "band_drop_from": 110, "schedule": "constant",
+            "warmup_epochs": 0, "patience": null, "select": "last", "crop_frames": 16, "crops_per_epoch": 1, "window_hop": 8}}"#
+        ));
+        let c = Checkpoint::from_json(old.as_bytes()).unwrap();
+        assert!(c.legacy_recipe.is_some());
+        assert_eq!(c.test_window(None), Some((16, 8)), "evaluate reads its windows as before");
+        let planned_by = |cfg: &TrainConfig| {
+            let recipe = cfg.recipe(Input::Crops);
+            let units = cfg.units(&recipe, Input::Crops, &fc, 128);
+            Checkpoint { settings: TrainSettings { recipe, units, ..c.settings.clone() }, legacy_recipe: None, ..c.clone() }
+        };
+        let planned = planned_by(&cfg);
+        let dir = tempfile::tempdir().unwrap();
+        let kept = upgraded(c.clone(), &planned, dir.path()).expect("the same recipe");
+        assert_eq!(kept.identity(), planned.identity(), "kept, not trained again");
+        let rewritten = Checkpoint::from_json(&std::fs::read(dir.path().join(CHECKPOINT)).unwrap()).unwrap();
+        assert_eq!((rewritten.legacy_recipe, rewritten.settings), (None, planned.settings.clone()), "rewritten in the current form");
+        // Another gain, or band drop from another band: not the run configured.
+        for other in [Recipe { gain_db: 3.5, ..cfg.recipe.clone() }, Recipe { band_drop_hz: 3000.0, ..cfg.recipe.clone() }] {
+            let planned = planned_by(&TrainConfig { recipe: other, ..cfg.clone() });
+            assert!(upgraded(c.clone(), &planned, tempfile::tempdir().unwrap().path()).is_none());
+        }
+        // The earliest checkpoints had no recipe at all: the study's, whole inputs.
+        let bare = Checkpoint::from_json(legacy_checkpoint("").as_bytes()).unwrap();
+        assert_eq!((bare.test_window(None), bare.settings.recipe.gain_db), (None, 0.0));
+        // A checkpoint of the current form is read as written.
+        let current = serde_json::to_vec(&planned).unwrap();
+        assert_eq!(Checkpoint::from_json(&current).unwrap(), planned);
     }
 
     fn matrix(n: usize) -> FeatureMatrix {
@@ -448,7 +534,12 @@ mod tests {
         let study = crate::split::with_validation(crate::split::stratified_holdout(&clips, 0.2, 1), 0.1 / 0.8, 1);
         for (protocol, split) in [("kfold", &kfold), ("study", &study)] {
             for select in [Select::Last, Select::BestValid] {
-                let cfg = TrainConfig { models: vec!["resnet".into()], seeds: 1, select, ..TrainConfig::default() };
+                let cfg = TrainConfig {
+                    models: vec!["resnet".into()],
+                    seeds: 1,
+                    recipe: Recipe { select, ..Recipe::default() },
+                    ..TrainConfig::default()
+                };
                 let plans = plan_runs(&f, split, protocol, &cfg).unwrap();
                 assert_eq!(plans.len(), if protocol == "kfold" { 5 } else { 1 });
                 for p in &plans {
