@@ -194,7 +194,7 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &Eva
     let device = default_device().map_err(|e| StageError::Config(e.to_string()))?;
 
     let mut runs = vec![];
-    let mut predictions: Vec<(String, String, usize, usize, f64)> = vec![];
+    let mut predictions: Vec<Prediction> = vec![];
     // (model, fold, row) -> summed probabilities and count, for the ensembles.
     let mut ensemble: SeedSums = BTreeMap::new();
     for (dir, c) in &checkpoints {
@@ -229,10 +229,14 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &Eva
             Some(ValidScore { clips: vy.len(), accuracy, loss })
         };
         for ((&row, &p), probs) in tracks.iter().zip(&pred).zip(probs.chunks(k)) {
-            predictions.push((c.run.clone(), features.track_ids[row].clone(), y_all[row], p, probs[p] as f64));
-            let e = ensemble.entry((c.spec.name.clone(), c.fold, row)).or_insert_with(|| (vec![0.0; k], 0));
-            e.0.iter_mut().zip(probs).for_each(|(s, v)| *s += *v as f64);
-            e.1 += 1;
+            predictions.push(Prediction {
+                run: c.run.clone(),
+                track_id: features.track_ids[row].clone(),
+                genre: y_all[row],
+                predicted: p,
+                probability: probs[p] as f64,
+            });
+            ensemble.entry((c.spec.name.clone(), c.fold, row)).or_insert_with(|| ProbSum::new(k)).add(probs.iter().map(|&v| v as f64));
         }
         runs.push(RunResult {
             run: c.run.clone(),
@@ -269,7 +273,7 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &Eva
             }
             let study = STUDY.iter().find(|s| s.0 == m).filter(|_| gtzan);
             // The ensemble of the model's seeds: an ensemble of one member, scored as the others.
-            let several_seeds = ensemble.iter().any(|((model, _, _), (_, n))| model == m && *n > 1);
+            let several_seeds = ensemble.iter().any(|((model, _, _), p)| model == m && p.n > 1);
             let seeds_averaged = several_seeds.then(|| with_cost(fuse(std::slice::from_ref(m), &ensemble, &y_all, k), &runs));
             let cks: Vec<&Checkpoint> = checkpoints.iter().filter(|(_, c)| &c.spec.name == m).map(|(_, c)| c).collect();
             let selection = if cks.iter().all(|c| c.weights == genrelab_models::train::WEIGHTS) {
@@ -367,18 +371,42 @@ fn valid_summary(runs: &[&RunResult], f: fn(&ValidScore) -> f64) -> Option<Summa
 /// Per (model, fold, test row): the probabilities summed over the model's seeds, and how many.
 type SeedSums = BTreeMap<(String, Option<i32>, usize), ProbSum>;
 /// Class probabilities summed over some members, and how many were summed.
-type ProbSum = (Vec<f64>, usize);
+/// Probabilities summed over `n` predictions of one clip.
+#[derive(Debug, Clone, PartialEq)]
+struct ProbSum {
+    sum: Vec<f64>,
+    n: usize,
+}
+
+impl ProbSum {
+    fn new(classes: usize) -> ProbSum {
+        ProbSum { sum: vec![0.0; classes], n: 0 }
+    }
+    fn add(&mut self, probs: impl IntoIterator<Item = f64>) {
+        self.sum.iter_mut().zip(probs).for_each(|(s, v)| *s += v);
+        self.n += 1;
+    }
+}
+
+/// One row of the `predictions` table: a run's prediction for one test clip (classes by index).
+struct Prediction {
+    run: String,
+    track_id: String,
+    genre: usize,
+    predicted: usize,
+    probability: f64,
+}
 
 /// Score an ensemble across models from each model's seed-averaged probabilities per
 /// (model, fold, row): members weigh equally; every test part is scored on its own.
 fn fuse(members: &[String], per_model: &SeedSums, y_all: &[usize], k: usize) -> EnsembleSummary {
     // fold -> row -> (summed member probabilities, members seen)
     let mut parts: BTreeMap<Option<i32>, BTreeMap<usize, ProbSum>> = BTreeMap::new();
-    for ((model, fold, row), (sum, n)) in per_model {
+    for ((model, fold, row), seeds) in per_model {
         if members.contains(model) {
-            let e = parts.entry(*fold).or_default().entry(*row).or_insert_with(|| (vec![0.0; k], 0));
-            e.0.iter_mut().zip(sum).for_each(|(a, b)| *a += b / *n as f64);
-            e.1 += 1;
+            // Each member weighs as one: its seeds' mean.
+            let member = seeds.sum.iter().map(|v| v / seeds.n as f64);
+            parts.entry(*fold).or_default().entry(*row).or_insert_with(|| ProbSum::new(k)).add(member);
         }
     }
     let mut confusion = vec![vec![0; k]; k];
@@ -386,7 +414,7 @@ fn fuse(members: &[String], per_model: &SeedSums, y_all: &[usize], k: usize) -> 
     for rows in parts.values() {
         // A clip counts only where every member was tested on it.
         let (truth, pred): (Vec<usize>, Vec<usize>) =
-            rows.iter().filter(|(_, (_, n))| *n == members.len()).map(|(row, (p, _))| (y_all[*row], argmax(p))).unzip();
+            rows.iter().filter(|(_, p)| p.n == members.len()).map(|(row, p)| (y_all[*row], argmax(&p.sum))).unzip();
         let s = scores(&truth, &pred, k);
         add_confusion(&mut confusion, &s.confusion);
         per_part.push(s);
@@ -411,7 +439,7 @@ fn with_cost(mut e: EnsembleSummary, runs: &[RunResult]) -> EnsembleSummary {
     e
 }
 
-fn write_tables(store_dir: &Path, e: &Evaluation, predictions: &[(String, String, usize, usize, f64)]) -> Result<Vec<Staged>, StageError> {
+fn write_tables(store_dir: &Path, e: &Evaluation, predictions: &[Prediction]) -> Result<Vec<Staged>, StageError> {
     let meta = |t: &str| TableMeta::new(t).with("protocol", &e.protocol);
     let r = &e.runs;
     let metrics = write_columns_staged(
@@ -454,11 +482,11 @@ fn write_tables(store_dir: &Path, e: &Evaluation, predictions: &[(String, String
         &store_dir.join(names::PREDICTIONS),
         &meta("predictions"),
         vec![
-            ("run", Column::Str(predictions.iter().map(|p| p.0.clone()).collect())),
-            ("track_id", Column::Str(predictions.iter().map(|p| p.1.clone()).collect())),
-            ("genre", Column::Str(predictions.iter().map(|p| e.labels[p.2].clone()).collect())),
-            ("predicted", Column::Str(predictions.iter().map(|p| e.labels[p.3].clone()).collect())),
-            ("probability", Column::Float(predictions.iter().map(|p| p.4).collect())),
+            ("run", Column::Str(predictions.iter().map(|p| p.run.clone()).collect())),
+            ("track_id", Column::Str(predictions.iter().map(|p| p.track_id.clone()).collect())),
+            ("genre", Column::Str(predictions.iter().map(|p| e.labels[p.genre].clone()).collect())),
+            ("predicted", Column::Str(predictions.iter().map(|p| e.labels[p.predicted].clone()).collect())),
+            ("probability", Column::Float(predictions.iter().map(|p| p.probability).collect())),
         ],
     )?;
     Ok(vec![metrics, per_genre, predictions])
@@ -599,16 +627,18 @@ pub fn comparison_table(e: &Evaluation) -> String {
             );
         }
     }
-    let protocol = match e.protocol.as_str() {
-        "kfold" => {
+    use crate::split::Protocol;
+    let named = Protocol::parse(&e.protocol);
+    let protocol = match named {
+        Some(Protocol::Kfold) => {
             "stratified k-fold cross-validation by track (each fold tested once; models that select weights validate on the next fold)"
         }
-        "filtered" => "the fault-filtered split (Kereliuk, Sturm & Larsen 2015: train / valid / test by artist)",
-        "given" => "the parts or folds the manifest gives each clip",
+        Some(Protocol::Filtered) => "the fault-filtered split (Kereliuk, Sturm & Larsen 2015: train / valid / test by artist)",
+        Some(Protocol::Given) => "the parts or folds the manifest gives each clip",
         _ => "the study's stratified hold-out by track (validation, when used, taken from the training part)",
     };
-    let protocol = match (e.groups, e.protocol.as_str()) {
-        (Some(g), "kfold" | "study") => {
+    let protocol = match (e.groups, named) {
+        (Some(g), Some(Protocol::Kfold | Protocol::Study)) => {
             format!("{protocol}, keeping each of the {g} groups (the source's group column: artist, album) whole: no group is in two parts")
         }
         _ => protocol.to_string(),
@@ -740,7 +770,7 @@ mod tests {
         let y = [0, 1, 0, 1];
         let mut m = BTreeMap::new();
         let mut put = |model: &str, fold: i32, row: usize, sum: [f64; 2], n: usize| {
-            m.insert((model.to_string(), Some(fold), row), (sum.to_vec(), n));
+            m.insert((model.to_string(), Some(fold), row), ProbSum { sum: sum.to_vec(), n });
         };
         // `a` (2 seeds, summed): row 0 0.9/0.1 right, row 1 0.6/0.4 wrong, row 2 0.4/0.6 wrong, row 3 0.2/0.8 right.
         put("a", 0, 0, [1.8, 0.2], 2);
@@ -787,7 +817,7 @@ mod tests {
         let y = [0, 1];
         let mut m = BTreeMap::new();
         for (model, fold) in [("a", 0), ("a", 1), ("b", 0), ("b", 1)] {
-            m.insert((model.to_string(), Some(fold), fold as usize), (vec![1.0, 0.0], 1));
+            m.insert((model.to_string(), Some(fold), fold as usize), ProbSum { sum: vec![1.0, 0.0], n: 1 });
         }
         let e = with_cost(fuse(&["a".into(), "b".into()], &m, &y, 2), &runs);
         assert_eq!(e.parts, 2);

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::StageError;
+use crate::split::Protocol;
 use crate::train::{Inputs, Only, TrainConfig, TrainOptions, Workers, folds_of, in_folds, read_checkpoints, train_with};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -111,7 +112,8 @@ pub fn tune(
         n => {
             let (meta, split) = genrelab_store::read_split(&store_dir.join(genrelab_store::names::SPLIT))?;
             let all = folds_of(&split);
-            if meta.get("protocol") != Some("kfold") || n > all.len() {
+            let kfold = Protocol::parse(meta.get("protocol").unwrap_or("study")) == Some(Protocol::Kfold);
+            if !kfold || n > all.len() {
                 return Err(StageError::Config(format!(
                     "[tune] folds = {n}: needs a k-fold split with at least that many folds (this split: {} with {} folds)",
                     meta.get("protocol").unwrap_or("study"),
