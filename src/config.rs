@@ -130,12 +130,9 @@ impl Config {
     }
 
     pub fn parse(text: &str, base: &Path, name: &Path) -> Result<Config, PipelineError> {
-        let mut cfg: Config = toml::from_str(text).map_err(|e| {
-            // A bad recipe value: named by its key (the recipe's keys are flattened into [train],
-            // and serde's own message for them does not name it).
-            let train = toml::from_str::<toml::Table>(text).ok().and_then(|t| serde_json::to_value(t.get("train")?).ok());
-            let message = train.and_then(|t| genrelab_runs::train::TrainConfig::recipe_error(&t)).map_or(e.to_string(), |r| r.to_string());
-            PipelineError::Config { path: name.to_path_buf(), message }
+        let mut cfg: Config = toml::from_str(text).map_err(|e| PipelineError::Config {
+            path: name.to_path_buf(),
+            message: recipe_error_at(text).unwrap_or_else(|| e.to_string()),
         })?;
         let base = if base.as_os_str().is_empty() { Path::new(".") } else { base };
         let resolve = |p: &mut PathBuf| {
@@ -241,6 +238,21 @@ impl Folders for genrelab_pipeline::Paths {
     }
 }
 
+/// A bad recipe value of `[train]` in `text`, named by its key and line: the recipe's keys are
+/// flattened into `[train]` (one `Recipe` type), and serde's own message for them has neither.
+fn recipe_error_at(text: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Doc {
+        #[serde(default)]
+        train: std::collections::BTreeMap<String, toml::Spanned<toml::Value>>,
+    }
+    let doc: Doc = toml::from_str(text).ok()?;
+    let table: std::collections::BTreeMap<&String, &toml::Value> = doc.train.iter().map(|(k, v)| (k, v.get_ref())).collect();
+    let (key, e) = genrelab_runs::train::TrainConfig::recipe_error(&serde_json::to_value(table).ok()?)?;
+    let line = doc.train.get(&key).map_or(0, |v| text[..v.span().start].matches('\n').count() + 1);
+    Some(format!("TOML error at line {line}: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,7 +309,7 @@ mod tests {
             ("[train]\nlearnig_rate = 0.1\n", "[train]: unknown key `learnig_rate`, expected one of"),
             ("[train]\ngain_bd = 3.0\n", "unknown key `gain_bd`"),
             ("[train.model.resnet]\nbanddrop = 0.5\n", "[train.model.resnet]: unknown key `banddrop`"),
-            ("[train]\ngain_db = \"loud\"\n", "[train] gain_db: invalid type: string \"loud\", expected f32"),
+            ("[train]\n\ngain_db = \"loud\"\n", "line 3: configuration: [train] gain_db: invalid type: string \"loud\", expected f32"),
             ("[train.model.resnet]\nselect = \"best\"\n", "[train.model.resnet] select: unknown variant `best`"),
         ] {
             let e = err(text);
@@ -321,11 +333,11 @@ mod tests {
         .to_vec();
         let cfg = Config::parse(&with_overrides(file, &sets, Path::new("x.toml")).unwrap(), Path::new("/c"), Path::new("x.toml")).unwrap();
         assert_eq!(cfg.evaluate.window_hop, Some(64));
-        assert_eq!(cfg.train.epochs, 5);
+        assert_eq!(cfg.train.recipe.epochs, 5);
         assert_eq!(cfg.train.models, ["resnet", "logreg"]);
         assert_eq!(cfg.train.for_model("resnet").unwrap().seeds, 2);
-        assert_eq!(cfg.train.for_model("logreg").unwrap().learning_rate, 0.01);
-        assert_eq!(cfg.train.for_model("logreg").unwrap().epochs, 5);
+        assert_eq!(cfg.train.for_model("logreg").unwrap().recipe.learning_rate, 0.01);
+        assert_eq!(cfg.train.for_model("logreg").unwrap().recipe.epochs, 5);
         assert_eq!(cfg.download.source, genrelab_data::download::SourceKind::Folder);
         assert_eq!(cfg.download.path, Some(PathBuf::from("/c/data/x")), "relative to the config's folder");
         assert_eq!(cfg.workdir, PathBuf::from("/c/w"), "the file's other keys stay");

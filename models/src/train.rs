@@ -16,13 +16,9 @@ use tch::{Device, Kind, Tensor};
 
 use crate::{Input, Model, ModelError, ModelSpec, build, save_tensors};
 
-/// The training settings (the study's by default) and the recipe options.
+/// What one run trains with: the recipe, the seed, the data it was given.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainSettings {
-    pub epochs: usize,
-    pub learning_rate: f64,
-    pub batch_size: usize,
-    pub eval_batch_size: usize,
     pub seed: u64,
     /// Fingerprint of the training and test inputs: a checkpoint made from other data is never
     /// resumed or reused.
@@ -62,14 +58,20 @@ pub fn needs_validation(select: Select, patience: Option<usize>) -> bool {
     select == Select::BestValid || patience.is_some()
 }
 
-/// The training recipe: every option beyond the study's plain Adam + cross-entropy, off by
-/// default, in the units `[train]` gives them (dB, Hz, frames). One type from the configuration
+/// The training recipe: the study's plain Adam + cross-entropy by default (150 epochs of batches
+/// of 128 at 1e-4), and every option beyond it, off by default, in the units `[train]` gives
+/// them (dB, Hz, frames). One type from the configuration
 /// (flattened into `[train]` and `[train.model.<name>]`) to the checkpoint (every value is there,
 /// so a run says how it was trained) and tune's search space; a finished run is kept when its
 /// recipe `==` the configured one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Recipe {
+    pub epochs: usize,
+    pub learning_rate: f64,
+    pub batch_size: usize,
+    /// Batch size of evaluation (no effect on the results but memory).
+    pub eval_batch_size: usize,
     /// Decoupled weight decay (AdamW); 0 keeps plain Adam.
     pub weight_decay: f64,
     /// Label smoothing: targets are (1 - e) one-hot + e / classes.
@@ -106,6 +108,10 @@ pub struct Recipe {
 impl Default for Recipe {
     fn default() -> Self {
         Recipe {
+            epochs: 150,
+            learning_rate: 1e-4,
+            batch_size: 128,
+            eval_batch_size: 64,
             weight_decay: 0.0,
             label_smoothing: 0.0,
             mixup_alpha: 0.0,
@@ -181,7 +187,8 @@ impl Recipe {
         (self.crop_frames > 0).then_some((self.crop_frames, if self.window_hop == 0 { self.crop_frames } else { self.window_hop }))
     }
     /// Learning rate at `step` of `total` steps (`warmup` of them warming up).
-    pub fn learning_rate(&self, base: f64, step: usize, total: usize, warmup: usize) -> f64 {
+    pub fn learning_rate_at(&self, step: usize, total: usize, warmup: usize) -> f64 {
+        let base = self.learning_rate;
         match self.schedule {
             Schedule::Constant => base,
             Schedule::Cosine if step < warmup => base * (step + 1) as f64 / warmup as f64,
@@ -729,14 +736,14 @@ pub fn train_run_checkpointing(
     }
 
     let per_epoch = train.len() * recipe.crops_per_epoch.max(1);
-    let steps_per_epoch = per_epoch.div_ceil(settings.batch_size.max(1));
-    let total_steps = steps_per_epoch * settings.epochs;
+    let steps_per_epoch = per_epoch.div_ceil(recipe.batch_size.max(1));
+    let total_steps = steps_per_epoch * recipe.epochs;
     let warmup = steps_per_epoch * recipe.warmup_epochs;
     let mut epoch = progress.history.len();
     let mut last_checkpoint = Instant::now();
     // The weights of a new best validation epoch, until the next checkpoint writes them.
     let mut best_unsaved: Option<Vec<(String, Tensor)>> = None;
-    while epoch < settings.epochs && !progress.stopped {
+    while epoch < recipe.epochs && !progress.stopped {
         let start = Instant::now();
         tch::manual_seed(mix(settings.seed, epoch as u64 + 1) as i64);
         let mut rng = Rng::new(mix(settings.seed ^ 0xA5A5_5A5A, epoch as u64));
@@ -750,9 +757,9 @@ pub fn train_run_checkpointing(
             })
             .collect();
         let (mut loss_sum, mut correct) = (0f64, 0usize);
-        let mut lr = settings.learning_rate;
-        for (s, chunk) in items.chunks(settings.batch_size.max(1)).enumerate() {
-            lr = recipe.learning_rate(settings.learning_rate, epoch * steps_per_epoch + s, total_steps, warmup);
+        let mut lr = recipe.learning_rate;
+        for (s, chunk) in items.chunks(recipe.batch_size.max(1)).enumerate() {
+            lr = recipe.learning_rate_at(epoch * steps_per_epoch + s, total_steps, warmup);
             let (xs, ys, soft) = training_batch(&train, chunk, width, spec.classes, (recipe, &settings.units), &mut rng);
             let x = batch_tensor(&xs, chunk.len(), train.mels, width, device);
             let y = Tensor::from_slice(&ys.iter().map(|&v| v as i64).collect::<Vec<_>>()).to_device(device);
@@ -766,12 +773,12 @@ pub fn train_run_checkpointing(
         }
         let (valid_loss, valid_acc) = match valid {
             Some(v) => {
-                let (l, a) = evaluate(&model, v, window, settings.eval_batch_size);
+                let (l, a) = evaluate(&model, v, window, recipe.eval_batch_size);
                 (Some(l), Some(a))
             }
             None => (None, None),
         };
-        let (test_loss, test_acc) = evaluate(&model, test, window, settings.eval_batch_size);
+        let (test_loss, test_acc) = evaluate(&model, test, window, recipe.eval_batch_size);
         let record = EpochRecord {
             epoch: epoch + 1,
             train_loss: loss_sum / per_epoch as f64,
@@ -796,9 +803,9 @@ pub fn train_run_checkpointing(
             }
         }
         if let (Some(patience), Some((best, _))) = (recipe.patience, progress.best) {
-            progress.stopped = epoch - best >= patience && epoch < settings.epochs;
+            progress.stopped = epoch - best >= patience && epoch < recipe.epochs;
         }
-        if epoch < settings.epochs && !progress.stopped && last_checkpoint.elapsed() < interval {
+        if epoch < recipe.epochs && !progress.stopped && last_checkpoint.elapsed() < interval {
             continue;
         }
         // Checkpoint: the best weights, the weights and optimizer under temporary names, then
@@ -962,12 +969,12 @@ mod tests {
 
     #[test]
     fn cosine_schedule_warms_up_then_decays_to_zero() {
-        let r = Recipe { schedule: Schedule::Cosine, ..Recipe::default() };
-        assert!((r.learning_rate(1.0, 0, 100, 10) - 0.1).abs() < 1e-12);
-        assert!((r.learning_rate(1.0, 9, 100, 10) - 1.0).abs() < 1e-12);
-        assert!((r.learning_rate(1.0, 10, 100, 10) - 1.0).abs() < 1e-12);
-        assert!((r.learning_rate(1.0, 55, 100, 10) - 0.5).abs() < 1e-12);
-        assert!(r.learning_rate(1.0, 99, 100, 10) < 0.01);
-        assert_eq!(Recipe::default().learning_rate(0.3, 50, 100, 10), 0.3);
+        let r = Recipe { schedule: Schedule::Cosine, learning_rate: 1.0, ..Recipe::default() };
+        assert!((r.learning_rate_at(0, 100, 10) - 0.1).abs() < 1e-12);
+        assert!((r.learning_rate_at(9, 100, 10) - 1.0).abs() < 1e-12);
+        assert!((r.learning_rate_at(10, 100, 10) - 1.0).abs() < 1e-12);
+        assert!((r.learning_rate_at(55, 100, 10) - 0.5).abs() < 1e-12);
+        assert!(r.learning_rate_at(99, 100, 10) < 0.01);
+        assert_eq!(Recipe { learning_rate: 0.3, ..Recipe::default() }.learning_rate_at(50, 100, 10), 0.3);
     }
 }

@@ -27,16 +27,8 @@ fn data(n: usize) -> (Vec<f32>, Vec<usize>) {
 }
 
 fn settings(epochs: usize) -> TrainSettings {
-    TrainSettings {
-        epochs,
-        learning_rate: 1e-2,
-        batch_size: 8,
-        eval_batch_size: 16,
-        seed: 3,
-        data: "toy".into(),
-        recipe: Recipe::default().for_input(genrelab_models::Input::Clip),
-        units: InputUnits::default(),
-    }
+    let recipe = Recipe { epochs, learning_rate: 1e-2, batch_size: 8, eval_batch_size: 16, ..Recipe::default() };
+    TrainSettings { seed: 3, data: "toy".into(), recipe: recipe.for_input(genrelab_models::Input::Clip), units: InputUnits::default() }
 }
 
 fn spec() -> ModelSpec {
@@ -142,6 +134,7 @@ fn a_full_recipe_trains_on_crops_and_selects_on_validation() {
         crop_frames: 16,
         crops_per_epoch: 2,
         window_hop: 8,
+        ..settings(12).recipe
     };
     // 1 dB at 5 dB per unit: a gain of up to +-0.2; band drop from band 4.
     let settings = TrainSettings { recipe, units: InputUnits { db_per_unit: 5.0, band_drop_from: 4 }, ..settings(12) };
@@ -195,7 +188,7 @@ fn every_registered_model_trains_a_step_and_predicts() {
         let x: Vec<f32> = (0..n * mels * frames).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
         let y: Vec<usize> = (0..n).map(|i| i % 3).collect();
         let b = Batchable { x: &x, y: &y, mels, frames };
-        let recipe = Recipe { crop_frames: crop, window_hop: crop / 2, ..Recipe::default() };
+        let recipe = Recipe { crop_frames: crop, window_hop: crop / 2, ..settings(1).recipe };
         let settings = TrainSettings { recipe, ..settings(1) };
         let spec = ModelSpec { name: info.name.into(), mels, frames: if crop > 0 { crop } else { frames }, classes: 3 };
         let dir = tempfile::tempdir().unwrap();

@@ -213,7 +213,7 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &Eva
             Ok((batch(c, &inputs, rows)?, rows.iter().map(|&r| y_all[r]).collect()))
         };
         let (x, y) = data(&test)?;
-        let probs = predict_proba(&model, x.with_labels(&y), window, c.settings.eval_batch_size);
+        let probs = predict_proba(&model, x.with_labels(&y), window, c.settings.recipe.eval_batch_size);
         // One prediction per test track (its windows' mean with `features.excerpt = "windows"`).
         let (tracks, probs) = per_track(&test, &probs, k, &features.track_ids);
         let y: Vec<usize> = tracks.iter().map(|&r| y_all[r]).collect();
@@ -225,7 +225,7 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &Eva
             None
         } else {
             let (vx, vy) = data(&valid_part)?;
-            let (loss, accuracy) = score_model(&model, vx.with_labels(&vy), window, c.settings.eval_batch_size);
+            let (loss, accuracy) = score_model(&model, vx.with_labels(&vy), window, c.settings.recipe.eval_batch_size);
             Some(ValidScore { clips: vy.len(), accuracy, loss })
         };
         for ((&row, &p), probs) in tracks.iter().zip(&pred).zip(probs.chunks(k)) {
@@ -283,7 +283,7 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &Eva
                 format!("best validation epoch (mean {mean:.0})")
             };
             ModelSummary {
-                epochs: cks.first().map_or(0, |c| c.settings.epochs),
+                epochs: cks.first().map_or(0, |c| c.settings.recipe.epochs),
                 selection,
                 seeds_averaged,
                 model: m.clone(),
@@ -320,7 +320,7 @@ pub fn evaluate(store_dir: &Path, train_dir: &Path, report_dir: &Path, cfg: &Eva
     let eval = Evaluation {
         protocol: first.protocol.clone(),
         labels: labels.clone(),
-        epochs: first.settings.epochs,
+        epochs: first.settings.recipe.epochs,
         seeds: seeds.len(),
         folds,
         models,

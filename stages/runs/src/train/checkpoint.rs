@@ -113,11 +113,16 @@ impl LegacyRecipe {
         }
     }
 
-    /// The recipe and units it stands for, as far as they can be known: `gain_db` from `gain`
-    /// and the normalisation, `band_drop_hz` the default (the record kept only the band).
-    fn recipe(&self, db_per_unit: f32) -> (Recipe, InputUnits) {
+    /// The recipe and units it stands for, with the settings the earlier form kept beside it
+    /// (`run`), as far as they can be known: `gain_db` from `gain` and the normalisation,
+    /// `band_drop_hz` the default (the record kept only the band).
+    fn recipe(&self, run: LegacyRun, db_per_unit: f32) -> (Recipe, InputUnits) {
         let l = self.clone();
         let recipe = Recipe {
+            epochs: run.epochs,
+            learning_rate: run.learning_rate,
+            batch_size: run.batch_size,
+            eval_batch_size: run.eval_batch_size,
             weight_decay: l.weight_decay,
             label_smoothing: l.label_smoothing,
             mixup_alpha: l.mixup_alpha,
@@ -155,21 +160,34 @@ pub struct RunIdentity<'a> {
     pub max_hz: Option<f64>,
 }
 
+/// The settings the earlier checkpoint form kept beside its recipe record.
+#[derive(Debug, Deserialize)]
+struct LegacyRun {
+    epochs: usize,
+    learning_rate: f64,
+    batch_size: usize,
+    eval_batch_size: usize,
+}
+
 impl Checkpoint {
     /// A `checkpoint.json`, of the current form or the earlier one (without `settings.units`,
-    /// its recipe a [`LegacyRecipe`]).
+    /// its recipe a [`LegacyRecipe`], epochs, learning rate and batch sizes beside it).
     pub fn from_json(bytes: &[u8]) -> serde_json::Result<Checkpoint> {
         let mut v: serde_json::Value = serde_json::from_slice(bytes)?;
         let legacy = match v.get_mut("settings").and_then(|s| s.as_object_mut()) {
             Some(settings) if !settings.contains_key("units") => {
                 let old = settings.remove("recipe").unwrap_or_else(|| serde_json::json!({}));
-                Some(serde_json::from_value::<LegacyRecipe>(old)?)
+                let run: serde_json::Map<String, serde_json::Value> = ["epochs", "learning_rate", "batch_size", "eval_batch_size"]
+                    .iter()
+                    .filter_map(|k| Some((k.to_string(), settings.remove(*k)?)))
+                    .collect();
+                Some((serde_json::from_value::<LegacyRecipe>(old)?, serde_json::from_value::<LegacyRun>(run.into())?))
             }
             _ => None,
         };
         let mut c: Checkpoint = serde_json::from_value(v)?;
-        if let Some(l) = legacy {
-            (c.settings.recipe, c.settings.units) = l.recipe(c.normalize_std);
+        if let Some((l, run)) = legacy {
+            (c.settings.recipe, c.settings.units) = l.recipe(run, c.normalize_std);
             c.legacy_recipe = Some(l);
         }
         Ok(c)

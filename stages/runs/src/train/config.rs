@@ -10,10 +10,6 @@ pub struct TrainConfig {
     pub models: Vec<String>,
     /// Seeds per model: runs use seeds 0..seeds.
     pub seeds: usize,
-    pub epochs: usize,
-    pub learning_rate: f64,
-    pub batch_size: usize,
-    pub eval_batch_size: usize,
     /// Inputs are normalised as (x - mean) / std: the study's fixed dataset-wide constants.
     /// (Descriptor models standardise each column with its training-part mean and deviation.)
     pub normalize_mean: f32,
@@ -22,7 +18,8 @@ pub struct TrainConfig {
     /// prediction does not depend on what a source holds above it (a 16 kHz file, an MP3's
     /// low-pass, a resampler's roll-off). Unset = every band.
     pub max_hz: Option<f64>,
-    /// The recipe (augmentation, schedule, selection, crops), its keys directly under `[train]`.
+    /// The recipe (epochs, learning rate, batch size, augmentation, schedule, selection, crops),
+    /// its keys directly under `[train]`.
     #[serde(flatten)]
     pub recipe: Recipe,
     /// Per-model overrides of any key above except `models`: `[train.model.resnet]`.
@@ -38,10 +35,6 @@ impl Default for TrainConfig {
         TrainConfig {
             models: vec!["linear".into(), "simple_cnn".into(), "complex_cnn".into()],
             seeds: 5,
-            epochs: 150,
-            learning_rate: 1e-4,
-            batch_size: 128,
-            eval_batch_size: 64,
             normalize_mean: -42.88,
             normalize_std: 15.50,
             max_hz: None,
@@ -69,19 +62,17 @@ impl TrainConfig {
         }
         let merged: TrainConfig = serde_json::from_value(base).map_err(|e| {
             let named = self.model.get(name).and_then(|over| recipe_value_error(&format!("[train.model.{name}]"), over));
-            named.unwrap_or_else(|| StageError::Config(format!("[train.model.{name}]: {e}")))
+            named.map_or_else(|| StageError::Config(format!("[train.model.{name}]: {e}")), |(_, e)| e)
         })?;
         merged.known_keys_only(&format!("[train.model.{name}]"))?;
         Ok(merged)
     }
 
-    /// Why a `[train]` table (as JSON) does not deserialise, naming the key, when a recipe value
-    /// is the cause: serde's `flatten`, which puts the recipe's keys under `[train]`, reports a bad
-    /// value without its key. None when every recipe value reads.
-    pub fn recipe_error(train: &serde_json::Value) -> Option<StageError> {
-        let own = recipe_value_error("[train]", train);
-        let models = train.get("model").and_then(|m| m.as_object()).into_iter().flatten();
-        own.or_else(|| models.filter_map(|(name, over)| recipe_value_error(&format!("[train.model.{name}]"), over)).next())
+    /// Why a `[train]` table (as JSON) does not deserialise when a recipe value is the cause:
+    /// the key and the error naming it (serde's `flatten`, which puts the recipe's keys under
+    /// `[train]`, reports a bad value without its key). None when every recipe value reads.
+    pub fn recipe_error(train: &serde_json::Value) -> Option<(String, StageError)> {
+        recipe_value_error("[train]", train)
     }
 
     /// An error naming the first unknown key, with the keys there are.
@@ -95,7 +86,7 @@ impl TrainConfig {
     /// The epochs a run of `model` trains (0 when its `[train.model.<name>]` keys are invalid:
     /// [`TrainConfig::validate`] reports those).
     pub fn epochs_of(&self, model: &str) -> usize {
-        self.for_model(model).map_or(0, |c| c.epochs)
+        self.for_model(model).map_or(0, |c| c.recipe.epochs)
     }
 
     /// Whether this model's recipe needs a validation part.
@@ -161,10 +152,10 @@ impl TrainConfig {
     fn check(&self, name: &str) -> Result<(), StageError> {
         let positive = |v: f64| v.is_finite() && v > 0.0;
         if self.seeds == 0
-            || self.epochs == 0
-            || self.batch_size == 0
+            || self.recipe.epochs == 0
+            || self.recipe.batch_size == 0
             || !positive(self.normalize_std as f64)
-            || !positive(self.learning_rate)
+            || !positive(self.recipe.learning_rate)
         {
             return Err(StageError::Config(format!(
                 "[train] (model {name}) needs seeds >= 1, epochs >= 1, batch_size >= 1, learning_rate > 0 and normalize_std > 0"
@@ -187,11 +178,11 @@ impl TrainConfig {
     }
 }
 
-/// The first recipe key of `table` whose value does not read, as an error naming it.
-fn recipe_value_error(name: &str, table: &serde_json::Value) -> Option<StageError> {
+/// The first recipe key of `table` whose value does not read, and an error naming it.
+fn recipe_value_error(name: &str, table: &serde_json::Value) -> Option<(String, StageError)> {
     let recipe_keys = serde_json::to_value(Recipe::default()).expect("recipe to json");
     table.as_object()?.iter().filter(|(k, _)| recipe_keys.get(k.as_str()).is_some()).find_map(|(k, v)| {
         let one = serde_json::json!({ k.as_str(): v });
-        serde_json::from_value::<Recipe>(one).err().map(|e| StageError::Config(format!("{name} {k}: {e}")))
+        serde_json::from_value::<Recipe>(one).err().map(|e| (k.clone(), StageError::Config(format!("{name} {k}: {e}"))))
     })
 }

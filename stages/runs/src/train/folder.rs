@@ -19,7 +19,7 @@ pub fn folder_progress(train_dir: &Path, cfg: &TrainConfig, folds: usize) -> Opt
                 trained += 1;
             } else if let Some(n) = genrelab_models::train::epochs_completed(&run) {
                 let name = run.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-                part.push(format!("{model}/{name} at epoch {n} of {}", mcfg.epochs));
+                part.push(format!("{model}/{name} at epoch {n} of {}", mcfg.recipe.epochs));
             }
         }
     }

@@ -204,16 +204,7 @@ impl<'a> RunContext<'a> {
             feature_config: self.feature_config.clone(),
             normalize_mean: mcfg.normalize_mean,
             normalize_std: mcfg.normalize_std,
-            settings: TrainSettings {
-                epochs: mcfg.epochs,
-                learning_rate: mcfg.learning_rate,
-                batch_size: mcfg.batch_size,
-                eval_batch_size: mcfg.eval_batch_size,
-                seed: plan.seed,
-                data: String::new(),
-                recipe,
-                units,
-            },
+            settings: TrainSettings { seed: plan.seed, data: String::new(), recipe, units },
             protocol: self.protocol.clone(),
             history: vec![],
             input,
@@ -258,7 +249,7 @@ impl<'a> RunContext<'a> {
                     && c.identity() == ckpt.identity()
             })
             .map(|c| c.history);
-        Ok(Prepared { ckpt, epochs: mcfg.epochs, x, y, done })
+        Ok(Prepared { ckpt, epochs: mcfg.recipe.epochs, x, y, done })
     }
 }
 
@@ -270,7 +261,10 @@ fn upgraded(mut c: Checkpoint, planned: &Checkpoint, dir: &Path) -> Option<Check
     if old != LegacyRecipe::of(&planned.settings.recipe, &planned.settings.units) {
         return None;
     }
-    c.settings.recipe = planned.settings.recipe.clone();
+    // What the earlier form did not record: the configured dB and Hz behind its gain and band
+    // (every other recipe value was read from the record, and the identity compares them).
+    c.settings.recipe.gain_db = planned.settings.recipe.gain_db;
+    c.settings.recipe.band_drop_hz = planned.settings.recipe.band_drop_hz;
     c.settings.units = planned.settings.units;
     if c.identity() == planned.identity() {
         tracing::info!(run = %c.run, "checkpoint rewritten in the current form (recipe in configured units)");
@@ -391,7 +385,7 @@ mod tests {
         let runs: Vec<&RunPlan> = runs.iter().collect();
         let dir = tempfile::tempdir().unwrap();
         let dirs = (dir.path(), dir.path());
-        let mut cfg = TrainConfig { epochs: 2, ..TrainConfig::default() };
+        let mut cfg = TrainConfig { recipe: Recipe { epochs: 2, ..Recipe::default() }, ..TrainConfig::default() };
         cfg.model.insert("cnn".into(), serde_json::json!({"epochs": 9}));
         // A worker trains the runs it reads (it logs them), reports each, and fails on fold 1.
         let log = dir.path().join("log");
@@ -477,7 +471,15 @@ mod tests {
     fn checkpoints_of_the_earlier_recipe_form_are_read_and_kept_when_they_match() {
         let fc = FeatureConfig::default();
         let cfg = TrainConfig {
-            recipe: Recipe { gain_db: 3.0, band_drop: 0.5, band_drop_hz: 7000.0, crop_frames: 16, window_hop: 8, ..Recipe::default() },
+            recipe: Recipe {
+                epochs: 1,
+                gain_db: 3.0,
+                band_drop: 0.5,
+                band_drop_hz: 7000.0,
+                crop_frames: 16,
+                window_hop: 8,
+                ..Recipe::default()
+            },
             ..TrainConfig::default()
         };
         // What the earlier form recorded for this configuration: gain 3 / 15.5 in input units
@@ -502,10 +504,17 @@ mod tests {
         assert_eq!(kept.identity(), planned.identity(), "kept, not trained again");
         let rewritten = Checkpoint::from_json(&std::fs::read(dir.path().join(CHECKPOINT)).unwrap()).unwrap();
         assert_eq!((rewritten.legacy_recipe, rewritten.settings), (None, planned.settings.clone()), "rewritten in the current form");
-        // Another gain, or band drop from another band: not the run configured.
-        for other in [Recipe { gain_db: 3.5, ..cfg.recipe.clone() }, Recipe { band_drop_hz: 3000.0, ..cfg.recipe.clone() }] {
+        // Another gain, band drop from another band, other epochs: not the run configured.
+        for other in [
+            Recipe { gain_db: 3.5, ..cfg.recipe.clone() },
+            Recipe { band_drop_hz: 3000.0, ..cfg.recipe.clone() },
+            Recipe { epochs: 2, ..cfg.recipe.clone() },
+        ] {
             let planned = planned_by(&TrainConfig { recipe: other, ..cfg.clone() });
-            assert!(upgraded(c.clone(), &planned, tempfile::tempdir().unwrap().path()).is_none());
+            let dir = tempfile::tempdir().unwrap();
+            let kept = upgraded(c.clone(), &planned, dir.path());
+            assert!(kept.is_none_or(|k| k.identity() != planned.identity()), "{:?}", planned.settings.recipe);
+            assert!(!dir.path().join(CHECKPOINT).exists(), "left as it was");
         }
         // The earliest checkpoints had no recipe at all: the study's, whole inputs.
         let bare = Checkpoint::from_json(legacy_checkpoint("").as_bytes()).unwrap();
@@ -566,9 +575,9 @@ mod tests {
     fn per_model_overrides_apply_to_that_model_only() {
         let mut cfg = TrainConfig::default();
         cfg.model.insert("resnet".into(), serde_json::json!({"learning_rate": 0.001, "seeds": 1}));
-        assert_eq!(cfg.for_model("resnet").unwrap().learning_rate, 0.001);
+        assert_eq!(cfg.for_model("resnet").unwrap().recipe.learning_rate, 0.001);
         assert_eq!(cfg.for_model("resnet").unwrap().seeds, 1);
-        assert_eq!(cfg.for_model("linear").unwrap().learning_rate, 1e-4);
+        assert_eq!(cfg.for_model("linear").unwrap().recipe.learning_rate, 1e-4);
         cfg.model.insert("logreg".into(), serde_json::json!({"learnig_rate": 0.1}));
         assert!(cfg.for_model("logreg").unwrap_err().to_string().contains("learnig_rate"));
     }
