@@ -134,6 +134,9 @@ impl Config {
             path: name.to_path_buf(),
             message: recipe_error_at(text).unwrap_or_else(|| e.to_string()),
         })?;
+        if let Some((key, e)) = cfg.train.unknown_key() {
+            return Err(PipelineError::Config { path: name.to_path_buf(), message: format!("line {}: {e}", train_key_line(text, &key)) });
+        }
         let base = if base.as_os_str().is_empty() { Path::new(".") } else { base };
         let resolve = |p: &mut PathBuf| {
             if p.is_relative() {
@@ -238,19 +241,32 @@ impl Folders for genrelab_pipeline::Paths {
     }
 }
 
-/// A bad recipe value of `[train]` in `text`, named by its key and line: the recipe's keys are
-/// flattened into `[train]` (one `Recipe` type), and serde's own message for them has neither.
-fn recipe_error_at(text: &str) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Doc {
-        #[serde(default)]
-        train: std::collections::BTreeMap<String, toml::Spanned<toml::Value>>,
+/// `[train]` of a config text, each value with where it is: the recipe's keys are flattened into
+/// `[train]` (one `Recipe` type), and serde's own messages for them (a bad value, an unknown key)
+/// name neither the key nor the line.
+#[derive(serde::Deserialize)]
+struct TrainTable {
+    #[serde(default)]
+    train: std::collections::BTreeMap<String, toml::Spanned<toml::Value>>,
+}
+
+impl TrainTable {
+    fn line(&self, text: &str, key: &str) -> usize {
+        self.train.get(key).map_or(0, |v| text[..v.span().start].matches('\n').count() + 1)
     }
-    let doc: Doc = toml::from_str(text).ok()?;
+}
+
+/// A bad recipe value of `[train]` in `text`, named by its key and line.
+fn recipe_error_at(text: &str) -> Option<String> {
+    let doc: TrainTable = toml::from_str(text).ok()?;
     let table: std::collections::BTreeMap<&String, &toml::Value> = doc.train.iter().map(|(k, v)| (k, v.get_ref())).collect();
     let (key, e) = genrelab_runs::train::TrainConfig::recipe_error(&serde_json::to_value(table).ok()?)?;
-    let line = doc.train.get(&key).map_or(0, |v| text[..v.span().start].matches('\n').count() + 1);
-    Some(format!("TOML error at line {line}: {e}"))
+    Some(format!("line {}: {e}", doc.line(text, &key)))
+}
+
+/// The line of `key` in the `[train]` table of `text` (0 when it is not there).
+fn train_key_line(text: &str, key: &str) -> usize {
+    toml::from_str::<TrainTable>(text).map_or(0, |doc| doc.line(text, key))
 }
 
 #[cfg(test)]
@@ -306,7 +322,7 @@ mod tests {
             ("[train]\nlearning_rate = nan\n", "learning_rate > 0"),
             ("[train]\nweight_decay = inf\n", "weight_decay >= 0"),
             // Typos are refused, among the recipe's keys too (they are flattened into [train]).
-            ("[train]\nlearnig_rate = 0.1\n", "[train]: unknown key `learnig_rate`, expected one of"),
+            ("[train]\nepochs = 3\nlearnig_rate = 0.1\n", "line 3: configuration: [train]: unknown key `learnig_rate`, expected one of"),
             ("[train]\ngain_bd = 3.0\n", "unknown key `gain_bd`"),
             ("[train.model.resnet]\nbanddrop = 0.5\n", "[train.model.resnet]: unknown key `banddrop`"),
             ("[train]\n\ngain_db = \"loud\"\n", "line 3: configuration: [train] gain_db: invalid type: string \"loud\", expected f32"),

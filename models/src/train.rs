@@ -24,10 +24,8 @@ pub struct TrainSettings {
     /// resumed or reused.
     pub data: String,
     /// The recipe as configured, for the run's input kind ([`Recipe::for_input`]).
-    #[serde(default)]
     pub recipe: Recipe,
     /// The recipe's dB and Hz options in the run's input units.
-    #[serde(default)]
     pub units: InputUnits,
 }
 
@@ -52,18 +50,12 @@ pub enum Select {
     BestValid,
 }
 
-/// Whether choosing weights this way needs a validation part: selecting the best validation epoch
-/// or stopping early on it.
-pub fn needs_validation(select: Select, patience: Option<usize>) -> bool {
-    select == Select::BestValid || patience.is_some()
-}
-
 /// The training recipe: the study's plain Adam + cross-entropy by default (150 epochs of batches
 /// of 128 at 1e-4), and every option beyond it, off by default, in the units `[train]` gives
 /// them (dB, Hz, frames). One type from the configuration
 /// (flattened into `[train]` and `[train.model.<name>]`) to the checkpoint (every value is there,
-/// so a run says how it was trained) and tune's search space; a finished run is kept when its
-/// recipe `==` the configured one.
+/// so a run says how it was trained) and tune's search space; a finished run is kept only when
+/// its recipe `==` the configured one (and the rest of its identity matches: model, data, units).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Recipe {
@@ -175,9 +167,10 @@ impl Recipe {
         }
         r
     }
-    /// Whether the recipe needs a validation part.
+    /// Whether choosing weights this way needs a validation part: selecting the best validation
+    /// epoch or stopping early on it.
     pub fn needs_validation(&self) -> bool {
-        needs_validation(self.select, self.patience)
+        self.select == Select::BestValid || self.patience.is_some()
     }
     fn soft_targets(&self) -> bool {
         self.label_smoothing > 0.0 || self.mixup_alpha > 0.0

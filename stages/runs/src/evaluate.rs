@@ -370,8 +370,7 @@ fn valid_summary(runs: &[&RunResult], f: fn(&ValidScore) -> f64) -> Option<Summa
 
 /// Per (model, fold, test row): the probabilities summed over the model's seeds, and how many.
 type SeedSums = BTreeMap<(String, Option<i32>, usize), ProbSum>;
-/// Class probabilities summed over some members, and how many were summed.
-/// Probabilities summed over `n` predictions of one clip.
+/// Class probabilities of one clip summed over `n` predictions (seeds, or ensemble members).
 #[derive(Debug, Clone, PartialEq)]
 struct ProbSum {
     sum: Vec<f64>,

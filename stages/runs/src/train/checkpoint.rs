@@ -174,6 +174,7 @@ impl Checkpoint {
     /// its recipe a [`LegacyRecipe`], epochs, learning rate and batch sizes beside it).
     pub fn from_json(bytes: &[u8]) -> serde_json::Result<Checkpoint> {
         let mut v: serde_json::Value = serde_json::from_slice(bytes)?;
+        let db_per_unit = v.get("normalize_std").and_then(|s| s.as_f64()).unwrap_or(1.0) as f32;
         let legacy = match v.get_mut("settings").and_then(|s| s.as_object_mut()) {
             Some(settings) if !settings.contains_key("units") => {
                 let old = settings.remove("recipe").unwrap_or_else(|| serde_json::json!({}));
@@ -181,15 +182,16 @@ impl Checkpoint {
                     .iter()
                     .filter_map(|k| Some((k.to_string(), settings.remove(*k)?)))
                     .collect();
-                Some((serde_json::from_value::<LegacyRecipe>(old)?, serde_json::from_value::<LegacyRun>(run.into())?))
+                let old = serde_json::from_value::<LegacyRecipe>(old)?;
+                let (recipe, units) = old.recipe(serde_json::from_value::<LegacyRun>(run.into())?, db_per_unit);
+                settings.insert("recipe".into(), serde_json::to_value(recipe).expect("recipe to json"));
+                settings.insert("units".into(), serde_json::to_value(units).expect("units to json"));
+                Some(old)
             }
             _ => None,
         };
         let mut c: Checkpoint = serde_json::from_value(v)?;
-        if let Some((l, run)) = legacy {
-            (c.settings.recipe, c.settings.units) = l.recipe(run, c.normalize_std);
-            c.legacy_recipe = Some(l);
-        }
+        c.legacy_recipe = legacy;
         Ok(c)
     }
 

@@ -75,6 +75,12 @@ impl TrainConfig {
         recipe_value_error("[train]", train)
     }
 
+    /// The first key of `[train]` that is none of its own, and an error naming it with the
+    /// keys there are.
+    pub fn unknown_key(&self) -> Option<(String, StageError)> {
+        self.known_keys_only("[train]").err().map(|e| (self.unknown.keys().next().expect("a key").clone(), e))
+    }
+
     /// An error naming the first unknown key, with the keys there are.
     fn known_keys_only(&self, table: &str) -> Result<(), StageError> {
         let Some(key) = self.unknown.keys().next() else { return Ok(()) };
@@ -115,11 +121,13 @@ impl TrainConfig {
     }
 
     /// `recipe`'s dB and Hz in the units of a model of input kind `input` reading `mels` bands
-    /// of features made with `fc`.
+    /// of features made with `fc`. Descriptor models are not augmented and read standardised
+    /// columns, not `normalize_std`: their units are the neutral ones, so that changing it leaves
+    /// their runs current.
     pub fn units(&self, recipe: &Recipe, input: Input, fc: &FeatureConfig, mels: usize) -> InputUnits {
         let band_drop_from = match input {
+            Input::Stats => return InputUnits::default(),
             _ if recipe.band_drop == 0.0 => 0,
-            Input::Stats => 0,
             Input::Crops => fc.bands_below(recipe.band_drop_hz),
             // The study's models read the resized `out_mels` bands: the same frequency, scaled.
             Input::Clip => fc.bands_below(recipe.band_drop_hz) * mels / fc.n_mels,

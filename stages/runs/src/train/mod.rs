@@ -441,6 +441,7 @@ mod tests {
         assert_eq!(resolved(Input::Clip, 64).1.band_drop_from, 55);
         let (stats, units) = resolved(Input::Stats, 1);
         assert_eq!((stats.band_drop, units.band_drop_from, units.gain(&stats), stats.time_masks), (0.0, 0, 0.0, 0));
+        assert_eq!(units, InputUnits::default(), "descriptor runs do not depend on normalize_std");
         // Gain in input units: dB over the normalisation's deviation.
         let (clip, units) = resolved(Input::Clip, 64);
         assert!((units.gain(&clip) - 3.1 / cfg.normalize_std).abs() < 1e-6);
