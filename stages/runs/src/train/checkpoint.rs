@@ -48,100 +48,29 @@ pub struct Checkpoint {
     /// Where the run trained (backend, processor, threads): what its epochs' seconds mean.
     #[serde(default)]
     pub trained_on: String,
-    /// A checkpoint written before `settings.units` existed: its recipe as it recorded it (its
-    /// `settings.recipe` is read from it, with `band_drop_hz` unknown). See [`LegacyRecipe`].
+    /// A checkpoint written before `settings.units` existed: the gain and band it recorded in
+    /// input units (its `settings.recipe` is read from the rest of its record, with `gain_db`
+    /// derived and `band_drop_hz` unknown). See [`LegacyUnits`].
     #[serde(skip)]
-    pub legacy_recipe: Option<LegacyRecipe>,
+    pub legacy_recipe: Option<LegacyUnits>,
 }
 
-/// The recipe as checkpoints recorded it before the configuration, the checkpoint and tune shared
-/// one [`Recipe`] type: resolved to the run's input units (`gain` in input units, the band where
-/// band drop starts). Read only so that the runs trained then are kept: such a run is the
-/// configured one when its record equals [`LegacyRecipe::of`] the configured recipe, and its
-/// checkpoint is then rewritten in the current form.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LegacyRecipe {
-    pub weight_decay: f64,
-    pub label_smoothing: f32,
-    pub mixup_alpha: f32,
+/// What checkpoints recorded in input units before the configuration, the checkpoint and tune
+/// shared one [`Recipe`] type: the random gain (dB over the normalisation's deviation) and the
+/// band where band drop starts, in place of the configured `gain_db` and `band_drop_hz`, which
+/// cannot be recovered from them. Such a run is the configured one when these equal the configured
+/// recipe's [`InputUnits`] values and the rest of its identity matches; its checkpoint is then
+/// rewritten in the current form.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LegacyUnits {
     pub gain: f32,
-    pub time_masks: usize,
-    pub time_mask_width: usize,
-    pub freq_masks: usize,
-    pub freq_mask_width: usize,
-    pub band_drop: f32,
     pub band_drop_from: usize,
-    pub schedule: Schedule,
-    pub warmup_epochs: usize,
-    pub patience: Option<usize>,
-    pub select: Select,
-    pub crop_frames: usize,
-    pub crops_per_epoch: usize,
-    pub window_hop: usize,
 }
 
-impl Default for LegacyRecipe {
-    fn default() -> Self {
-        let off = Recipe::default().for_input(Input::Clip);
-        LegacyRecipe::of(&off, &InputUnits::default())
-    }
-}
-
-impl LegacyRecipe {
-    /// The record a checkpoint of the earlier form would hold for `recipe` in `units`.
-    pub fn of(recipe: &Recipe, units: &InputUnits) -> LegacyRecipe {
-        let r = recipe.clone();
-        LegacyRecipe {
-            weight_decay: r.weight_decay,
-            label_smoothing: r.label_smoothing,
-            mixup_alpha: r.mixup_alpha,
-            gain: units.gain(recipe),
-            time_masks: r.time_masks,
-            time_mask_width: r.time_mask_width,
-            freq_masks: r.freq_masks,
-            freq_mask_width: r.freq_mask_width,
-            band_drop: r.band_drop,
-            band_drop_from: units.band_drop_from,
-            schedule: r.schedule,
-            warmup_epochs: r.warmup_epochs,
-            patience: r.patience,
-            select: r.select,
-            crop_frames: r.crop_frames,
-            crops_per_epoch: r.crops_per_epoch,
-            window_hop: r.window_hop,
-        }
-    }
-
-    /// The recipe and units it stands for, with the settings the earlier form kept beside it
-    /// (`run`), as far as they can be known: `gain_db` from `gain` and the normalisation,
-    /// `band_drop_hz` the default (the record kept only the band).
-    fn recipe(&self, run: LegacyRun, db_per_unit: f32) -> (Recipe, InputUnits) {
-        let l = self.clone();
-        let recipe = Recipe {
-            epochs: run.epochs,
-            learning_rate: run.learning_rate,
-            batch_size: run.batch_size,
-            eval_batch_size: run.eval_batch_size,
-            weight_decay: l.weight_decay,
-            label_smoothing: l.label_smoothing,
-            mixup_alpha: l.mixup_alpha,
-            gain_db: l.gain * db_per_unit,
-            time_masks: l.time_masks,
-            time_mask_width: l.time_mask_width,
-            freq_masks: l.freq_masks,
-            freq_mask_width: l.freq_mask_width,
-            band_drop: l.band_drop,
-            band_drop_hz: Recipe::default().band_drop_hz,
-            schedule: l.schedule,
-            warmup_epochs: l.warmup_epochs,
-            patience: l.patience,
-            select: l.select,
-            crop_frames: l.crop_frames,
-            crops_per_epoch: l.crops_per_epoch,
-            window_hop: l.window_hop,
-        };
-        (recipe, InputUnits { db_per_unit, band_drop_from: l.band_drop_from })
+impl LegacyUnits {
+    /// Whether `recipe` in `units` is what this record says.
+    pub fn matches(&self, recipe: &Recipe, units: &InputUnits) -> bool {
+        *self == LegacyUnits { gain: units.gain(recipe), band_drop_from: units.band_drop_from }
     }
 }
 
@@ -160,33 +89,29 @@ pub struct RunIdentity<'a> {
     pub max_hz: Option<f64>,
 }
 
-/// The settings the earlier checkpoint form kept beside its recipe record.
-#[derive(Debug, Deserialize)]
-struct LegacyRun {
-    epochs: usize,
-    learning_rate: f64,
-    batch_size: usize,
-    eval_batch_size: usize,
-}
-
 impl Checkpoint {
-    /// A `checkpoint.json`, of the current form or the earlier one (without `settings.units`,
-    /// its recipe a [`LegacyRecipe`], epochs, learning rate and batch sizes beside it).
+    /// A `checkpoint.json`, of the current form or the earlier one: without `settings.units`,
+    /// epochs, learning rate and batch sizes beside the recipe, the recipe's defaults the study's
+    /// whole-input ones, gain and band drop in input units ([`LegacyUnits`]).
     pub fn from_json(bytes: &[u8]) -> serde_json::Result<Checkpoint> {
         let mut v: serde_json::Value = serde_json::from_slice(bytes)?;
         let db_per_unit = v.get("normalize_std").and_then(|s| s.as_f64()).unwrap_or(1.0) as f32;
         let legacy = match v.get_mut("settings").and_then(|s| s.as_object_mut()) {
             Some(settings) if !settings.contains_key("units") => {
-                let old = settings.remove("recipe").unwrap_or_else(|| serde_json::json!({}));
-                let run: serde_json::Map<String, serde_json::Value> = ["epochs", "learning_rate", "batch_size", "eval_batch_size"]
-                    .iter()
-                    .filter_map(|k| Some((k.to_string(), settings.remove(*k)?)))
-                    .collect();
-                let old = serde_json::from_value::<LegacyRecipe>(old)?;
-                let (recipe, units) = old.recipe(serde_json::from_value::<LegacyRun>(run.into())?, db_per_unit);
-                settings.insert("recipe".into(), serde_json::to_value(recipe).expect("recipe to json"));
+                // The earlier record over the defaults it was written with (a clip model's).
+                let mut recipe = serde_json::to_value(Recipe::default().for_input(Input::Clip)).expect("recipe to json");
+                let fields = recipe.as_object_mut().expect("an object");
+                let old = settings.remove("recipe").unwrap_or_default();
+                let moved = ["epochs", "learning_rate", "batch_size", "eval_batch_size"].map(|k| (k, settings.remove(k)));
+                fields.extend(old.as_object().into_iter().flatten().map(|(k, v)| (k.clone(), v.clone())));
+                fields.extend(moved.into_iter().filter_map(|(k, v)| Some((k.to_string(), v?))));
+                let gain: f32 = fields.remove("gain").map(serde_json::from_value).transpose()?.unwrap_or(0.0);
+                let band_drop_from: usize = fields.remove("band_drop_from").map(serde_json::from_value).transpose()?.unwrap_or(0);
+                fields.insert("gain_db".into(), serde_json::json!(gain * db_per_unit));
+                settings.insert("recipe".into(), recipe);
+                let units = InputUnits { db_per_unit, band_drop_from };
                 settings.insert("units".into(), serde_json::to_value(units).expect("units to json"));
-                Some(old)
+                Some(LegacyUnits { gain, band_drop_from })
             }
             _ => None,
         };

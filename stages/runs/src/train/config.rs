@@ -64,8 +64,10 @@ impl TrainConfig {
             let named = self.model.get(name).and_then(|over| recipe_value_error(&format!("[train.model.{name}]"), over));
             named.map_or_else(|| StageError::Config(format!("[train.model.{name}]: {e}")), |(_, e)| e)
         })?;
-        merged.known_keys_only(&format!("[train.model.{name}]"))?;
-        Ok(merged)
+        match merged.unknown_key_in(&format!("[train.model.{name}]")) {
+            Some((_, e)) => Err(e),
+            None => Ok(merged),
+        }
     }
 
     /// Why a `[train]` table (as JSON) does not deserialise when a recipe value is the cause:
@@ -78,15 +80,15 @@ impl TrainConfig {
     /// The first key of `[train]` that is none of its own, and an error naming it with the
     /// keys there are.
     pub fn unknown_key(&self) -> Option<(String, StageError)> {
-        self.known_keys_only("[train]").err().map(|e| (self.unknown.keys().next().expect("a key").clone(), e))
+        self.unknown_key_in("[train]")
     }
 
-    /// An error naming the first unknown key, with the keys there are.
-    fn known_keys_only(&self, table: &str) -> Result<(), StageError> {
-        let Some(key) = self.unknown.keys().next() else { return Ok(()) };
+    /// The first unknown key of this table (named `table` in the error), and the error.
+    fn unknown_key_in(&self, table: &str) -> Option<(String, StageError)> {
+        let key = self.unknown.keys().next()?;
         let known = serde_json::to_value(TrainConfig::default()).expect("config to json");
         let known: Vec<&str> = known.as_object().expect("an object").keys().map(String::as_str).collect();
-        Err(StageError::Config(format!("{table}: unknown key `{key}`, expected one of {}", known.join(", "))))
+        Some((key.clone(), StageError::Config(format!("{table}: unknown key `{key}`, expected one of {}", known.join(", ")))))
     }
 
     /// The epochs a run of `model` trains (0 when its `[train.model.<name>]` keys are invalid:
@@ -115,11 +117,6 @@ impl TrainConfig {
         }
     }
 
-    /// The recipe a model of input kind `input` trains with.
-    pub fn recipe(&self, input: Input) -> Recipe {
-        self.recipe.for_input(input)
-    }
-
     /// `recipe`'s dB and Hz in the units of a model of input kind `input` reading `mels` bands
     /// of features made with `fc`. Descriptor models are not augmented and read standardised
     /// columns, not `normalize_std`: their units are the neutral ones, so that changing it leaves
@@ -141,7 +138,9 @@ impl TrainConfig {
         if self.models.is_empty() {
             return Err(StageError::Config("[train] needs at least one model".into()));
         }
-        self.known_keys_only("[train]")?;
+        if let Some((_, e)) = self.unknown_key() {
+            return Err(e);
+        }
         // The shared values first: a NaN would not survive the per-model merge as a number.
         self.check("defaults")?;
         for m in &self.models {

@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use genrelab_models::train::{Batchable, EpochRecord, InputUnits, Recipe, RunData, Schedule, Select, TrainSettings, train_run};
+use genrelab_models::train::{Batchable, EpochRecord, InputUnits, Recipe, RunData, TrainSettings, train_run};
 use genrelab_models::{Device, Input, ModelSpec, default_device, info};
 use genrelab_store::tables::{Column, write_columns};
 use genrelab_store::{FeatureMatrix, FloatTable, SplitRow, TableMeta, names, read_features, read_float_table, read_split};
@@ -190,7 +190,7 @@ impl<'a> RunContext<'a> {
         let input = info(&plan.model).map_err(|e| StageError::Config(e.to_string()))?.input;
         let (_, frames) = inputs.dims(input);
         let (mels, max_hz) = mcfg.bands(&plan.model, input, &self.feature_config, inputs)?;
-        let recipe = mcfg.recipe(input);
+        let recipe = mcfg.recipe.for_input(input);
         let units = mcfg.units(&recipe, input, &self.feature_config, mels);
         let model_frames = if input == Input::Crops { recipe.crop_frames.min(frames) } else { frames };
         let spec = ModelSpec { name: plan.model.clone(), mels, frames: model_frames, classes: labels.len() };
@@ -253,12 +253,12 @@ impl<'a> RunContext<'a> {
     }
 }
 
-/// A checkpoint of the earlier form (see [`LegacyRecipe`]) whose recipe record is the one the
+/// A checkpoint of the earlier form (see [`LegacyUnits`]) whose recipe record is the one the
 /// configured run `planned` would have written, in the current form (rewritten in place; the run
 /// is not trained again); None when its record differs. Other checkpoints as they are.
 fn upgraded(mut c: Checkpoint, planned: &Checkpoint, dir: &Path) -> Option<Checkpoint> {
     let Some(old) = c.legacy_recipe.take() else { return Some(c) };
-    if old != LegacyRecipe::of(&planned.settings.recipe, &planned.settings.units) {
+    if !old.matches(&planned.settings.recipe, &planned.settings.units) {
         return None;
     }
     // What the earlier form did not record: the configured dB and Hz behind its gain and band
@@ -364,6 +364,7 @@ pub fn train_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use genrelab_models::train::Select;
 
     /// A run of model `id`'s first path component, with no data (for the worker queue's tests).
     fn plan(id: &str) -> RunPlan {
@@ -432,7 +433,7 @@ mod tests {
         let cfg = TrainConfig { recipe, ..TrainConfig::default() };
         // A recipe resolved for an input kind, and its units.
         let resolved = |input: Input, mels: usize| {
-            let r = cfg.recipe(input);
+            let r = cfg.recipe.for_input(input);
             let u = cfg.units(&r, input, &fc, mels);
             (r, u)
         };
@@ -447,7 +448,7 @@ mod tests {
         assert!((units.gain(&clip) - 3.1 / cfg.normalize_std).abs() < 1e-6);
         // Off: no cut-off recorded (so checkpoints without band drop stay as they were).
         let off = TrainConfig { recipe: Recipe { band_drop: 0.0, ..cfg.recipe.clone() }, ..cfg.clone() };
-        assert_eq!(off.units(&off.recipe(Input::Crops), Input::Crops, &fc, 128).band_drop_from, 0);
+        assert_eq!(off.units(&off.recipe.for_input(Input::Crops), Input::Crops, &fc, 128).band_drop_from, 0);
         // Crop models' windows come from the config; other inputs have none.
         assert_eq!(resolved(Input::Crops, 128).0.window(), Some((128, 64)));
         assert_eq!(resolved(Input::Clip, 64).0.window(), None);
@@ -495,7 +496,7 @@ mod tests {
         assert!(c.legacy_recipe.is_some());
         assert_eq!(c.test_window(None), Some((16, 8)), "evaluate reads its windows as before");
         let planned_by = |cfg: &TrainConfig| {
-            let recipe = cfg.recipe(Input::Crops);
+            let recipe = cfg.recipe.for_input(Input::Crops);
             let units = cfg.units(&recipe, Input::Crops, &fc, 128);
             Checkpoint { settings: TrainSettings { recipe, units, ..c.settings.clone() }, legacy_recipe: None, ..c.clone() }
         };
