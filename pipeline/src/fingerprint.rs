@@ -46,7 +46,7 @@ impl HashCache {
 
     /// `(size, blake3)` of a file, from the cache when its size and mtime are unchanged.
     pub fn file(&mut self, path: &Path) -> FileHash {
-        let meta = std::fs::metadata(path).map_err(|e| StoreError::Io { path: path.to_path_buf(), source: e })?;
+        let meta = std::fs::metadata(path).map_err(|e| StoreError::io(path, e))?;
         let mtime_ns = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
         let key = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         if let Some(e) = self.entries.get(&key)

@@ -30,7 +30,7 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         StoreError::Io { path: path.into(), source }
     }
     pub(crate) fn invalid(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
