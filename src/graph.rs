@@ -110,8 +110,9 @@ impl Stage<Config> for Features {
         "features"
     }
     // 2: the `window` column (an existing store's rows are reused, not decoded again).
+    // 3: front end revision 2 (vectorised mel sums and log10): every clip is decoded again.
     fn version(&self) -> u32 {
-        2
+        3
     }
     fn about(&self) -> &'static str {
         "decode every clip and write the log-mel feature tables (and the rejects)"
@@ -143,8 +144,9 @@ impl Stage<Config> for Descriptors {
         "descriptors"
     }
     // 2: an `audio_hash` column (rows reused per clip); a long track's excerpt described.
+    // 3: front end revision 2 (its log10 is vectorised): every clip is described again.
     fn version(&self) -> u32 {
-        2
+        3
     }
     fn about(&self) -> &'static str {
         "hand-crafted statistics of every clip (MFCC, spectral shape, ZCR, RMS, chroma, tempo) for the classical baseline"

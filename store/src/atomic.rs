@@ -50,6 +50,15 @@ impl AtomicFile {
         self.stage()?.commit()
     }
 
+    /// Move into place without flushing to disk first: after a crash of the machine (not of the
+    /// process) the file may be missing or torn, so only for caches that are checked on reading.
+    pub fn commit_unsynced(mut self) -> Result<PathBuf, StoreError> {
+        // A failed rename leaves the file for Drop to remove.
+        std::fs::rename(&self.tmp, &self.dest).map_err(|e| StoreError::io(&self.dest, e))?;
+        self.file.take();
+        Ok(self.dest.clone())
+    }
+
     /// Flush to disk, ready to move into place: what can fail for want of space has happened.
     /// The outputs of one stage are staged one by one, then committed together ([`commit_all`]),
     /// so a failure while writing any of them leaves every previous output as it was.

@@ -366,12 +366,17 @@ impl FeatureTableWriter {
                 self.open = Some(self.factory.create_column_writers(index).map_err(parquet_err(&self.path))?);
             }
             let writers = self.open.as_mut().expect("opened above");
-            let part = batch.slice(done, end - done);
-            let mut leaves = writers.iter_mut();
-            for (field, column) in self.schema.fields().iter().zip(part.columns()) {
-                for leaf in compute_leaves(field, column).map_err(parquet_err(&self.path))? {
-                    let writer = leaves.next().expect("one column writer per leaf");
-                    writer.write(&leaf).map_err(parquet_err(&self.path))?;
+            // One row at a time: where the encoder cuts pages depends on how the values are
+            // handed to it, and rows written in any batches must make the same bytes (a table
+            // assembled from an earlier one equals a fresh one; segments are written as rows come).
+            for row in done..end {
+                let part = batch.slice(row, 1);
+                let mut leaves = writers.iter_mut();
+                for (field, column) in self.schema.fields().iter().zip(part.columns()) {
+                    for leaf in compute_leaves(field, column).map_err(parquet_err(&self.path))? {
+                        let writer = leaves.next().expect("one column writer per leaf");
+                        writer.write(&leaf).map_err(parquet_err(&self.path))?;
+                    }
                 }
             }
             done = end;
@@ -444,6 +449,15 @@ impl FeatureTableWriter {
         self.close_row_group()?;
         self.writer.close().map_err(parquet_err(&self.path))?;
         self.file.stage()
+    }
+
+    /// Close the file and move it into place without waiting for the disk: for files that are
+    /// a cache of work (the features stage's segments), which a killed process leaves whole or
+    /// not at all (the rename comes last) and which are checked when read again.
+    pub fn finish_cache(mut self) -> Result<PathBuf, StoreError> {
+        self.close_row_group()?;
+        self.writer.close().map_err(parquet_err(&self.path))?;
+        self.file.commit_unsynced()
     }
 }
 

@@ -179,7 +179,7 @@ fn decode_wav_within(bytes: &[u8], target_rate: u32, limits: &Limits) -> Result<
     if spec.sample_format == hound::SampleFormat::Float {
         check_samples(&mono)?;
     }
-    let samples = resample(&mono, spec.sample_rate, target_rate)?;
+    let samples = if spec.sample_rate == target_rate { mono } else { resample(&mono, spec.sample_rate, target_rate)? };
     Ok(Decoded { samples, source_rate: spec.sample_rate, source_frames: frames as u64, channels: spec.channels })
 }
 
@@ -332,7 +332,7 @@ fn decode_symphonia_unguarded(bytes: &[u8], extension: Option<&str>, target_rate
         return Err(AudioError::NoSamples);
     }
     check_samples(&mono)?;
-    let samples = resample(&mono, rate, target_rate)?;
+    let samples = if rate == target_rate { mono } else { resample(&mono, rate, target_rate)? };
     Ok(Decoded { samples, source_rate: rate, source_frames: frames, channels })
 }
 

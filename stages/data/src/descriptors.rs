@@ -43,7 +43,7 @@ pub struct DescriptorSummary {
 /// The previous table's rows by audio hash, when it was made with the same settings.
 fn reusable_rows(path: &Path, meta: &genrelab_store::TableMeta) -> HashMap<String, Vec<f32>> {
     let Ok(t) = genrelab_store::read_float_table(path) else { return HashMap::new() };
-    let same = ["feature_config_hash", MAX_HZ].iter().all(|k| t.meta.get(k) == meta.get(k));
+    let same = ["feature_config_hash", crate::features::FRONT_END_REVISION, MAX_HZ].iter().all(|k| t.meta.get(k) == meta.get(k));
     let d = t.columns.len();
     if !same || t.audio_hashes.len() != t.track_ids.len() || d != descriptor_names().len() {
         return HashMap::new();

@@ -59,9 +59,14 @@ pub fn feature_table_meta(table: &str, cfg: &FeatureConfig, source: &SourceManif
     TableMeta::new(table)
         .with("feature_config", serde_json::to_string(cfg).expect("config serialises"))
         .with("feature_config_hash", cfg.hash())
+        .with(FRONT_END_REVISION, crate::logmel::REVISION.to_string())
         .with("source", &source.origin)
         .with("layout", serde_json::to_value(source.layout).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default())
 }
+
+/// The metadata key of the audio front end's [`crate::logmel::REVISION`]: rows of another
+/// revision (or of tables from before the key) are computed again, not reused.
+pub const FRONT_END_REVISION: &str = "front_end_revision";
 
 /// Whether a feature table holds GTZAN itself (one of GTZAN's layouts, not the synthetic set),
 /// the only data next to which the study's figures mean anything.
@@ -121,7 +126,10 @@ impl Reusable {
     fn open(small: &Path, full: &Path, cfg_hash: &str) -> Option<Reusable> {
         let small = FeatureRowReader::open(small).ok()?;
         let full = FeatureRowReader::open(full).ok()?;
-        let current = |r: &FeatureRowReader| r.meta().get("feature_config_hash") == Some(cfg_hash);
+        let revision = crate::logmel::REVISION.to_string();
+        let current = |r: &FeatureRowReader| {
+            r.meta().get("feature_config_hash") == Some(cfg_hash) && r.meta().get(FRONT_END_REVISION) == Some(revision.as_str())
+        };
         (current(&small) && current(&full)).then_some(Reusable { small, full })
     }
 
@@ -151,10 +159,10 @@ pub fn extract_features(
             let _ = std::fs::remove_dir_all(e.path());
         }
     }
-    let mut reusable: Vec<Reusable> = Reusable::open(&store_dir.join(names::FEATURES), &store_dir.join(names::FEATURES_FULL), &cfg_hash)
-        .into_iter()
-        .filter(|_| reuse)
-        .collect();
+    let mut reusable: Vec<Reusable> = match reuse {
+        true => Reusable::open(&store_dir.join(names::FEATURES), &store_dir.join(names::FEATURES_FULL), &cfg_hash).into_iter().collect(),
+        false => vec![],
+    };
     let segments = |dir: &Path| -> Vec<PathBuf> {
         let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
             .into_iter()
@@ -199,20 +207,14 @@ pub fn extract_features(
             let partial = &partial;
             let (meta_small, meta_full) = (&meta_small, &meta_full);
             let writer = scope.spawn(move || -> Result<(), StageError> {
+                // Rows are encoded as they come, into the segment they belong to; a segment is
+                // moved into place when the next one begins, so little is left after the last batch.
                 let mut n = first_segment;
-                let (mut small, mut full) = (vec![], vec![]);
-                let mut flush = |small: &mut Vec<FeatureRow>, full: &mut Vec<FeatureRow>| -> Result<(), StageError> {
-                    let name = |kind: &str| partial.join(format!("seg-{n:06}.{kind}.parquet"));
-                    let mut w = FeatureTableWriter::create(&name("full"), meta_full, cfg.n_mels, cfg.frames)?;
-                    w.write(full)?;
-                    w.finish()?;
+                let mut open: Option<(FeatureTableWriter, FeatureTableWriter)> = None;
+                let finish = |(full, small): (FeatureTableWriter, FeatureTableWriter)| -> Result<(), StageError> {
+                    full.finish_cache()?;
                     // The small table last: a segment counts once its `.small` file exists.
-                    let mut w = FeatureTableWriter::create(&name("small"), meta_small, cfg.out_mels, cfg.out_frames)?;
-                    w.write(small)?;
-                    w.finish()?;
-                    n += 1;
-                    small.clear();
-                    full.clear();
+                    small.finish_cache()?;
                     Ok(())
                 };
                 // A segment is one row group of `features_full` as the table cuts them, so that
@@ -220,15 +222,29 @@ pub fn extract_features(
                 let mut cuts = GroupCuts::new(target_group_rows(cfg.n_mels * cfg.frames));
                 for (s, f) in rx {
                     for (s, f) in s.into_iter().zip(f) {
-                        if cuts.push(&f.audio_hash) && !small.is_empty() {
-                            flush(&mut small, &mut full)?;
+                        if cuts.push(&f.audio_hash)
+                            && let Some(segment) = open.take()
+                        {
+                            finish(segment)?;
                         }
-                        small.push(s);
-                        full.push(f);
+                        let (full, small) = match &mut open {
+                            Some(segment) => segment,
+                            None => {
+                                let k = n;
+                                let name = |kind: &str| partial.join(format!("seg-{k:06}.{kind}.parquet"));
+                                n += 1;
+                                open.insert((
+                                    FeatureTableWriter::create(&name("full"), meta_full, cfg.n_mels, cfg.frames)?,
+                                    FeatureTableWriter::create(&name("small"), meta_small, cfg.out_mels, cfg.out_frames)?,
+                                ))
+                            }
+                        };
+                        full.write(std::slice::from_ref(&f))?;
+                        small.write(std::slice::from_ref(&s))?;
                     }
                 }
-                if !small.is_empty() {
-                    flush(&mut small, &mut full)?;
+                if let Some(segment) = open.take() {
+                    finish(segment)?;
                 }
                 Ok(())
             });
@@ -546,6 +562,33 @@ pub(crate) mod tests {
                 "{table}: the incremental run writes the bytes a fresh run writes"
             );
         }
+    }
+
+    #[test]
+    fn rows_of_another_front_end_revision_are_computed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, work, store) = (dir.path().join("data"), dir.path().join("work"), dir.path().join("store"));
+        for i in 0..3 {
+            clip(&data, &format!("a/{i}.wav"), 0.02 + 0.05 * i as f32);
+        }
+        let cfg = small_cfg();
+        extract_features(&source(&data, &work), &cfg, &store, 1, &Limits::default(), true).unwrap();
+        // The same tables as an earlier revision of the front end would have written them.
+        let src = source(&data, &work);
+        for (table, n_mels, n_frames) in [(names::FEATURES, cfg.out_mels, cfg.out_frames), (names::FEATURES_FULL, cfg.n_mels, cfg.frames)] {
+            let path = store.join(table);
+            let mut r = FeatureRowReader::open(&path).unwrap();
+            let rows: Vec<FeatureRow> =
+                src.clips.iter().flat_map(|c| r.rows(&c.blake3, &c.track_id, &c.genre, &src.location(c)).unwrap()).collect();
+            let meta = r.meta().clone().with(FRONT_END_REVISION, "1");
+            let mut w = FeatureTableWriter::create(&path, &meta, n_mels, n_frames).unwrap();
+            w.write(&rows).unwrap();
+            w.finish().unwrap();
+        }
+        let s = extract_features(&src, &cfg, &store, 1, &Limits::default(), true).unwrap();
+        assert_eq!((s.decoded, s.reused), (3, 0), "rows of another revision are not reused");
+        let again = extract_features(&src, &cfg, &store, 1, &Limits::default(), true).unwrap();
+        assert_eq!((again.decoded, again.reused), (0, 3), "rows of this revision are");
     }
 
     #[test]
