@@ -445,19 +445,22 @@ impl FeatureTableWriter {
     }
 
     /// Written and flushed, not yet in place (see [`crate::atomic::commit_all`]).
-    pub fn finish_staged(mut self) -> Result<Staged, StoreError> {
-        self.close_row_group()?;
-        self.writer.close().map_err(parquet_err(&self.path))?;
-        self.file.stage()
+    pub fn finish_staged(self) -> Result<Staged, StoreError> {
+        self.close()?.stage()
     }
 
     /// Close the file and move it into place without waiting for the disk: for files that are
     /// a cache of work (the features stage's segments), which a killed process leaves whole or
     /// not at all (the rename comes last) and which are checked when read again.
-    pub fn finish_cache(mut self) -> Result<PathBuf, StoreError> {
+    pub fn finish_cache(self) -> Result<PathBuf, StoreError> {
+        self.close()?.commit_unsynced()
+    }
+
+    /// The last row group and the footer written; the file still under its temporary name.
+    fn close(mut self) -> Result<AtomicFile, StoreError> {
         self.close_row_group()?;
         self.writer.close().map_err(parquet_err(&self.path))?;
-        self.file.commit_unsynced()
+        Ok(self.file)
     }
 }
 

@@ -612,20 +612,14 @@ pub fn mel_filterbank(sr: f64, n_fft: usize, n_mels: usize, fmin: f64, fmax: f64
         .collect()
 }
 
+/// librosa's `amin`: powers below it count as it (-100 dB).
+const AMIN: f32 = 1e-10;
+
 /// In place: `librosa.power_to_db(S, ref=np.max, amin=1e-10, top_db)`.
 pub fn power_to_db(values: &mut [f32], top_db: f32) {
-    const AMIN: f32 = 1e-10;
     let reference = values.iter().copied().fold(0f32, f32::max).max(AMIN);
     let ref_db = 10.0 * log10(reference);
-    #[cfg(target_arch = "x86_64")]
-    let max_db = if has_avx2() {
-        // SAFETY: the CPU supports AVX2 and FMA.
-        unsafe { to_db_avx2(values, ref_db) }
-    } else {
-        to_db_any(values, ref_db)
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let max_db = to_db_any(values, ref_db);
+    let max_db = simd_dispatch!(has_avx2(), to_db_avx2, to_db_any, (values, ref_db));
     let floor = max_db - top_db;
     for v in values.iter_mut() {
         *v = v.max(floor);
@@ -639,12 +633,12 @@ fn to_db_any(values: &mut [f32], ref_db: f32) -> f32 {
     let mut chunks = values.chunks_exact_mut(8);
     for c in &mut chunks {
         for (v, m) in c.iter_mut().zip(&mut max_db) {
-            *v = 10.0 * log10(v.max(1e-10)) - ref_db;
+            *v = 10.0 * log10(v.max(AMIN)) - ref_db;
             *m = m.max(*v);
         }
     }
     for v in chunks.into_remainder() {
-        *v = 10.0 * log10(v.max(1e-10)) - ref_db;
+        *v = 10.0 * log10(v.max(AMIN)) - ref_db;
         max_db[0] = max_db[0].max(*v);
     }
     max_db.into_iter().fold(f32::NEG_INFINITY, f32::max)

@@ -564,15 +564,21 @@ pub(crate) mod tests {
         }
     }
 
-    #[test]
-    fn rows_of_another_front_end_revision_are_computed_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let (data, work, store) = (dir.path().join("data"), dir.path().join("work"), dir.path().join("store"));
-        for i in 0..3 {
+    /// `n` clips `a/0.wav` ... under `dir/data`, their features in `dir/store` (one thread):
+    /// the data, work and store folders.
+    fn store_of_clips(dir: &Path, n: usize, cfg: &FeatureConfig) -> (PathBuf, PathBuf, PathBuf) {
+        let (data, work, store) = (dir.join("data"), dir.join("work"), dir.join("store"));
+        for i in 0..n {
             clip(&data, &format!("a/{i}.wav"), 0.02 + 0.05 * i as f32);
         }
-        let cfg = small_cfg();
-        extract_features(&source(&data, &work), &cfg, &store, 1, &Limits::default(), true).unwrap();
+        extract_features(&source(&data, &work), cfg, &store, 1, &Limits::default(), true).unwrap();
+        (data, work, store)
+    }
+
+    #[test]
+    fn rows_of_another_front_end_revision_are_computed_again() {
+        let (dir, cfg) = (tempfile::tempdir().unwrap(), small_cfg());
+        let (data, work, store) = store_of_clips(dir.path(), 3, &cfg);
         // The same tables as an earlier revision of the front end would have written them.
         let src = source(&data, &work);
         for (table, n_mels, n_frames) in [(names::FEATURES, cfg.out_mels, cfg.out_frames), (names::FEATURES_FULL, cfg.n_mels, cfg.frames)] {
@@ -611,13 +617,8 @@ pub(crate) mod tests {
 
     #[test]
     fn the_segments_of_a_killed_run_are_kept_and_only_the_rest_is_decoded() {
-        let dir = tempfile::tempdir().unwrap();
-        let (data, work, store) = (dir.path().join("data"), dir.path().join("work"), dir.path().join("store"));
-        for i in 0..4 {
-            clip(&data, &format!("a/{i}.wav"), 0.02 + 0.05 * i as f32);
-        }
-        let cfg = small_cfg();
-        extract_features(&source(&data, &work), &cfg, &store, 1, &Limits::default(), true).unwrap();
+        let (dir, cfg) = (tempfile::tempdir().unwrap(), small_cfg());
+        let (data, work, store) = store_of_clips(dir.path(), 4, &cfg);
         // What a run killed after its first segment leaves: that segment, no tables.
         let seg = partial_dir(&store, &cfg);
         std::fs::create_dir_all(&seg).unwrap();
