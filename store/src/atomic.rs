@@ -59,6 +59,18 @@ impl AtomicFile {
         Ok(self.dest.clone())
     }
 
+    /// Start writing what the file holds so far to the disk, without waiting for it (Linux; a
+    /// no-op elsewhere), so that the flush before the file is moved into place has less left
+    /// to wait for. Only a hint: errors are the final flush's to report.
+    pub fn start_writeback(&self) {
+        #[cfg(target_os = "linux")]
+        if let Some(file) = &self.file {
+            use std::os::fd::AsRawFd;
+            // SAFETY: a plain system call on a file descriptor this value owns; no memory is passed.
+            unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+        }
+    }
+
     /// Flush to disk, ready to move into place: what can fail for want of space has happened.
     /// The outputs of one stage are staged one by one, then committed together ([`commit_all`]),
     /// so a failure while writing any of them leaves every previous output as it was.

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::io::{BufReader, BufWriter, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -274,7 +275,7 @@ pub struct FeatureTableWriter {
     n_mels: usize,
     n_frames: usize,
     schema: SchemaRef,
-    writer: SerializedFileWriter<File>,
+    writer: SerializedFileWriter<BufWriter<File>>,
     factory: ArrowRowGroupWriterFactory,
     /// The row group being encoded, if any.
     open: Option<Vec<ArrowColumnWriter>>,
@@ -295,9 +296,9 @@ impl FeatureTableWriter {
         let file = AtomicFile::create(dest)?;
         // ArrowWriter embeds the Arrow schema (the fixed-size list) in the file; its lower layers
         // then let row groups be encoded here or copied from another file.
-        let (writer, factory) = ArrowWriter::try_new(file.try_clone()?, schema.clone(), Some(props))
-            .and_then(|w| w.into_serialized_writer())
-            .map_err(parquet_err(dest))?;
+        let sink = BufWriter::with_capacity(LARGE_IO, file.try_clone()?);
+        let (writer, factory) =
+            ArrowWriter::try_new(sink, schema.clone(), Some(props)).and_then(|w| w.into_serialized_writer()).map_err(parquet_err(dest))?;
         Ok(FeatureTableWriter {
             path: dest.to_path_buf(),
             n_mels,
@@ -410,7 +411,7 @@ impl FeatureTableWriter {
     /// ([`GroupCuts::is_one_group`]), so that the table is what writing its rows would make.
     pub fn copy_row_group(&mut self, from: &FeatureRowReader, group: usize) -> Result<(), StoreError> {
         self.close_row_group()?;
-        let source = File::open(&from.path).map_err(|e| StoreError::io(&from.path, e))?;
+        let source = LargeReads(File::open(&from.path).map_err(|e| StoreError::io(&from.path, e))?);
         let rg = from.metadata.row_group(group);
         let index = from.metadata.page_index_for_row_group(group);
         let err = parquet_err(&self.path);
@@ -435,8 +436,37 @@ impl FeatureTableWriter {
         Ok(())
     }
 
+    /// Move the row group being encoded here, unwritten, to the end of `to`, and discard this
+    /// file (it is never moved into place). The table is then what encoding the rows there
+    /// would make, provided (as for [`Self::copy_row_group`]) they make one group there.
+    pub fn move_rows_into(mut self, to: &mut FeatureTableWriter) -> Result<(), StoreError> {
+        if self.schema != to.schema || !self.writer.flushed_row_groups().is_empty() {
+            return Err(StoreError::invalid(&to.path, format!("the rows of {} are not one group of this table", self.path.display())));
+        }
+        let Some(writers) = self.open.take() else { return Ok(()) };
+        to.close_row_group()?;
+        let err = parquet_err(&to.path);
+        let mut group = to.writer.next_row_group().map_err(&err)?;
+        for w in writers {
+            w.close().map_err(&err)?.append_to_row_group(&mut group).map_err(&err)?;
+        }
+        group.close().map_err(&err)?;
+        to.cuts.rows = 0;
+        to.cuts.last = self.cuts.last.take();
+        to.rows += self.rows;
+        Ok(())
+    }
+
     pub fn rows(&self) -> usize {
         self.rows
+    }
+
+    /// Hand what is written so far to the disk to write in the background: the flush before
+    /// the table is moved into place then waits for the rest only.
+    pub fn start_writeback(&mut self) -> Result<(), StoreError> {
+        self.writer.flush().map_err(|e| StoreError::io(&self.path, e))?;
+        self.file.start_writeback();
+        Ok(())
     }
 
     /// Close the Parquet file and move it into place.
@@ -461,6 +491,34 @@ impl FeatureTableWriter {
         self.close_row_group()?;
         self.writer.close().map_err(parquet_err(&self.path))?;
         Ok(self.file)
+    }
+}
+
+/// The size of the pieces in which feature tables are written and row groups copied: the
+/// Parquet writer's own buffer and `File`'s reader move 8 KiB per system call, and a row group
+/// of `features_full` is about 12 MB.
+const LARGE_IO: usize = 1 << 20;
+
+/// A file whose column chunks are read in [`LARGE_IO`] pieces when copied.
+struct LargeReads(File);
+
+impl parquet::file::reader::Length for LargeReads {
+    fn len(&self) -> u64 {
+        self.0.len()
+    }
+}
+
+impl parquet::file::reader::ChunkReader for LargeReads {
+    type T = BufReader<File>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        let mut file = self.0.try_clone()?;
+        file.seek(SeekFrom::Start(start))?;
+        Ok(BufReader::with_capacity(LARGE_IO, file))
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
+        self.0.get_bytes(start, length)
     }
 }
 

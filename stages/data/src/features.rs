@@ -7,7 +7,8 @@
 //! only those. Finished batches are written as segment files under `store/.partial/` as they
 //! come, so a killed run keeps them and the next run decodes only the rest; the tables
 //! `features` (64 x 100) and `features_full` (128 x 1,291) are then written from the previous
-//! tables and the segments, in the source's order. A clip that cannot be decoded goes to
+//! tables and the segments, in the source's order (a fresh run, with nothing to reuse, writes
+//! them as the rows come). A clip that cannot be decoded goes to
 //! `rejects` with the reason; the stage only fails when no clip at all could be used.
 
 use std::path::{Path, PathBuf};
@@ -33,8 +34,8 @@ pub struct FeatureSummary {
     /// Clips decoded by this run; the others' rows were reused (unchanged bytes, same settings).
     pub decoded: usize,
     pub reused: usize,
-    /// Rows of `features_full` copied from the previous tables or the segments as they were
-    /// (whole row groups, neither decoded nor compressed again).
+    /// Rows of `features_full` copied from the previous tables or a killed run's segments as
+    /// they were (whole row groups, neither decoded nor compressed again); none in a fresh run.
     pub copied: usize,
     pub rejected: usize,
     pub seconds: f64,
@@ -90,7 +91,9 @@ pub fn feature_config_of(meta: &TableMeta) -> Result<FeatureConfig, StageError> 
 /// window) with their padded flags, the file's facts and its bytes' blake3 hash. The samples
 /// themselves are dropped as soon as the features are made.
 pub struct ClipRows {
-    pub windows: Vec<(Features, bool)>,
+    /// Each row's features, whether they are padded, and the mean and standard deviation (dB)
+    /// of its full-resolution spectrogram.
+    pub windows: Vec<(Features, bool, (f32, f32))>,
     pub source_rate: u32,
     pub source_frames: u64,
     pub channels: u16,
@@ -104,7 +107,15 @@ pub fn clip_features(lm: &LogMel, entry: &ClipEntry, bytes: &[u8], limits: &Limi
         return Err(ClipError::Changed { found: hash, listed: entry.blake3.clone() });
     }
     let decoded = decode_within(bytes, entry.extension(), lm.config().sample_rate, limits)?;
-    let windows = lm.windows(&decoded.samples).into_iter().map(|w| (lm.features(w), lm.is_padded(w))).collect();
+    let windows = lm
+        .windows(&decoded.samples)
+        .into_iter()
+        .map(|w| {
+            let f = lm.features(w);
+            let moments = f.full.mean_std();
+            (f, lm.is_padded(w), moments)
+        })
+        .collect();
     Ok(ClipRows { windows, source_rate: decoded.source_rate, source_frames: decoded.source_frames, channels: decoded.channels, hash })
 }
 
@@ -195,26 +206,48 @@ pub fn extract_features(
         .collect();
     let mut threads_used = rayon::current_num_threads();
     let mut decoded = 0usize;
+    let create_tables = || -> Result<(FeatureTableWriter, FeatureTableWriter), StoreError> {
+        let table = |name: &str, file: &str, mels: usize, frames: usize| {
+            FeatureTableWriter::create(&store_dir.join(file), &feature_table_meta(name, cfg, source), mels, frames)
+        };
+        Ok((
+            table("features", names::FEATURES, cfg.out_mels, cfg.out_frames)?,
+            table("features_full", names::FEATURES_FULL, cfg.n_mels, cfg.frames)?,
+        ))
+    };
+    // A fresh run (nothing to reuse, every clip's hash known) writes the tables as rows come:
+    // `features` row by row, `features_full` a finished segment at a time (copied whole), so
+    // that little is left to do after the last batch. Other runs assemble them afterwards.
+    let fresh = reusable.is_empty() && !todo.is_empty() && source.clips.iter().all(|c| !c.blake3.is_empty());
+    let mut written: Option<(FeatureTableWriter, FeatureTableWriter)> = None;
     if !todo.is_empty() {
         // 1. Decode what is new, writing finished rows to segment files as they come (on a
         //    thread of their own, overlapping the next batch's decoding).
         let first_segment = kept.len();
         let meta_small = feature_table_meta("features", cfg, source);
         let meta_full = feature_table_meta("features_full", cfg, source);
+        let direct = if fresh { Some(create_tables()?) } else { None };
         let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<FeatureRow>, Vec<FeatureRow>)>(1);
         let subset = SourceManifest { clips: todo, ..source.clone() };
         let read = std::thread::scope(|scope| {
             let partial = &partial;
             let (meta_small, meta_full) = (&meta_small, &meta_full);
-            let writer = scope.spawn(move || -> Result<(), StageError> {
+            let writer = scope.spawn(move || -> Result<Option<(FeatureTableWriter, FeatureTableWriter)>, StageError> {
                 // Rows are encoded as they come, into the segment they belong to; a segment is
                 // moved into place when the next one begins, so little is left after the last batch.
                 let mut n = first_segment;
                 let mut open: Option<(FeatureTableWriter, FeatureTableWriter)> = None;
-                let finish = |(full, small): (FeatureTableWriter, FeatureTableWriter)| -> Result<(), StageError> {
-                    full.finish_cache()?;
+                let mut direct = direct;
+                let finish = |(full, small): (FeatureTableWriter, FeatureTableWriter),
+                              direct: &mut Option<(FeatureTableWriter, FeatureTableWriter)>|
+                 -> Result<(), StageError> {
+                    let full = full.finish_cache()?;
                     // The small table last: a segment counts once its `.small` file exists.
                     small.finish_cache()?;
+                    if let Some((_, table)) = direct {
+                        table.copy_row_group(&FeatureRowReader::open(&full)?, 0)?;
+                        table.start_writeback()?;
+                    }
                     Ok(())
                 };
                 // A segment is one row group of `features_full` as the table cuts them, so that
@@ -225,7 +258,7 @@ pub fn extract_features(
                         if cuts.push(&f.audio_hash)
                             && let Some(segment) = open.take()
                         {
-                            finish(segment)?;
+                            finish(segment, &mut direct)?;
                         }
                         let (full, small) = match &mut open {
                             Some(segment) => segment,
@@ -241,12 +274,19 @@ pub fn extract_features(
                         };
                         full.write(std::slice::from_ref(&f))?;
                         small.write(std::slice::from_ref(&s))?;
+                        if let Some((table, _)) = &mut direct {
+                            table.write(std::slice::from_ref(&s))?;
+                        }
                     }
                 }
-                if let Some(segment) = open.take() {
-                    finish(segment)?;
+                match (open.take(), &mut direct) {
+                    // The last segment of a fresh run is not needed by any later run: its
+                    // encoded rows go straight into the table.
+                    (Some((full, _)), Some((_, table))) => full.move_rows_into(table)?,
+                    (Some(segment), None) => finish(segment, &mut direct)?,
+                    (None, _) => {}
                 }
-                Ok(())
+                Ok(direct)
             });
             let read = subset.par_map_clips(
                 threads,
@@ -261,8 +301,7 @@ pub fn extract_features(
                             Ok(clip) => {
                                 decoded += 1;
                                 let location = source.location(&entry);
-                                for (window, (f, padded)) in clip.windows.into_iter().enumerate() {
-                                    let (mean_db, std_db) = f.full.mean_std();
+                                for (window, (f, padded, (mean_db, std_db))) in clip.windows.into_iter().enumerate() {
                                     let row = FeatureRow {
                                         source: location.clone(),
                                         track_id: entry.track_id.clone(),
@@ -296,36 +335,36 @@ pub fn extract_features(
                 },
             );
             drop(tx);
-            let written = writer.join().expect("writer thread does not panic");
+            let direct = writer.join().expect("writer thread does not panic");
             // A writer error explains a failed send better than the send itself.
-            written.and(read)
+            direct.and_then(|d| read.map(|threads| (threads, d)))
         })?;
-        threads_used = read;
-        reusable.extend(segments(&partial).iter().skip(first_segment).filter_map(|p| open_segment(p)));
+        threads_used = read.0;
+        written = read.1;
+        if written.is_none() {
+            reusable.extend(segments(&partial).iter().skip(first_segment).filter_map(|p| open_segment(p)));
+        }
     }
 
     tracing::debug!(seconds = start.elapsed().as_secs_f64(), "new rows decoded and written to segments");
-    // 2. The tables, in the source's order: every row from the previous tables or a segment,
-    //    whole row groups copied as they are where their rows stay together.
-    let wanted: Vec<(usize, &ClipEntry, String)> =
-        source.clips.iter().filter_map(|c| Some((reusable.iter().position(|r| r.contains(&c.blake3))?, c, source.location(c)))).collect();
-    let mut small = FeatureTableWriter::create(
-        &store_dir.join(names::FEATURES),
-        &feature_table_meta("features", cfg, source),
-        cfg.out_mels,
-        cfg.out_frames,
-    )?;
-    assemble(&mut small, &mut reusable.iter_mut().map(|r| &mut r.small).collect::<Vec<_>>(), &wanted)?;
-    let mut full = FeatureTableWriter::create(
-        &store_dir.join(names::FEATURES_FULL),
-        &feature_table_meta("features_full", cfg, source),
-        cfg.n_mels,
-        cfg.frames,
-    )?;
-    let copied = assemble(&mut full, &mut reusable.iter_mut().map(|r| &mut r.full).collect::<Vec<_>>(), &wanted)?;
-
+    let (small, full, clips, copied) = match written {
+        Some((small, full)) => (small, full, decoded, 0),
+        None => {
+            // 2. The tables, in the source's order: every row from the previous tables or a
+            //    segment, whole row groups copied as they are where their rows stay together.
+            let wanted: Vec<(usize, &ClipEntry, String)> = source
+                .clips
+                .iter()
+                .filter_map(|c| Some((reusable.iter().position(|r| r.contains(&c.blake3))?, c, source.location(c))))
+                .collect();
+            let (mut small, mut full) = create_tables()?;
+            assemble(&mut small, &mut reusable.iter_mut().map(|r| &mut r.small).collect::<Vec<_>>(), &wanted)?;
+            let copied = assemble(&mut full, &mut reusable.iter_mut().map(|r| &mut r.full).collect::<Vec<_>>(), &wanted)?;
+            (small, full, wanted.len(), copied)
+        }
+    };
     tracing::debug!(seconds = start.elapsed().as_secs_f64(), "tables assembled");
-    let (clips, rows) = (wanted.len(), small.rows());
+    let rows = small.rows();
     if clips == 0 {
         return Err(StageError::Failed(format!(
             "none of the {} clips could be decoded; first reason: {}",
@@ -538,7 +577,7 @@ pub(crate) mod tests {
         // 2 MiB rows: row groups of about 8 rows (at most 16) in features_full.
         let cfg = FeatureConfig { n_mels: 128, frames: 4096, out_mels: 8, out_frames: 10, ..FeatureConfig::default() };
         let first = extract_features(&source(&data, &work), &cfg, &store, 2, &Limits::default(), true).unwrap();
-        assert_eq!((first.decoded, first.copied), (40, 40), "a fresh run's segments are its row groups, copied whole");
+        assert_eq!((first.decoded, first.copied), (40, 0), "a fresh run encodes every row once and copies none");
         let groups = |store: &Path| {
             let r = FeatureRowReader::open(&store.join(names::FEATURES_FULL)).unwrap();
             let mut g = vec![];

@@ -207,7 +207,7 @@ impl SourceManifest {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         std::thread::scope(|scope| {
             let reader = scope.spawn(move || {
-                self.read_batches((threads * 8).max(16), limits, |items| tx.send(items).map_err(|_| StageError::Source(STOPPED.into())))
+                self.read_batches((threads * 4).max(8), limits, |items| tx.send(items).map_err(|_| StageError::Source(STOPPED.into())))
             });
             let worked = rx.into_iter().enumerate().try_for_each(|(n_batch, items)| {
                 let span = tracing::debug_span!("batch", n = n_batch, clips = items.len());
