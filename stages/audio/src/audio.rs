@@ -154,15 +154,13 @@ fn decode_wav_within(bytes: &[u8], target_rate: u32, limits: &Limits) -> Result<
     let data = &bytes[data_start.min(bytes.len())..];
     let width = spec.bits_per_sample.div_ceil(8) as usize;
     let interleaved: Vec<f32> = match (spec.sample_format, spec.bits_per_sample) {
-        (hound::SampleFormat::Float, 32) => convert(data, expected, 4, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))?,
-        (hound::SampleFormat::Int, 8) => convert(data, expected, 1, |b| (b[0] as f32 - 128.0) / 128.0)?,
-        (hound::SampleFormat::Int, 16) => convert(data, expected, 2, |b| i16::from_le_bytes([b[0], b[1]]) as f32 / 32768.0)?,
+        (hound::SampleFormat::Float, 32) => convert(data, expected, |b| f32::from_le_bytes(*b))?,
+        (hound::SampleFormat::Int, 8) => convert(data, expected, |b: &[u8; 1]| (b[0] as f32 - 128.0) / 128.0)?,
+        (hound::SampleFormat::Int, 16) => convert(data, expected, |b| i16::from_le_bytes(*b) as f32 / 32768.0)?,
         (hound::SampleFormat::Int, 24) if width == 3 => {
-            convert(data, expected, 3, |b| (i32::from_le_bytes([0, b[0], b[1], b[2]]) >> 8) as f32 / 8_388_608.0)?
+            convert(data, expected, |b: &[u8; 3]| (i32::from_le_bytes([0, b[0], b[1], b[2]]) >> 8) as f32 / 8_388_608.0)?
         }
-        (hound::SampleFormat::Int, 32) => {
-            convert(data, expected, 4, |b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32 / 2_147_483_648.0)?
-        }
+        (hound::SampleFormat::Int, 32) => convert(data, expected, |b| i32::from_le_bytes(*b) as f32 / 2_147_483_648.0)?,
         (format, bits) => {
             return Err(AudioError::Unsupported(format!("{bits}-bit {format:?} samples")));
         }
@@ -183,13 +181,14 @@ fn decode_wav_within(bytes: &[u8], target_rate: u32, limits: &Limits) -> Result<
     Ok(Decoded { samples, source_rate: spec.sample_rate, source_frames: frames as u64, channels: spec.channels })
 }
 
-/// Little-endian samples of `width` bytes each; `expected` is what the header announced.
-fn convert(data: &[u8], expected: u64, width: usize, sample: impl Fn(&[u8]) -> f32) -> Result<Vec<f32>, AudioError> {
-    let found = (data.len() / width) as u64;
+/// Little-endian samples of `W` bytes each (a constant, so that the conversion is vectorised);
+/// `expected` is what the header announced.
+fn convert<const W: usize>(data: &[u8], expected: u64, sample: impl Fn(&[u8; W]) -> f32) -> Result<Vec<f32>, AudioError> {
+    let found = (data.len() / W) as u64;
     if found < expected {
         return Err(AudioError::Truncated { expected, found });
     }
-    Ok(data[..expected as usize * width].chunks_exact(width).map(sample).collect())
+    Ok(data[..expected as usize * W].as_chunks::<W>().0.iter().map(sample).collect())
 }
 
 /// Decode any supported file (WAV, FLAC, MP3, Ogg Vorbis, AAC or ALAC in MP4 / M4A; `extension`
