@@ -895,6 +895,38 @@ mod tests {
     }
 
     #[test]
+    fn rows_moved_from_another_writer_are_the_bytes_writing_them_makes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mels, frames) = (600, 1000);
+        let rows: Vec<FeatureRow> =
+            (0..20).map(|i| FeatureRow { audio_hash: format!("h{i}"), ..row(&format!("t{i}"), "g", mels * frames, i as f32) }).collect();
+        // Where the last row group begins, as the table cuts them.
+        let mut cuts = GroupCuts::new(target_group_rows(mels * frames));
+        let last = rows.iter().enumerate().filter(|(_, r)| cuts.push(&r.audio_hash)).map(|(i, _)| i).last().unwrap();
+        assert!(last > 0);
+        let create =
+            |name: &str, mels, frames| FeatureTableWriter::create(&dir.path().join(name), &TableMeta::new("features"), mels, frames);
+
+        let mut direct = create("direct.parquet", mels, frames).unwrap();
+        direct.write(&rows).unwrap();
+        direct.finish().unwrap();
+        let mut table = create("moved.parquet", mels, frames).unwrap();
+        table.write(&rows[..last]).unwrap();
+        let mut segment = create("segment.parquet", mels, frames).unwrap();
+        segment.write(&rows[last..]).unwrap();
+        segment.move_rows_into(&mut table).unwrap();
+        assert_eq!(table.rows(), 20);
+        let other = create("other.parquet", 2, 3).unwrap();
+        assert!(other.move_rows_into(&mut table).is_err(), "rows of another size are refused");
+        table.finish().unwrap();
+        let read = |name: &str| std::fs::read(dir.path().join(name)).unwrap();
+        assert!(read("direct.parquet") == read("moved.parquet"), "moved rows are the bytes writing them makes");
+        let mut left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        left.sort();
+        assert_eq!(left, ["direct.parquet", "moved.parquet"], "the segment is discarded");
+    }
+
+    #[test]
     fn feature_table_round_trips_values_and_metadata() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("features.parquet");
