@@ -206,13 +206,13 @@ pub fn extract_features(
         .collect();
     let mut threads_used = rayon::current_num_threads();
     let mut decoded = 0usize;
+    // The metadata of both tables, and of the segments that hold their rows on the way.
+    let meta_small = feature_table_meta("features", cfg, source);
+    let meta_full = feature_table_meta("features_full", cfg, source);
     let create_tables = || -> Result<(FeatureTableWriter, FeatureTableWriter), StoreError> {
-        let table = |name: &str, file: &str, mels: usize, frames: usize| {
-            FeatureTableWriter::create(&store_dir.join(file), &feature_table_meta(name, cfg, source), mels, frames)
-        };
         Ok((
-            table("features", names::FEATURES, cfg.out_mels, cfg.out_frames)?,
-            table("features_full", names::FEATURES_FULL, cfg.n_mels, cfg.frames)?,
+            FeatureTableWriter::create(&store_dir.join(names::FEATURES), &meta_small, cfg.out_mels, cfg.out_frames)?,
+            FeatureTableWriter::create(&store_dir.join(names::FEATURES_FULL), &meta_full, cfg.n_mels, cfg.frames)?,
         ))
     };
     // A fresh run (nothing to reuse, every clip's hash known) writes the tables as rows come:
@@ -224,8 +224,6 @@ pub fn extract_features(
         // 1. Decode what is new, writing finished rows to segment files as they come (on a
         //    thread of their own, overlapping the next batch's decoding).
         let first_segment = kept.len();
-        let meta_small = feature_table_meta("features", cfg, source);
-        let meta_full = feature_table_meta("features_full", cfg, source);
         let direct = if fresh { Some(create_tables()?) } else { None };
         let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<FeatureRow>, Vec<FeatureRow>)>(1);
         let subset = SourceManifest { clips: todo, ..source.clone() };
