@@ -118,9 +118,21 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&render(&mut df, Format::Json).unwrap()).unwrap();
         assert_eq!(json[1]["genre"], "b");
 
-        // The feature column itself (a fixed-size list written by arrow-rs) reads as a polars array.
+        // The feature column itself (a fixed-size list, genrelab's own encoding) reads as a polars array.
         let df = sql(dir.path(), "SELECT feature FROM features").unwrap();
         assert!(matches!(df.column("feature").unwrap().dtype(), DataType::Array(_, 4)), "{:?}", df.dtypes());
+        let values: Vec<f32> = df
+            .column("feature")
+            .unwrap()
+            .as_materialized_series()
+            .array()
+            .unwrap()
+            .get_inner()
+            .f32()
+            .unwrap()
+            .into_no_null_iter()
+            .collect();
+        assert_eq!(values, [[-10.0f32; 4], [-20.0; 4], [-40.0; 4]].concat());
 
         let err = sql(dir.path(), "SELECT * FROM nope").unwrap_err().to_string();
         assert!(err.contains("tables in"), "{err}");

@@ -21,6 +21,7 @@
 //! their own.
 
 pub mod atomic;
+mod column;
 pub mod content;
 pub mod error;
 pub mod foreign;

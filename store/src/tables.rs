@@ -15,15 +15,15 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::arrow_writer::{ArrowColumnWriter, ArrowRowGroupWriterFactory, compute_leaves};
-use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::basic::{Compression, ZstdLevel};
 use parquet::column::writer::ColumnCloseResult;
 use parquet::file::metadata::KeyValue;
 use parquet::file::metadata::ParquetMetaData;
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
-use parquet::schema::types::ColumnPath;
 
 use crate::atomic::Staged;
+use crate::column::SpectrogramColumn;
 use crate::{AtomicFile, StoreError};
 
 /// Version of the layouts below; bump on any change of columns or their meaning.
@@ -76,25 +76,12 @@ impl TableMeta {
     }
 }
 
-fn properties(meta: &TableMeta, row_group_rows: usize, float_columns: &[ColumnPath]) -> WriterProperties {
-    let mut b = WriterProperties::builder()
+fn properties(meta: &TableMeta, row_group_rows: usize) -> WriterProperties {
+    WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid zstd level")))
         .set_max_row_group_row_count(Some(row_group_rows.max(1)))
-        .set_key_value_metadata(Some(meta.to_key_values()));
-    for col in float_columns {
-        // Byte-stream-split lets zstd see the exponent bytes of neighbouring floats together:
-        // spectrogram columns shrink by about a third compared with plain encoding.
-        // No min/max statistics either: they cost time and no query filters on spectrogram cells.
-        // zstd level -1 (the first of its fast levels): on gtzan-mini's features_full, 2.5 %
-        // more bytes than level 1 in about half the compression time (the features stage's
-        // writer thread spends 16 % less CPU).
-        b = b
-            .set_column_dictionary_enabled(col.clone(), false)
-            .set_column_statistics_enabled(col.clone(), parquet::file::properties::EnabledStatistics::None)
-            .set_column_encoding(col.clone(), Encoding::BYTE_STREAM_SPLIT)
-            .set_column_compression(col.clone(), Compression::ZSTD(ZstdLevel::try_new(-1).expect("valid zstd level")));
-    }
-    b.build()
+        .set_key_value_metadata(Some(meta.to_key_values()))
+        .build()
 }
 
 pub(crate) fn parquet_err(path: &Path) -> impl Fn(parquet::errors::ParquetError) -> StoreError + '_ {
@@ -122,7 +109,7 @@ fn write_batches_staged(
     batches: impl IntoIterator<Item = RecordBatch>,
 ) -> Result<Staged, StoreError> {
     let file = AtomicFile::create(dest)?;
-    let mut writer = ArrowWriter::try_new(file.try_clone()?, schema, Some(properties(meta, 64 * 1024, &[]))).map_err(parquet_err(dest))?;
+    let mut writer = ArrowWriter::try_new(file.try_clone()?, schema, Some(properties(meta, 64 * 1024))).map_err(parquet_err(dest))?;
     for batch in batches {
         writer.write(&batch).map_err(parquet_err(dest))?;
     }
@@ -278,10 +265,12 @@ pub struct FeatureTableWriter {
     n_mels: usize,
     n_frames: usize,
     schema: SchemaRef,
+    /// Every column but `feature`, which [`SpectrogramColumn`] encodes.
+    scalars: SchemaRef,
     writer: SerializedFileWriter<BufWriter<File>>,
     factory: ArrowRowGroupWriterFactory,
-    /// The row group being encoded, if any.
-    open: Option<Vec<ArrowColumnWriter>>,
+    /// The row group being encoded, if any: its scalar columns and its spectrograms.
+    open: Option<(Vec<ArrowColumnWriter>, SpectrogramColumn)>,
     cuts: GroupCuts,
     file: AtomicFile,
     rows: usize,
@@ -294,19 +283,20 @@ impl FeatureTableWriter {
         let schema = feature_schema(len as i32);
         let target = target_group_rows(len);
         let meta = meta.clone().with("shape", format!("{n_mels}x{n_frames}"));
-        let feature = ColumnPath::from(vec!["feature".to_string(), "list".to_string(), "item".to_string()]);
-        let props = properties(&meta, 2 * target, &[feature]);
+        let props = properties(&meta, 2 * target);
         let file = AtomicFile::create(dest)?;
         // ArrowWriter embeds the Arrow schema (the fixed-size list) in the file; its lower layers
         // then let row groups be encoded here or copied from another file.
         let sink = BufWriter::with_capacity(LARGE_IO, file.try_clone()?);
         let (writer, factory) =
             ArrowWriter::try_new(sink, schema.clone(), Some(props)).and_then(|w| w.into_serialized_writer()).map_err(parquet_err(dest))?;
+        let scalars = Arc::new(Schema::new(schema.fields()[..schema.fields().len() - 1].to_vec()));
         Ok(FeatureTableWriter {
             path: dest.to_path_buf(),
             n_mels,
             n_frames,
             schema,
+            scalars,
             writer,
             factory,
             open: None,
@@ -332,13 +322,6 @@ impl FeatureTableWriter {
                 format!("{} has {} values, the table holds {len}", bad.track_id, bad.values.len()),
             ));
         }
-        let mut values = Vec::with_capacity(rows.len() * len);
-        for r in rows {
-            values.extend_from_slice(&r.values);
-        }
-        let item = Arc::new(Field::new("item", DataType::Float32, false));
-        let list =
-            FixedSizeListArray::try_new(item, len as i32, Arc::new(Float32Array::from(values)), None).map_err(arrow_err(&self.path))?;
         let n = rows.len();
         let cols: Vec<ArrayRef> = vec![
             strings(rows.iter().map(|r| &r.track_id)),
@@ -355,9 +338,8 @@ impl FeatureTableWriter {
             Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.window))),
             Arc::new(UInt32Array::from_value(self.n_mels as u32, n)),
             Arc::new(UInt32Array::from_value(self.n_frames as u32, n)),
-            Arc::new(list),
         ];
-        let batch = RecordBatch::try_new(self.schema.clone(), cols).map_err(arrow_err(&self.path))?;
+        let batch = RecordBatch::try_new(self.scalars.clone(), cols).map_err(arrow_err(&self.path))?;
         let starts: Vec<bool> = rows.iter().map(|r| self.cuts.push(&r.audio_hash)).collect();
         let mut done = 0;
         while done < n {
@@ -367,21 +349,27 @@ impl FeatureTableWriter {
             }
             if self.open.is_none() {
                 let index = self.writer.flushed_row_groups().len();
-                self.open = Some(self.factory.create_column_writers(index).map_err(parquet_err(&self.path))?);
+                let mut writers = self.factory.create_column_writers(index).map_err(parquet_err(&self.path))?;
+                // The last leaf is `feature`'s, written by its own encoder.
+                let descr = self.writer.schema_descr().column(writers.len() - 1);
+                writers.pop();
+                let spectrograms = SpectrogramColumn::new(descr, len).map_err(parquet_err(&self.path))?;
+                self.open = Some((writers, spectrograms));
             }
-            let writers = self.open.as_mut().expect("opened above");
+            let (writers, spectrograms) = self.open.as_mut().expect("opened above");
             // One row at a time: where the encoder cuts pages depends on how the values are
             // handed to it, and rows written in any batches must make the same bytes (a table
             // assembled from an earlier one equals a fresh one; segments are written as rows come).
-            for row in done..end {
+            for (row, r) in rows.iter().enumerate().take(end).skip(done) {
                 let part = batch.slice(row, 1);
                 let mut leaves = writers.iter_mut();
-                for (field, column) in self.schema.fields().iter().zip(part.columns()) {
+                for (field, column) in self.scalars.fields().iter().zip(part.columns()) {
                     for leaf in compute_leaves(field, column).map_err(parquet_err(&self.path))? {
                         let writer = leaves.next().expect("one column writer per leaf");
                         writer.write(&leaf).map_err(parquet_err(&self.path))?;
                     }
                 }
+                spectrograms.write(&r.values).map_err(parquet_err(&self.path))?;
             }
             done = end;
         }
@@ -391,14 +379,8 @@ impl FeatureTableWriter {
 
     /// Finish the row group being encoded, if any.
     fn close_row_group(&mut self) -> Result<(), StoreError> {
-        let Some(writers) = self.open.take() else { return Ok(()) };
-        let err = parquet_err(&self.path);
-        let mut group = self.writer.next_row_group().map_err(&err)?;
-        for w in writers {
-            w.close().map_err(&err)?.append_to_row_group(&mut group).map_err(&err)?;
-        }
-        group.close().map_err(&err)?;
-        Ok(())
+        let Some(open) = self.open.take() else { return Ok(()) };
+        append_group(&mut self.writer, open, &self.path)
     }
 
     /// Whether row groups of `from` can be copied into this table as they are (same columns,
@@ -446,14 +428,9 @@ impl FeatureTableWriter {
         if self.schema != to.schema || !self.writer.flushed_row_groups().is_empty() {
             return Err(StoreError::invalid(&to.path, format!("the rows of {} are not one group of this table", self.path.display())));
         }
-        let Some(writers) = self.open.take() else { return Ok(()) };
+        let Some(open) = self.open.take() else { return Ok(()) };
         to.close_row_group()?;
-        let err = parquet_err(&to.path);
-        let mut group = to.writer.next_row_group().map_err(&err)?;
-        for w in writers {
-            w.close().map_err(&err)?.append_to_row_group(&mut group).map_err(&err)?;
-        }
-        group.close().map_err(&err)?;
+        append_group(&mut to.writer, open, &to.path)?;
         to.cuts.rows = 0;
         to.cuts.last = self.cuts.last.take();
         to.rows += self.rows;
@@ -495,6 +472,22 @@ impl FeatureTableWriter {
         self.writer.close().map_err(parquet_err(&self.path))?;
         Ok(self.file)
     }
+}
+
+/// Write an encoded row group (its scalar columns, then its spectrograms) to `writer`.
+fn append_group(
+    writer: &mut SerializedFileWriter<BufWriter<File>>,
+    (scalars, spectrograms): (Vec<ArrowColumnWriter>, SpectrogramColumn),
+    path: &Path,
+) -> Result<(), StoreError> {
+    let err = parquet_err(path);
+    let mut group = writer.next_row_group().map_err(&err)?;
+    for w in scalars {
+        w.close().map_err(&err)?.append_to_row_group(&mut group).map_err(&err)?;
+    }
+    spectrograms.append_to(&mut group).map_err(&err)?;
+    group.close().map_err(&err)?;
+    Ok(())
 }
 
 /// The size of the pieces in which feature tables are written and row groups copied: the
@@ -892,6 +885,67 @@ mod tests {
 
         let other = FeatureTableWriter::create(&dir.path().join("c.parquet"), &TableMeta::new("features"), 2, 3).unwrap();
         assert!(!other.can_copy_from(&from), "another spectrogram size is not copied");
+    }
+
+    #[test]
+    fn spectrograms_read_back_bit_for_bit_whole_or_a_few_rows_through_the_page_index() {
+        // 4,003 values a row: 65 rows a data page (1 MiB), a remainder for the 32-value split.
+        let (n_mels, n_frames) = (1, 4003);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("features_full.parquet");
+        let mut w = FeatureTableWriter::create(&path, &TableMeta::new("features_full"), n_mels, n_frames).unwrap();
+        let rows: Vec<FeatureRow> = (0..300u32)
+            .map(|i| {
+                let mut r = row(&format!("t.{i:05}"), "g", 0, 0.0);
+                r.audio_hash = blake3::hash(&i.to_le_bytes()).to_hex().to_string();
+                // Every bit pattern matters (signs, exponents, NaN payloads): a pseudo-random walk.
+                r.values = (0..4003u32).map(|j| f32::from_bits((i * 4003 + j).wrapping_mul(0x9E37_79B9).rotate_left(j % 32))).collect();
+                r
+            })
+            .collect();
+        for chunk in rows.chunks(7) {
+            w.write(chunk).unwrap();
+        }
+        w.finish().unwrap();
+
+        let options = parquet::arrow::arrow_reader::ArrowReaderOptions::new()
+            .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Required);
+        let open = || ParquetRecordBatchReaderBuilder::try_new_with_options(File::open(&path).unwrap(), options.clone()).unwrap();
+        let metadata = open().metadata().clone();
+        let pages: Vec<i64> = (0..metadata.num_row_groups())
+            .flat_map(|g| {
+                metadata
+                    .page_index_for_row_group(g)
+                    .offset_index(14)
+                    .unwrap()
+                    .page_locations
+                    .iter()
+                    .map(|p| p.first_row_index)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(pages, [0, 65, 130, 195, 260], "one row group, pages of 65 rows");
+        let bits = |batch: &RecordBatch, r: usize| -> Vec<u32> {
+            let list = batch.column_by_name("feature").unwrap().as_fixed_size_list().value(r);
+            list.as_primitive::<Float32Type>().values().iter().map(|v| v.to_bits()).collect()
+        };
+        let want = |i: usize| rows[i].values.iter().map(|v| v.to_bits()).collect::<Vec<u32>>();
+        let mut i = 0;
+        for batch in open().build().unwrap() {
+            let batch = batch.unwrap();
+            for r in 0..batch.num_rows() {
+                assert_eq!(bits(&batch, r), want(i), "row {i}");
+                i += 1;
+            }
+        }
+        assert_eq!(i, rows.len());
+        // Rows inside a page, read through the offset index (pages skipped, not decoded).
+        use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
+        let selection =
+            RowSelection::from(vec![RowSelector::skip(130), RowSelector::select(3), RowSelector::skip(100), RowSelector::select(1)]);
+        let got: Vec<RecordBatch> = open().with_row_selection(selection).build().unwrap().map(|b| b.unwrap()).collect();
+        let got: Vec<Vec<u32>> = got.iter().flat_map(|b| (0..b.num_rows()).map(|r| bits(b, r))).collect();
+        assert_eq!(got, [want(130), want(131), want(132), want(233)]);
     }
 
     #[test]
