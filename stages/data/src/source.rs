@@ -246,7 +246,14 @@ impl SourceManifest {
         let batch = batch.max(1);
         match self.container {
             Container::Folder => {
-                for chunk in self.clips.chunks(batch) {
+                // The first batches are smaller (a quarter, a half), so that the pool starts on
+                // the first clips while the rest of a full batch is read.
+                let mut rest = &self.clips[..];
+                let mut size = (batch / 4).max(1);
+                while !rest.is_empty() {
+                    let (chunk, tail) = rest.split_at(size.min(rest.len()));
+                    rest = tail;
+                    size = (size * 2).min(batch);
                     let items = chunk
                         .iter()
                         .map(|c| {
