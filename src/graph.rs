@@ -28,8 +28,9 @@ impl Stage<Config> for Download {
     fn name(&self) -> &'static str {
         "download"
     }
+    // 2: a folder's clips are listed with their settled modification times (`mtime_ns`).
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn about(&self) -> &'static str {
         "fetch or locate the clips (hub, tarball, folder, manifest or synthetic) and list them with labels and checksums"

@@ -49,12 +49,22 @@ pub struct ClipEntry {
     pub fold: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub part: Option<String>,
+    /// The file's modification time (ns since the epoch) when it was hashed, if it was settled
+    /// then: the same before and after hashing, and a second old (file times tick coarsely, so a
+    /// younger file could be written again within the same tick). A file read later with this
+    /// size and time holds the listed bytes, as the pipeline's own fingerprints assume, and the
+    /// features stage does not hash it again. None (a young file, a tarball member): it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtime_ns: Option<u64>,
+    /// Set by the reader, never stored: the file read had the listed size and settled time.
+    #[serde(skip)]
+    pub unchanged: bool,
 }
 
 impl ClipEntry {
     /// A clip with no group, fold or part.
     pub fn new(track_id: String, genre: String, member: String, bytes: u64, blake3: String) -> Self {
-        ClipEntry { track_id, genre, member, bytes, blake3, group: None, fold: None, part: None }
+        ClipEntry { track_id, genre, member, bytes, blake3, group: None, fold: None, part: None, mtime_ns: None, unchanged: false }
     }
 
     /// The member's file extension, a hint for the decoder.
@@ -258,8 +268,15 @@ impl SourceManifest {
                         .iter()
                         .map(|c| {
                             let p = self.path.join(&c.member);
-                            let read = File::open(&p).and_then(|f| read_within(f, c.bytes, limits));
-                            (c.clone(), read.map_err(|source| ClipError::Unreadable { path: p, source }).and_then(|r| r))
+                            let mut entry = c.clone();
+                            let read = File::open(&p).and_then(|f| {
+                                let read = read_within(&f, c.bytes, limits)?;
+                                // Its size and time once read: a write while it was read shows.
+                                let meta = f.metadata()?;
+                                entry.unchanged = c.mtime_ns.is_some() && meta.len() == c.bytes && mtime_ns(&meta) == c.mtime_ns;
+                                Ok(read)
+                            });
+                            (entry, read.map_err(|source| ClipError::Unreadable { path: p, source }).and_then(|r| r))
                         })
                         .collect();
                     f(items)?;
@@ -317,6 +334,19 @@ impl SourceManifest {
             }
         }
     }
+}
+
+/// A file's modification time, ns since the epoch.
+pub(crate) fn mtime_ns(meta: &std::fs::Metadata) -> Option<u64> {
+    Some(meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos() as u64)
+}
+
+/// `path`'s modification time if it is still `before` (taken before the file was hashed) and at
+/// least a second old: see [`ClipEntry::mtime_ns`].
+pub(crate) fn settled_mtime(path: &Path, before: Option<u64>) -> Option<u64> {
+    let t = mtime_ns(&std::fs::metadata(path).ok()?)?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos() as u64;
+    (Some(t) == before && now.saturating_sub(t) >= 1_000_000_000).then_some(t)
 }
 
 /// A clip's bytes, at most `limits.max_file_mb` of them: a larger file is `Ok(Err(too large))`
@@ -423,8 +453,13 @@ pub fn scan_folder(
         .collect();
     let mut clips = vec![];
     for (path, track_id, genre) in listed {
+        let before = std::fs::metadata(&path).ok().and_then(|m| mtime_ns(&m));
         match hash(&path) {
-            Ok((bytes, blake3)) => clips.push(ClipEntry::new(track_id, genre, rel(&path), bytes, blake3)),
+            Ok((bytes, blake3)) => {
+                let mut clip = ClipEntry::new(track_id, genre, rel(&path), bytes, blake3);
+                clip.mtime_ns = settled_mtime(&path, before);
+                clips.push(clip)
+            }
             Err(e) => rejected.push(SourceReject { track_id, genre, location: path.display().to_string(), reason: e.to_string() }),
         }
     }
