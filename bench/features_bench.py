@@ -25,7 +25,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "debug", "genrelab")
-REPEATS = 3
+REPEATS = 5
 
 
 def machine():
