@@ -202,7 +202,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Tune { json } => tune(&load_config(config, sets)?, json),
         Command::Results { json } => results(&load_config(config, sets)?, json),
         Command::Models => {
-            print!("{}", render::models());
+            out(&render::models())?;
             Ok(())
         }
         Command::Config => {
@@ -210,7 +210,7 @@ fn run(cli: Cli) -> Result<()> {
                 true => Config::load_with(config, sets)?,
                 false => Config::parse_with("", sets, Path::new("."), config)?,
             };
-            print!("{}", cfg.to_toml());
+            out(&cfg.to_toml())?;
             Ok(())
         }
         Command::TrainRuns { ref store, ref train_dir, threads } => {
@@ -220,7 +220,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Stages => {
-            print!("{}", render::stages(&graph::engine())?);
+            out(&render::stages(&graph::engine())?)?;
             Ok(())
         }
     }
@@ -228,7 +228,7 @@ fn run(cli: Cli) -> Result<()> {
 
 /// Print `value` as indented JSON on standard output.
 fn print_json(value: &impl serde::Serialize) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    out(&format!("{}\n", serde_json::to_string_pretty(value)?))?;
     Ok(())
 }
 
@@ -238,7 +238,7 @@ fn run_stages(cfg: &Config, stages: &[String], force: &[String], json: bool) -> 
     if json {
         return print_json(&outcomes);
     }
-    print!("{}", render::outcomes(&outcomes));
+    out(&render::outcomes(&outcomes))?;
     Ok(())
 }
 
@@ -247,7 +247,7 @@ fn status(cfg: &Config, json: bool) -> Result<()> {
     if json {
         return print_json(&status);
     }
-    print!("{}", render::status(&cfg.workdir, &status));
+    out(&render::status(&cfg.workdir, &status))?;
     Ok(())
 }
 
@@ -267,9 +267,9 @@ fn query_store(cfg: &Config, sql: &str, json: bool, csv: bool, rows: usize) -> R
             std::env::set_var("POLARS_FMT_TABLE_ROUNDED_CORNERS", "1");
         }
     }
-    print!("{}", query::render(&mut df, format)?);
+    out(&query::render(&mut df, format)?)?;
     if format == Format::Table {
-        println!();
+        out("\n")?;
     }
     Ok(())
 }
@@ -290,7 +290,7 @@ fn predict(cfg: &Config, files: &[PathBuf], model: Option<&str>, top: usize, hop
     if json {
         print_json(&serde_json::json!({"model": model, "predictions": preds}))?;
     } else {
-        print!("{}", render::predictions(&model, &preds));
+        out(&render::predictions(&model, &preds))?;
     }
     if preds.iter().any(|p| p.error.is_some()) {
         std::process::exit(2);
@@ -306,7 +306,7 @@ fn tune(cfg: &Config, json: bool) -> Result<()> {
     if json {
         return print_json(&trials);
     }
-    print!("{}", render::trials(&cfg.tune.model, &trials)?);
+    out(&render::trials(&cfg.tune.model, &trials)?)?;
     Ok(())
 }
 
@@ -331,7 +331,18 @@ fn results(cfg: &Config, json: bool) -> Result<()> {
     if json {
         return print_json(&e);
     }
-    println!("{}", genrelab_runs::evaluate::comparison_table(&e));
-    println!("\nreport: {}", report.join("report.html").display());
+    out(&format!("{}\n", genrelab_runs::evaluate::comparison_table(&e)))?;
+    out(&format!("\nreport: {}\n", report.join("report.html").display()))?;
     Ok(())
+}
+
+/// Write to standard output. A reader that stopped reading (`genrelab query ... | head`) ends
+/// the output quietly, as it ends other command-line tools' output, instead of a panic.
+fn out(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r.context("writing to standard output")?),
+    }
 }

@@ -233,6 +233,17 @@ fn shipped_configurations_are_valid() {
 }
 
 #[test]
+fn output_to_a_reader_that_stopped_reading_ends_quietly() {
+    // `genrelab ... | head`: standard output is a pipe whose reading end is closed before the
+    // command writes, so every write fails with a broken pipe.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_genrelab")).arg("stages").stdout(writer).output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && !stderr.contains("panicked"), "{:?}: {stderr}", o.status);
+}
+
+#[test]
 fn a_second_run_on_a_work_folder_says_who_holds_it_and_waits() {
     use std::io::{BufRead, Write};
     let dir = tempfile::tempdir().unwrap();

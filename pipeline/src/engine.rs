@@ -688,7 +688,9 @@ fn unfinished_reason(paths: &Paths, stage: &str) -> Reason {
 fn log_event(paths: &Paths, o: &StageOutcome) {
     let line = serde_json::json!({ "time": now(), "stage": o.stage, "action": o.action, "reasons": o.reasons, "seconds": o.seconds });
     if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(paths.events()) {
-        let _ = writeln!(f, "{line}");
+        // One write of the whole line (formatting into the file wrote each JSON token with a
+        // system call of its own, and an appended line could be interleaved with another's).
+        let _ = f.write_all(format!("{line}\n").as_bytes());
     }
 }
 
