@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
 
 use genrelab_store::StoreError;
 pub use genrelab_store::content::{FileHash, hash_file};
@@ -13,7 +12,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Entry {
     bytes: u64,
-    mtime_ns: u128,
+    mtime_ns: u64,
     blake3: String,
 }
 
@@ -47,7 +46,7 @@ impl HashCache {
     /// `(size, blake3)` of a file, from the cache when its size and mtime are unchanged.
     pub fn file(&mut self, path: &Path) -> FileHash {
         let meta = std::fs::metadata(path).map_err(|e| StoreError::io(path, e))?;
-        let mtime_ns = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
+        let mtime_ns = genrelab_store::content::mtime_ns(&meta).unwrap_or(0);
         let key = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         if let Some(e) = self.entries.get(&key)
             && e.bytes == meta.len()

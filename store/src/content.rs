@@ -24,6 +24,12 @@ pub fn hash_file(path: &Path) -> Result<String, StoreError> {
     Ok(h.finalize().to_hex().to_string())
 }
 
+/// A file's modification time, ns since the epoch: with its size, what says a file is unchanged
+/// without reading it (the engine's hash cache, a source's settled clips).
+pub fn mtime_ns(meta: &std::fs::Metadata) -> Option<u64> {
+    Some(meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos() as u64)
+}
+
 /// `(size, blake3)` of a file, read in full (no cache).
 pub fn file_hash(path: &Path) -> FileHash {
     let bytes = std::fs::metadata(path).map_err(|e| StoreError::io(path, e))?.len();

@@ -14,6 +14,7 @@ use flate2::read::MultiGzDecoder;
 use serde::{Deserialize, Serialize};
 
 pub use genrelab_store::content::FileHash;
+use genrelab_store::content::mtime_ns;
 
 use crate::layout::{self, Layout};
 use crate::{ClipError, StageError};
@@ -334,11 +335,6 @@ impl SourceManifest {
             }
         }
     }
-}
-
-/// A file's modification time, ns since the epoch.
-pub(crate) fn mtime_ns(meta: &std::fs::Metadata) -> Option<u64> {
-    Some(meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos() as u64)
 }
 
 /// `path`'s modification time if it is still `before` (taken before the file was hashed) and at
